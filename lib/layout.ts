@@ -1,0 +1,22 @@
+/**
+ * Fixed paths of the installed programs. The Deno permission flags in
+ * scripts/permissions.ts are built from these same constants, so what the
+ * code spawns and what the sandbox grants can never drift apart.
+ *
+ * @module
+ */
+
+/** The relay's real sendmail. */
+export const SENDMAIL_PATH = "/usr/sbin/sendmail";
+/** Where the relay spools a message before handing it to sendmail. */
+export const SPOOL_DIR = "/tmp";
+/** The syslog socket. */
+export const SYSLOG_SOCKET = "/dev/log";
+/** The relay's own datagram endpoint for sending to syslog (unlinked after use). */
+export const SYSLOG_BIND = "/tmp/.rsm-log";
+/** The ssh client the satellite runs. */
+export const SSH_PATH = "/usr/bin/ssh";
+/** Streams nullmailer's fd 3 (Deno cannot open inherited descriptors). */
+export const CAT_PATH = "/bin/cat";
+/** Environment variables the relay reads. */
+export const SERVER_ENV = ["SSH_ORIGINAL_COMMAND", "SSH_CONNECTION"] as const;

@@ -1,0 +1,185 @@
+/**
+ * The relay's admin options (from the forced command's own argv, never from
+ * the peer) and the per-key policy checks they drive.
+ *
+ * @module
+ */
+
+import { domainOf, isEnvelopeAddress } from "./address.ts";
+import { DataError, MailError, PolicyError } from "./errors.ts";
+import { EX_TEMPFAIL } from "./exit_codes.ts";
+import { SENDMAIL_PATH, SPOOL_DIR, SYSLOG_SOCKET } from "./layout.ts";
+import type { SendmailRequest } from "./sendmail_args.ts";
+
+/** syslog severities, most severe first (RFC 5424 numbers). */
+export const LOG_LEVELS = {
+  err: 3,
+  warning: 4,
+  notice: 5,
+  info: 6,
+  debug: 7,
+} as const;
+/** A syslog severity name. */
+export type LogLevel = keyof typeof LOG_LEVELS;
+
+/** Everything the admin may set for one key. */
+export interface RelayConfig {
+  sendmail: string;
+  allowSenders: string[];
+  maxSize: number;
+  maxRecipients: number;
+  label: string;
+  requireIntegrity: boolean;
+  logLevel: LogLevel;
+  syslogSocket: string;
+  spoolDir: string;
+  idleTimeoutMs: number;
+  sendmailTimeoutMs: number;
+}
+
+/** Defaults: Postfix's message_size_limit and smtpd_recipient_limit. */
+export const DEFAULT_CONFIG: Readonly<RelayConfig> = {
+  sendmail: SENDMAIL_PATH,
+  allowSenders: [],
+  maxSize: 10_240_000,
+  maxRecipients: 1000,
+  label: "",
+  requireIntegrity: false,
+  logLevel: "info",
+  syslogSocket: SYSLOG_SOCKET,
+  spoolDir: SPOOL_DIR,
+  idleTimeoutMs: 300_000,
+  sendmailTimeoutMs: 300_000,
+};
+
+/** A mistake in the forced command: the relay's fault, so mail is deferred. */
+export class ConfigError extends MailError {
+  /** @param detail log-only detail naming the bad option. */
+  constructor(detail: string) {
+    super(EX_TEMPFAIL, "4.3.5", "relay configuration error", detail);
+    this.name = "ConfigError";
+  }
+}
+
+const LABEL_REGEXP = /^[A-Za-z0-9._@+-]{1,64}$/;
+const COUNT_REGEXP = /^[1-9][0-9]{0,11}$/;
+const ALLOW_DOMAIN_REGEXP = /^@[A-Za-z0-9.-]+$/;
+
+function count(name: string, value: string): number {
+  if (!COUNT_REGEXP.test(value)) throw new ConfigError(`${name} wants a number`);
+  return Number(value);
+}
+
+/** Admin options: name → how its value updates the config. */
+const ADMIN_OPTIONS: Readonly<
+  Record<string, (c: RelayConfig, v: string) => void>
+> = {
+  "--sendmail": (c, v) => {
+    if (!v.startsWith("/")) throw new ConfigError("--sendmail wants an absolute path");
+    c.sendmail = v;
+  },
+  "--allow-sender": (c, v) => {
+    if (!ALLOW_DOMAIN_REGEXP.test(v) && !isEnvelopeAddress(v)) {
+      throw new ConfigError("--allow-sender wants ADDRESS or @DOMAIN");
+    }
+    c.allowSenders.push(v.toLowerCase());
+  },
+  "--max-size": (c, v) => (c.maxSize = count("--max-size", v)),
+  "--max-recipients": (c, v) => (c.maxRecipients = count("--max-recipients", v)),
+  "--label": (c, v) => {
+    if (!LABEL_REGEXP.test(v)) throw new ConfigError("--label wants [A-Za-z0-9._@+-]{1,64}");
+    c.label = v;
+  },
+  "--log-level": (c, v) => {
+    const level = v.toLowerCase().replace(/^error$/, "err").replace(/^warn$/, "warning");
+    if (!Object.hasOwn(LOG_LEVELS, level)) throw new ConfigError("--log-level unknown");
+    c.logLevel = level as LogLevel;
+  },
+  "--syslog-socket": (c, v) => {
+    if (!v.startsWith("/")) throw new ConfigError("--syslog-socket wants an absolute path");
+    c.syslogSocket = v;
+  },
+  "--spool-dir": (c, v) => {
+    if (!v.startsWith("/")) throw new ConfigError("--spool-dir wants an absolute path");
+    c.spoolDir = v;
+  },
+  "--idle-timeout": (c, v) => (c.idleTimeoutMs = count("--idle-timeout", v) * 1000),
+  "--sendmail-timeout": (c, v) => (c.sendmailTimeoutMs = count("--sendmail-timeout", v) * 1000),
+};
+/** Upstream rsendmail 1.1.4's spelling, accepted in authorized_keys lines. */
+const ADMIN_ALIASES: Readonly<Record<string, string>> = { "--loglevel": "--log-level" };
+/** Admin flags without a value. */
+const ADMIN_FLAGS: Readonly<Record<string, (c: RelayConfig) => void>> = {
+  "--require-integrity": (c) => (c.requireIntegrity = true),
+};
+
+/** The admin config and the request words that followed the admin options. */
+export interface AdminArgs {
+  config: RelayConfig;
+  /** Words after the admin options (and an optional `--`). */
+  rest: string[];
+}
+
+/**
+ * Parses the relay's own argv. Admin options (`--name value` or
+ * `--name=value`) come first; parsing stops at `--` or at the first other
+ * word, which starts the request of a login without a forced command.
+ *
+ * @throws {ConfigError} On a malformed admin option value.
+ */
+export function parseAdminArgs(argv: readonly string[]): AdminArgs {
+  const config: RelayConfig = { ...DEFAULT_CONFIG, allowSenders: [] };
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const word = argv[i]!;
+    if (word === "--") {
+      i++;
+      break;
+    }
+    const eq = word.indexOf("=");
+    const rawName = eq < 0 ? word : word.slice(0, eq);
+    const name = ADMIN_ALIASES[rawName] ?? rawName;
+    if (Object.hasOwn(ADMIN_FLAGS, name) && eq < 0) {
+      ADMIN_FLAGS[name]!(config);
+      continue;
+    }
+    if (!Object.hasOwn(ADMIN_OPTIONS, name)) break;
+    let value: string | undefined;
+    if (eq >= 0) value = word.slice(eq + 1);
+    else value = argv[++i];
+    if (value === undefined) throw new ConfigError(`${name} needs a value`);
+    ADMIN_OPTIONS[name]!(config, value);
+  }
+  return { config, rest: argv.slice(i) };
+}
+
+/** True when `sender` is allowed by the key's `--allow-sender` list. */
+export function isSenderAllowed(sender: string, allow: readonly string[]): boolean {
+  if (allow.length === 0) return true;
+  const lower = sender.toLowerCase();
+  const domain = domainOf(sender);
+  return allow.some((a) => a.startsWith("@") ? a === `@${domain}` : a === lower);
+}
+
+/**
+ * Applies the key's policy to a parsed request, before any byte is read.
+ * The null sender and an absent `-f` (the relay account itself) are always
+ * allowed: bounces need the first, and the second names the relay.
+ *
+ * @throws {PolicyError} Sender not allowed, integrity data missing (EX_NOPERM).
+ * @throws {DataError} Too many recipients, declared size over the limit (EX_DATAERR).
+ */
+export function checkPolicy(req: SendmailRequest, config: RelayConfig): void {
+  if (req.sender && !isSenderAllowed(req.sender, config.allowSenders)) {
+    throw new PolicyError("sender not allowed for this key", "5.7.1");
+  }
+  if (config.requireIntegrity && (req.size === undefined || req.sha256 === undefined)) {
+    throw new PolicyError("integrity data required for this key", "5.7.0");
+  }
+  if (req.recipients.length > config.maxRecipients) {
+    throw new DataError("too many recipients", "5.5.3");
+  }
+  if (req.size !== undefined && req.size > config.maxSize) {
+    throw new DataError("message too big", "5.3.4");
+  }
+}

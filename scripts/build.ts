@@ -1,0 +1,73 @@
+/**
+ * `deno task build`: bundles server.ts and client.ts into dist/rsendmail and
+ * dist/sshsendmail, single files whose shebang runs Deno by absolute path
+ * with exactly the permission flags of scripts/permissions.ts.
+ *
+ * `deno task compile` (this script with --compile): native executables in
+ * dist/native/ via `deno compile` with the same flags. It needs the denort
+ * runtime: a reachable download server, or DENORT_BIN naming a local copy.
+ *
+ * Environment: RSENDMAIL_DENO overrides the Deno path written into the
+ * shebangs (default: the Deno running this script, symlinks resolved).
+ *
+ * @module
+ */
+
+import { PROGRAMS, RUN_FLAGS } from "./permissions.ts";
+
+/** Linux reads at most this many bytes of a `#!` line and silently cuts the rest. */
+const MAX_SHEBANG = 255;
+const UNSAFE_FOR_ENV_S_REGEXP = /[$\\'"#\s]/;
+
+/** Builds the shebang line for one program, refusing one the kernel would cut. */
+export function shebangFor(deno: string, flags: readonly string[]): string {
+  const parts = [deno, "run", ...RUN_FLAGS, ...flags];
+  if (parts.some((p) => UNSAFE_FOR_ENV_S_REGEXP.test(p))) {
+    throw new Error(`Cannot write a shebang: a part holds a character env -S would interpret`);
+  }
+  const line = `#!/usr/bin/env -S ${parts.join(" ")}`;
+  if (new TextEncoder().encode(line).length > MAX_SHEBANG) {
+    throw new Error(
+      `Cannot write a shebang of ${line.length} bytes (max ${MAX_SHEBANG}): set RSENDMAIL_DENO to a shorter path`,
+    );
+  }
+  return line;
+}
+
+async function run(deno: string, args: string[]): Promise<void> {
+  const out = await new Deno.Command(deno, { args, stdout: "inherit", stderr: "inherit" })
+    .output();
+  if (!out.success) throw new Error(`Cannot build: deno ${args[0]} exited ${out.code}`);
+}
+
+async function main(): Promise<void> {
+  const deno = Deno.execPath();
+  const compile = Deno.args.includes("--compile");
+  await Deno.mkdir(compile ? "dist/native" : "dist", { recursive: true });
+  for (const program of PROGRAMS) {
+    if (compile) {
+      await run(deno, [
+        "compile",
+        "--no-check",
+        ...program.flags,
+        "-o",
+        `dist/native/${program.name}`,
+        program.entry,
+      ]);
+      continue;
+    }
+    const tmp = `dist/.${program.name}.js`;
+    await run(deno, ["bundle", "-q", "--platform=deno", "-o", tmp, program.entry]);
+    const body = await Deno.readTextFile(tmp);
+    const interpreter = Deno.env.get("RSENDMAIL_DENO") ?? await Deno.realPath(deno);
+    await Deno.writeTextFile(
+      `dist/${program.name}`,
+      `${shebangFor(interpreter, program.flags)}\n${body}`,
+      { mode: 0o755 },
+    );
+    await Deno.chmod(`dist/${program.name}`, 0o755);
+    await Deno.remove(tmp);
+  }
+}
+
+if (import.meta.main) await main();

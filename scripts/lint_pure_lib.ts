@@ -1,0 +1,31 @@
+/**
+ * Lint plugin: pure lib/ modules must not touch `Deno.*`. Only the edges
+ * (server.ts, client.ts) and the effectful modules listed here may.
+ *
+ * @module
+ */
+
+/** lib/ modules allowed to perform I/O. */
+const EFFECTFUL = ["/lib/pipeline.ts", "/lib/syslog.ts"];
+
+const plugin: Deno.lint.Plugin = {
+  name: "rsendmail",
+  rules: {
+    "pure-lib": {
+      create(context) {
+        const file = context.filename.replaceAll("\\", "/");
+        const pure = file.includes("/lib/") && !EFFECTFUL.some((e) => file.endsWith(e));
+        if (!pure) return {};
+        return {
+          'MemberExpression[object.name="Deno"]'(node: Deno.lint.MemberExpression) {
+            context.report({
+              node,
+              message: "Deno.* in a pure lib/ module: move the effect to an edge module",
+            });
+          },
+        };
+      },
+    },
+  },
+};
+export default plugin;

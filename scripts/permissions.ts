@@ -1,0 +1,50 @@
+/**
+ * The one place the Deno permission flags of both programs are kept (short
+ * spellings: -R read, -W write, -E env, -N net, -S sys; a shebang holds at
+ * most 255 bytes). `deno
+ * task build` writes them into each bundle's shebang, `deno task compile`
+ * passes them to `deno compile`, and the tests read them from here.
+ *
+ * @module
+ */
+
+import {
+  CAT_PATH,
+  SENDMAIL_PATH,
+  SERVER_ENV,
+  SPOOL_DIR,
+  SSH_PATH,
+  SYSLOG_BIND,
+  SYSLOG_SOCKET,
+} from "../lib/layout.ts";
+
+/**
+ * rsendmail: run only the relay's sendmail, read and write only the spool
+ * directory, read only the two SSH variables, talk only to the syslog socket.
+ */
+export const SERVER_FLAGS: readonly string[] = [
+  `--allow-run=${SENDMAIL_PATH}`,
+  `-R=${SPOOL_DIR}`,
+  `-W=${SPOOL_DIR}`,
+  `-E=${SERVER_ENV.join(",")}`,
+  "--unstable-net",
+  `-N=unix:${SYSLOG_SOCKET},unix:${SYSLOG_BIND}`,
+];
+
+/** sshsendmail: run only ssh (and cat, for nullmailer's fd 3). */
+export const CLIENT_FLAGS: readonly string[] = [
+  `--allow-run=${SSH_PATH},${CAT_PATH}`,
+  "-R",
+  `-W=${SPOOL_DIR}`,
+  "-E",
+  "-S=hostname,uid",
+];
+
+/** The two programs: entry point, output name, permission flags. */
+export const PROGRAMS = [
+  { entry: "server.ts", name: "rsendmail", flags: SERVER_FLAGS },
+  { entry: "client.ts", name: "sshsendmail", flags: CLIENT_FLAGS },
+] as const;
+
+/** `deno run` flags every bundle carries besides its permissions. */
+export const RUN_FLAGS: readonly string[] = ["-q", "--no-config", "--no-lock", "--ext=js"];

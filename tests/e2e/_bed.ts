@@ -1,0 +1,736 @@
+/**
+ * Test bed for end-to-end tests: a private OpenSSH server (the relay's SSH
+ * side), the system Postfix configured as a loopback-only relay that
+ * delivers into Maildirs, and a private rsyslogd listening on /dev/log.
+ *
+ * Everything runs as root on 127.0.0.1. Daemons are started so that they
+ * detach from the test process (they daemonize and write a pid file), so no
+ * Deno child-process resource stays open between tests: a bed started in one
+ * test may be stopped in another without disabling the resource sanitizer.
+ * Every daemon is stopped by its PID.
+ *
+ * @module
+ */
+
+/** A Maildir of a local account on the relay. */
+export interface Mailbox {
+  /** Local account name. */
+  user: string;
+  /** Path of the Maildir (`<home>/Maildir`). */
+  dir: string;
+}
+
+/** A running private sshd acting as the relay's SSH side. */
+export interface Relay {
+  /** sshd port on 127.0.0.1. */
+  port: number;
+  /** Always "127.0.0.1". */
+  host: string;
+  /** Relay account that keys log in as ("rsmrelay"). */
+  user: string;
+  /** Private temp dir of this relay (keys, configs, `sshd.log`). */
+  dir: string;
+  /** Path of a known_hosts file holding this sshd's host key for [127.0.0.1]:port. */
+  knownHosts: string;
+  /** Path of sshd's own log (`-E`), useful when a login fails. */
+  log: string;
+  /**
+   * Adds a fresh ed25519 client key with these authorized_keys options (e.g.
+   * `restrict,command="/path/x --label k1"`, or "" for none) and returns the
+   * private key path. sshd re-reads authorized_keys per connection, so keys
+   * can be added while it runs. With `owner`, the key pair is chowned to that
+   * local account (for an ssh client that runs as, e.g., `mail`).
+   */
+  addKey(options: string, owner?: string): Promise<string>;
+  /**
+   * argv for /usr/bin/ssh with -T, -e none, BatchMode=yes, IdentitiesOnly,
+   * the identity, UserKnownHostsFile=knownHosts, StrictHostKeyChecking=yes,
+   * port, user@host, ready to append the remote command words.
+   */
+  sshArgv(identity: string): string[];
+  /** Kills sshd by PID and removes dir. */
+  stop(): Promise<void>;
+}
+
+/** The system Postfix, configured as a loopback-only relay for relay.test. */
+export interface Postfix {
+  /** Maildir of a local account (created if missing). */
+  mailbox(user: string): Mailbox;
+  /** Stops Postfix (master PID), waiting until it is gone. */
+  stop(): Promise<void>;
+  /** The local mail domain: "relay.test". */
+  domain: string;
+}
+
+/** A private rsyslogd that writes facility mail to `file`. */
+export interface Syslog {
+  /** The file that receives facility mail, one `<severity> <tag><msg>` line per message. */
+  file: string;
+  /** Kills rsyslogd by PID and removes /dev/log. */
+  stop(): Promise<void>;
+  /** Lines appended since last call (complete lines only). */
+  newLines(): Promise<string[]>;
+  /**
+   * Polls newLines() until a line contains `needle` (string) or matches it
+   * (RegExp); returns every line read meanwhile (the match is the last one);
+   * lines after the match are left for the next newLines() call. Throws after timeoutMs (default 5000) with the lines seen.
+   */
+  waitForLine(needle: string | RegExp, timeoutMs?: number): Promise<string[]>;
+}
+
+/** Result of a finished helper command. */
+export interface RunResult {
+  /** Exit code. */
+  code: number;
+  /** Captured stdout, decoded as UTF-8. */
+  stdout: string;
+  /** Captured stderr, decoded as UTF-8. */
+  stderr: string;
+}
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/** Options of {@link run}. */
+export interface RunOptions {
+  /** Bytes (or text) fed to stdin; stdin is /dev/null without it. */
+  stdin?: Uint8Array | string;
+  /** Throw unless the exit code is 0 (default true). */
+  check?: boolean;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+}
+
+/**
+ * Runs a program (argv array, no shell) to completion and returns its exit
+ * code and output. Throws on a non-zero exit unless `check` is false.
+ */
+export async function run(
+  cmd: string,
+  args: string[],
+  opts: RunOptions = {},
+): Promise<RunResult> {
+  const command = new Deno.Command(cmd, {
+    args,
+    stdin: opts.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    ...(opts.env === undefined ? {} : { env: opts.env }),
+  });
+  const child = command.spawn();
+  // Collect output while feeding stdin, so neither side can block the other.
+  const output = child.output();
+  if (opts.stdin !== undefined) {
+    const data = typeof opts.stdin === "string" ? encoder.encode(opts.stdin) : opts.stdin;
+    const writer = child.stdin.getWriter();
+    try {
+      await writer.write(data);
+      await writer.close();
+    } catch {
+      // The program may exit without reading everything; its status tells.
+    }
+  }
+  const out = await output;
+  const res = {
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+  };
+  if ((opts.check ?? true) && res.code !== 0) {
+    throw new Error(
+      `${cmd} ${args.join(" ")} exited ${res.code}: ${res.stderr}${res.stdout}`,
+    );
+  }
+  return res;
+}
+
+function runSync(cmd: string, args: string[], check = true): RunResult {
+  const out = new Deno.Command(cmd, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).outputSync();
+  const res = {
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+  };
+  if (check && res.code !== 0) {
+    throw new Error(
+      `${cmd} ${args.join(" ")} exited ${res.code}: ${res.stderr}${res.stdout}`,
+    );
+  }
+  return res;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function pidAlive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // Field 3 (after the parenthesised comm) is the state; Z = zombie.
+    const state = stat.slice(
+      stat.lastIndexOf(")") + 2,
+      stat.lastIndexOf(")") + 3,
+    );
+    return state !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+async function readPid(file: string, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    try {
+      const pid = parseInt((await Deno.readTextFile(file)).trim(), 10);
+      if (pid > 0) return pid;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    if (Date.now() > deadline) throw new Error(`no pid file ${file}`);
+    await sleep(20);
+  }
+}
+
+/** Sends SIGTERM to pid, waits for it to exit, SIGKILL after timeoutMs. */
+async function killPid(pid: number, timeoutMs = 5000): Promise<void> {
+  try {
+    Deno.kill(pid, "SIGTERM");
+  } catch {
+    return; // already gone
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (pidAlive(pid)) {
+    if (Date.now() > deadline) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // gone meanwhile
+      }
+      await sleep(50);
+      return;
+    }
+    await sleep(20);
+  }
+}
+
+/** Home directory of a local account, or undefined if it does not exist. */
+function homeOf(user: string): string | undefined {
+  const res = runSync("/usr/bin/getent", ["passwd", user], false);
+  if (res.code !== 0) return undefined;
+  return res.stdout.trim().split(":")[5];
+}
+
+/**
+ * Creates a local account (home under /home, login shell `shell`) if it is
+ * missing, and returns its home directory.
+ */
+export function ensureUser(user: string, shell = "/bin/sh"): string {
+  let home = homeOf(user);
+  if (home === undefined) {
+    const res = runSync("/usr/sbin/useradd", ["-m", "-s", shell, user], false);
+    // 9 = name in use: a concurrent creation won the race.
+    if (res.code !== 0 && res.code !== 9) {
+      throw new Error(`useradd ${user} failed: ${res.stderr}`);
+    }
+    home = homeOf(user);
+    if (home === undefined) throw new Error(`account ${user} missing`);
+  }
+  return home;
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function canConnect(port: number): Promise<boolean> {
+  try {
+    const c = await Deno.connect({ hostname: "127.0.0.1", port });
+    c.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const RELAY_USER = "rsmrelay";
+
+/**
+ * Starts a private sshd on 127.0.0.1 and a free high port, with its own host
+ * key, config, pid file and authorized_keys (for the account "rsmrelay",
+ * created if missing) in a fresh temp dir. Resolves once the port accepts
+ * connections.
+ */
+export async function startRelay(): Promise<Relay> {
+  ensureUser(RELAY_USER, "/bin/sh");
+  // Accounts made by useradd have a locked password ("!"); with UsePAM no,
+  // sshd refuses locked accounts even for key logins. "*" = no password.
+  const shadow = runSync("/usr/bin/getent", ["shadow", RELAY_USER], false);
+  if (shadow.stdout.split(":")[1]?.startsWith("!")) {
+    runSync("/usr/sbin/usermod", ["-p", "*", RELAY_USER]);
+  }
+  await Deno.mkdir("/run/sshd", { recursive: true, mode: 0o755 });
+
+  const dir = await Deno.makeTempDir({ prefix: "rsm-relay-" });
+  // sshd reads authorized_keys as the target user: let it traverse.
+  await Deno.chmod(dir, 0o711);
+  const hostKey = `${dir}/ssh_host_ed25519_key`;
+  await run("/usr/bin/ssh-keygen", [
+    "-q",
+    "-t",
+    "ed25519",
+    "-N",
+    "",
+    "-C",
+    "rsm-relay-host",
+    "-f",
+    hostKey,
+  ]);
+  const authorizedKeys = `${dir}/authorized_keys`;
+  await Deno.writeTextFile(authorizedKeys, "");
+  await Deno.chmod(authorizedKeys, 0o644);
+  const pidFile = `${dir}/sshd.pid`;
+  const log = `${dir}/sshd.log`;
+  const config = `${dir}/sshd_config`;
+  const knownHosts = `${dir}/known_hosts`;
+  const hostPub = (await Deno.readTextFile(`${hostKey}.pub`)).trim().split(" ");
+
+  let port = 0;
+  let pid = 0;
+  for (let attempt = 0;; attempt++) {
+    port = freePort();
+    await Deno.writeTextFile(
+      config,
+      [
+        `ListenAddress 127.0.0.1:${port}`,
+        `HostKey ${hostKey}`,
+        `PidFile ${pidFile}`,
+        `AuthorizedKeysFile ${authorizedKeys}`,
+        "AuthorizedPrincipalsFile none",
+        `AllowUsers ${RELAY_USER}`,
+        "PermitRootLogin no",
+        "StrictModes no",
+        "UsePAM no",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "HostbasedAuthentication no",
+        "PermitUserEnvironment no",
+        "X11Forwarding no",
+        "PrintMotd no",
+        "PrintLastLog no",
+        "UseDNS no",
+        "LogLevel VERBOSE",
+        "MaxStartups 100",
+        "MaxSessions 100",
+        "LoginGraceTime 30",
+        "Subsystem sftp /usr/lib/openssh/sftp-server",
+        "",
+      ].join("\n"),
+    );
+    await Deno.writeTextFile(
+      knownHosts,
+      `[127.0.0.1]:${port} ${hostPub[0]} ${hostPub[1]}\n`,
+    );
+    await Deno.chmod(knownHosts, 0o644);
+    await Deno.remove(pidFile).catch(() => {});
+    // Without -D sshd daemonizes (stdio to /dev/null) and writes PidFile
+    // once it listens; -E keeps its log in the relay dir.
+    const res = await run("/usr/sbin/sshd", ["-f", config, "-E", log], {
+      check: false,
+    });
+    if (res.code !== 0) {
+      const text = await Deno.readTextFile(log).catch(() => "");
+      throw new Error(`sshd failed (${res.code}): ${res.stderr}${text}`);
+    }
+    try {
+      pid = await readPid(pidFile, 5000);
+    } catch (e) {
+      const text = await Deno.readTextFile(log).catch(() => "");
+      if (attempt < 3 && /Address already in use|Cannot bind/.test(text)) {
+        continue; // lost the port race
+      }
+      throw new Error(`sshd did not start: ${e}\n${text}`);
+    }
+    break;
+  }
+  const deadline = Date.now() + 5000;
+  while (!(await canConnect(port))) {
+    if (Date.now() > deadline) {
+      await killPid(pid);
+      throw new Error(`sshd on port ${port} not accepting connections`);
+    }
+    await sleep(20);
+  }
+
+  let keyCount = 0;
+  let stopped = false;
+  return {
+    port,
+    host: "127.0.0.1",
+    user: RELAY_USER,
+    dir,
+    knownHosts,
+    log,
+    async addKey(options: string, owner?: string): Promise<string> {
+      const n = ++keyCount;
+      const key = `${dir}/client_key_${n}`;
+      await run("/usr/bin/ssh-keygen", [
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        `rsm-test-${n}`,
+        "-f",
+        key,
+      ]);
+      const pub = (await Deno.readTextFile(`${key}.pub`)).trim();
+      const line = options === "" ? pub : `${options} ${pub}`;
+      await Deno.writeTextFile(authorizedKeys, `${line}\n`, { append: true });
+      if (owner !== undefined) {
+        runSync("/usr/bin/chown", [owner, key, `${key}.pub`]);
+      }
+      return key;
+    },
+    sshArgv(identity: string): string[] {
+      return [
+        "/usr/bin/ssh",
+        "-F",
+        "/dev/null",
+        "-T",
+        "-e",
+        "none",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "IdentityAgent=none",
+        "-i",
+        identity,
+        "-o",
+        `UserKnownHostsFile=${knownHosts}`,
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "UpdateHostKeys=no",
+        "-o",
+        "ConnectTimeout=5",
+        "-o",
+        "LogLevel=ERROR",
+        "-p",
+        String(port),
+        `${RELAY_USER}@127.0.0.1`,
+      ];
+    },
+    async stop(): Promise<void> {
+      if (stopped) return;
+      stopped = true;
+      await killPid(pid);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+const POSTFIX_DOMAIN = "relay.test";
+/** main.cf settings applied with `postconf -e` (only those that differ). */
+const POSTFIX_SETTINGS: ReadonlyArray<readonly [string, string]> = [
+  ["myhostname", POSTFIX_DOMAIN],
+  ["mydomain", POSTFIX_DOMAIN],
+  ["myorigin", "$myhostname"],
+  ["mydestination", "$myhostname, localhost"],
+  ["inet_interfaces", "loopback-only"],
+  ["inet_protocols", "ipv4"],
+  ["mynetworks", "127.0.0.0/8"],
+  ["relayhost", ""],
+  ["home_mailbox", "Maildir/"],
+  ["maillog_file", "/var/log/postfix-test.log"],
+];
+
+let postfixPromise: Promise<Postfix> | undefined;
+
+async function postfixRunning(): Promise<boolean> {
+  const res = await run("/usr/sbin/postfix", ["-c", "/etc/postfix", "status"], {
+    check: false,
+  });
+  return res.code === 0;
+}
+
+function mailboxOf(user: string): Mailbox {
+  const home = ensureUser(user, "/usr/sbin/nologin");
+  return { user, dir: `${home}/Maildir` };
+}
+
+async function doStartPostfix(): Promise<Postfix> {
+  for (const u of ["rcpt1", "rcpt2"]) ensureUser(u, "/usr/sbin/nologin");
+  const current = await run("/usr/sbin/postconf", [
+    "-c",
+    "/etc/postfix",
+    "-h",
+    ...POSTFIX_SETTINGS.map(([k]) => k),
+  ]);
+  const values = current.stdout.split("\n");
+  const changes = POSTFIX_SETTINGS
+    .filter(([_, v], i) => values[i] !== v)
+    .map(([k, v]) => `${k}=${v}`);
+  if (changes.length > 0) {
+    await run("/usr/sbin/postconf", ["-c", "/etc/postfix", "-e", ...changes]);
+  }
+  await run("/usr/bin/newaliases", []);
+  if (await postfixRunning()) {
+    if (changes.length > 0) {
+      await run("/usr/sbin/postfix", ["-c", "/etc/postfix", "reload"]);
+    }
+  } else {
+    // What Debian's systemd unit runs first: syncs the chroot
+    // (/var/spool/postfix/etc, lib) for the chrooted services.
+    await run("/usr/lib/postfix/configure-instance.sh", ["-"]);
+    await run("/usr/sbin/postfix", ["-c", "/etc/postfix", "start"]);
+  }
+  return {
+    domain: POSTFIX_DOMAIN,
+    mailbox: mailboxOf,
+    async stop(): Promise<void> {
+      postfixPromise = undefined;
+      const pidFile = "/var/spool/postfix/pid/master.pid";
+      const pid = await readPid(pidFile, 0).catch(() => 0);
+      await run("/usr/sbin/postfix", ["-c", "/etc/postfix", "stop"], {
+        check: false,
+      });
+      if (pid > 0) await killPid(pid, 10000);
+    },
+  };
+}
+
+/**
+ * Configures and starts the system Postfix as a loopback-only relay:
+ * myhostname relay.test, mydestination relay.test + localhost,
+ * inet_interfaces loopback-only (IPv4 only), home_mailbox = Maildir/,
+ * maillog_file = /var/log/postfix-test.log (so Postfix does not log to
+ * /dev/log). Local test accounts rcpt1, rcpt2 (and any name passed to
+ * mailbox()) are created if missing. Idempotent if already started by this
+ * process; reloads a Postfix already running with other settings.
+ */
+export function startPostfix(): Promise<Postfix> {
+  if (postfixPromise === undefined) {
+    postfixPromise = doStartPostfix();
+    postfixPromise.catch(() => {
+      postfixPromise = undefined;
+    });
+  }
+  return postfixPromise;
+}
+
+/** Maildir entries taken (or expected gone) already, per Maildir path. */
+const seenMail = new Map<string, Set<string>>();
+
+function seenOf(box: Mailbox): Set<string> {
+  let s = seenMail.get(box.dir);
+  if (s === undefined) {
+    s = new Set();
+    seenMail.set(box.dir, s);
+  }
+  return s;
+}
+
+async function listNew(box: Mailbox): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(`${box.dir}/new`)) {
+      if (e.isFile) names.push(e.name);
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  // Maildir names start with the delivery time in seconds; then sort by mtime.
+  const withTime = await Promise.all(names.map(async (n) => {
+    const st = await Deno.stat(`${box.dir}/new/${n}`).catch(() => undefined);
+    return { n, t: st?.mtime?.getTime() ?? 0 };
+  }));
+  withTime.sort((a, b) => a.t - b.t || (a.n < b.n ? -1 : a.n > b.n ? 1 : 0));
+  return withTime.map((x) => x.n);
+}
+
+/**
+ * Waits until the Maildir has a new message not seen before (delivered into
+ * Maildir/new), returns its raw bytes (oldest first) and removes it; throws
+ * after timeoutMs (default 15000).
+ */
+export async function takeMail(
+  box: Mailbox,
+  timeoutMs = 15000,
+): Promise<Uint8Array> {
+  const seen = seenOf(box);
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    for (const name of await listNew(box)) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+      const path = `${box.dir}/new/${name}`;
+      const data = await Deno.readFile(path);
+      await Deno.remove(path).catch(() => {});
+      return data;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`no mail for ${box.user} within ${timeoutMs} ms`);
+    }
+    await sleep(50);
+  }
+}
+
+/**
+ * Asserts nothing new arrives within ms (default 1500): throws if any message
+ * not taken before is (or shows up) in Maildir/new, quoting its start.
+ */
+export async function expectNoMail(box: Mailbox, ms = 1500): Promise<void> {
+  const seen = seenOf(box);
+  const deadline = Date.now() + ms;
+  while (true) {
+    for (const name of await listNew(box)) {
+      if (seen.has(name)) continue;
+      const data = await Deno.readFile(`${box.dir}/new/${name}`).catch(() => new Uint8Array());
+      throw new Error(
+        `unexpected mail for ${box.user}: ${decoder.decode(data.subarray(0, 400))}`,
+      );
+    }
+    if (Date.now() >= deadline) return;
+    await sleep(50);
+  }
+}
+
+/** Removes all messages (new/ and cur/) from the Maildir. */
+export async function clearMailbox(box: Mailbox): Promise<void> {
+  for (const sub of ["new", "cur"]) {
+    try {
+      for await (const e of Deno.readDir(`${box.dir}/${sub}`)) {
+        await Deno.remove(`${box.dir}/${sub}/${e.name}`, { recursive: true })
+          .catch(() => {});
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  seenOf(box).clear();
+}
+
+const DEV_LOG = "/dev/log";
+
+/** Deno demands --allow-all for any /dev path but /dev/null: use rm(1). */
+async function removeDevLog(): Promise<void> {
+  await run("/bin/rm", ["-f", DEV_LOG]);
+}
+
+/**
+ * Starts a real rsyslogd (own config file, own pid file and work dir in a
+ * temp dir) whose imuxsock listens on /dev/log (no rate limiting) and writes
+ * facility mail (all priorities) to `file`, one line per message:
+ * `<severity-text> <syslogtag><msg>` (control characters escaped by rsyslog
+ * as usual, e.g. `#012` for LF). rsyslogd daemonizes; stop() kills it by PID
+ * and removes /dev/log.
+ */
+export async function startSyslog(): Promise<Syslog> {
+  const dir = await Deno.makeTempDir({ prefix: "rsm-syslog-" });
+  const file = `${dir}/mail.log`;
+  const pidFile = `${dir}/rsyslogd.pid`;
+  const conf = `${dir}/rsyslog.conf`;
+  await Deno.writeTextFile(file, "");
+  await Deno.writeTextFile(
+    conf,
+    [
+      `global(workDirectory="${dir}")`,
+      `module(load="imuxsock" SysSock.Name="${DEV_LOG}" SysSock.RateLimit.Interval="0")`,
+      `template(name="rsmRaw" type="string" string="%syslogseverity-text% %syslogtag%%msg%\\n")`,
+      `mail.* action(type="omfile" file="${file}" template="rsmRaw")`,
+      "",
+    ].join("\n"),
+  );
+  await removeDevLog();
+  // Without -n rsyslogd forks and the parent exits at once. Its stdio must
+  // not be pipes: the daemon keeps them open for about a second.
+  const status = await new Deno.Command("/usr/sbin/rsyslogd", {
+    args: ["-f", conf, "-i", pidFile],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  let pid = 0;
+  try {
+    if (status.code !== 0) throw new Error(`exit ${status.code}`);
+    pid = await readPid(pidFile, 5000);
+    const deadline = Date.now() + 5000;
+    while (
+      (await run("/usr/bin/test", ["-S", DEV_LOG], { check: false })).code
+    ) {
+      if (Date.now() > deadline) throw new Error(`no socket ${DEV_LOG}`);
+      await sleep(20);
+    }
+  } catch (e) {
+    if (pid > 0) await killPid(pid);
+    const check = await run("/usr/sbin/rsyslogd", ["-N1", "-f", conf], {
+      check: false,
+    });
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw new Error(
+      `rsyslogd did not start: ${e}\n${check.stderr}${check.stdout}`,
+    );
+  }
+
+  let offset = 0;
+  let stopped = false;
+  // Lines read by waitForLine after its match, handed out next.
+  let pending: string[] = [];
+  const newLines = async (): Promise<string[]> => {
+    const data = await Deno.readFile(file);
+    const end = data.lastIndexOf(0x0a) + 1;
+    const lines = pending;
+    pending = [];
+    if (end <= offset) return lines;
+    const text = decoder.decode(data.subarray(offset, end));
+    offset = end;
+    return lines.concat(text.split("\n").slice(0, -1));
+  };
+  return {
+    file,
+    newLines,
+    async waitForLine(
+      needle: string | RegExp,
+      timeoutMs = 5000,
+    ): Promise<string[]> {
+      const got: string[] = [];
+      const deadline = Date.now() + timeoutMs;
+      while (true) {
+        const lines = await newLines();
+        for (const [i, line] of lines.entries()) {
+          got.push(line);
+          const hit = typeof needle === "string" ? line.includes(needle) : needle.test(line);
+          if (hit) {
+            pending = lines.slice(i + 1);
+            return got;
+          }
+        }
+        if (Date.now() > deadline) {
+          throw new Error(
+            `no syslog line matching ${needle} within ${timeoutMs} ms; got:\n${got.join("\n")}`,
+          );
+        }
+        await sleep(30);
+      }
+    },
+    async stop(): Promise<void> {
+      if (stopped) return;
+      stopped = true;
+      await killPid(pid);
+      await removeDevLog();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
