@@ -1,10 +1,226 @@
 /**
- * sshsendmail: the satellite side. Placeholder until the client issue lands.
+ * sshsendmail: the satellite side. A Postfix pipe(8) transport, a
+ * nullmailer 2.x protocol module, and a plain `sendmail` for cron, mutt,
+ * mailx, git send-email, Emacs and PHP. Spools the message locally, sends
+ * it with its size and SHA-256 over ssh to the relay's rsendmail, and maps
+ * every outcome to the exit code its caller understands.
+ *
+ * This is an edge module: it alone reads Deno.args, the environment, stdin
+ * and fd 3, and calls Deno.exit.
  *
  * @module
  */
 
+import { parseClientArgs, type Mta, normalizeSender } from "./lib/client_args.ts";
+import {
+  type ClientSettings,
+  ClientConfigError,
+  DEFAULT_CONFIG_FILE,
+  parseConfigFile,
+} from "./lib/client_config.ts";
+import { DataError, MailError, TempError, toMailError, UsageError } from "./lib/errors.ts";
+import { EX_OK, EX_TEMPFAIL } from "./lib/exit_codes.ts";
+import { CAT_PATH, SPOOL_DIR, SSH_PATH } from "./lib/layout.ts";
+import { NM, parseEnvelope, parseNullmailerOptions } from "./lib/nullmailer.ts";
+import { runWithSpool, type Spooled, spoolMessage } from "./lib/pipeline.ts";
+import { parseSendmailArgs, type SendmailRequest } from "./lib/sendmail_args.ts";
+import { classifyExit, remoteCommand, sshArgv } from "./lib/ssh_command.ts";
+
+const PROGRAM = "sshsendmail";
+const VERSION = "0.1.0";
+/** Local spool limits: the relay enforces the real size limit. */
+const LOCAL_MAX_SIZE = 2 ** 40;
+const LOCAL_IDLE_MS = 3_600_000;
+const SSH_TIMEOUT_MS = 600_000;
+
+const USAGE = `usage: sshsendmail [--host [USER@]HOST]... [--user U] [--port P] [--identity KEY]
+                   [--known-hosts FILE] [--ssh-option K=V]... [--reuse] [--mta postfix|nullmailer]
+                   [sendmail options] [--] RECIPIENT...
+Sends the message on stdin through ssh to a relay running rsendmail.
+Without --host, settings come from /etc/sshsendmail.conf or $SSHSENDMAIL_CONFIG.
+See sshsendmail(8).
+`;
+
+/** The name this program was invoked as (a symlink keeps its own name). */
+function invokedPath(): string {
+  const main = Deno.mainModule;
+  return main.startsWith("file://") ? decodeURIComponent(new URL(main).pathname) : main;
+}
+
+/**
+ * nullmailer runs its protocol modules from its own directory with no
+ * arguments; with --host the caller is a Postfix pipe; else plain sendmail.
+ */
+function defaultMta(path: string, argv: readonly string[]): Mta {
+  if (/\/nullmailer\//.test(path)) return "nullmailer";
+  return argv.some((a) => a === "--host" || a.startsWith("--host=")) ? "postfix" : "sendmail";
+}
+
+/**
+ * Reads nullmailer's options block from stdin up to its empty line, without
+ * waiting for EOF (nullmailer may keep the pipe open).
+ */
+async function readOptionsBlock(stream: ReadableStream<Uint8Array>, cap: number): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = "";
+  for await (const chunk of stream) {
+    text += decoder.decode(chunk, { stream: true });
+    if (text.startsWith("\n") || text.includes("\n\n")) break;
+    if (text.length > cap) throw new ClientConfigError("nullmailer options block too long");
+  }
+  return text;
+}
+
+async function loadConfig(file: string | undefined): Promise<ClientSettings> {
+  const path = file ?? Deno.env.get("SSHSENDMAIL_CONFIG") ?? DEFAULT_CONFIG_FILE;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch {
+    throw new ClientConfigError(`no relay configured: cannot read ${path}`);
+  }
+  const settings = parseConfigFile(text);
+  if (settings.hosts.length === 0) throw new ClientConfigError(`no host in ${path}`);
+  return settings;
+}
+
+/**
+ * nullmailer mode: the envelope and message come from fd 3, which Deno
+ * cannot open itself; /bin/cat (inherited fd 3) streams it.
+ */
+async function readNullmailerMessage(): Promise<{ req: SendmailRequest; spool: Spooled }> {
+  const cat = new Deno.Command(CAT_PATH, {
+    args: ["/dev/fd/3"],
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = cat.stdout.getReader();
+  let head: Uint8Array = new Uint8Array(0);
+  let envelope;
+  while (!(envelope = parseEnvelope(head))) {
+    const { value, done } = await reader.read();
+    if (done) throw new DataError("no envelope on fd 3", "5.5.2");
+    const next = new Uint8Array(head.length + value.length);
+    next.set(head);
+    next.set(value, head.length);
+    head = next;
+  }
+  const rest = head.subarray(envelope.bodyStart);
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (rest.length > 0) controller.enqueue(rest);
+    },
+    async pull(controller) {
+      const { value, done } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+  });
+  const req = normalizeSender(
+    parseSendmailArgs(["sendmail", "-f", envelope.sender, "--", ...envelope.recipients]),
+  );
+  const spool = await spoolMessage(body, {
+    dir: SPOOL_DIR,
+    maxSize: LOCAL_MAX_SIZE,
+    idleTimeoutMs: LOCAL_IDLE_MS,
+  });
+  const status = await cat.status;
+  if (!status.success) throw new TempError("cannot read the message on fd 3", "4.3.0");
+  return { req, spool };
+}
+
+function sshEnv(): Record<string, string> {
+  const env: Record<string, string> = { PATH: "/usr/bin:/bin", LANG: "C" };
+  for (const name of ["HOME", "USER", "LOGNAME", "SSH_AUTH_SOCK"]) {
+    const v = Deno.env.get(name);
+    if (v !== undefined) env[name] = v;
+  }
+  return env;
+}
+
+/** Sends one spooled message, trying each relay in order. Returns undefined on success. */
+async function send(settings: ClientSettings, req: SendmailRequest, spool: Spooled) {
+  const remote = remoteCommand(
+    settings,
+    req,
+    settings.integrity ? { size: spool.size, sha256: spool.sha256 } : undefined,
+  );
+  const controlPath = settings.reuse ? "%d/.ssh/sshsendmail-%C" : undefined;
+  let failure;
+  for (const host of settings.hosts) {
+    const result = await runWithSpool(sshArgv(SSH_PATH, settings, host, remote, controlPath), spool, {
+      timeoutMs: SSH_TIMEOUT_MS,
+      env: sshEnv(),
+    });
+    if (result.code === undefined) {
+      return {
+        line: `4.4.2 ${PROGRAM}: ssh ${result.timedOut ? "timed out" : "was killed"}`,
+        sysexit: EX_TEMPFAIL,
+        nullmailer: 8,
+        connectPhase: false,
+      };
+    }
+    failure = classifyExit(result.code, result.stderr, PROGRAM);
+    if (!failure?.connectPhase) return failure;
+  }
+  return failure;
+}
+
+function nullmailerCode(err: MailError): number {
+  if (err instanceof ClientConfigError) return NM.config;
+  if (err instanceof UsageError) return NM.usage;
+  if (err instanceof DataError) return NM.msgRefused;
+  return NM.tempFail;
+}
+
+async function main(): Promise<number> {
+  const path = invokedPath();
+  let mta: Mta = defaultMta(path, Deno.args);
+  try {
+    const args = parseClientArgs(Deno.args, mta);
+    mta = args.mta;
+    if (args.help) {
+      await Deno.stdout.write(new TextEncoder().encode(USAGE));
+      return EX_OK;
+    }
+    if (args.version) {
+      await Deno.stdout.write(new TextEncoder().encode(`${PROGRAM} ${VERSION}\n`));
+      return EX_OK;
+    }
+    let settings = args.settings;
+    let req = args.request;
+    let spool: Spooled;
+    if (mta === "nullmailer") {
+      settings = parseNullmailerOptions(await readOptionsBlock(Deno.stdin.readable, 1 << 16));
+      ({ req, spool } = await readNullmailerMessage());
+    } else {
+      if (!args.configured) settings = await loadConfig(args.configFile);
+      spool = await spoolMessage(Deno.stdin.readable, {
+        dir: SPOOL_DIR,
+        maxSize: LOCAL_MAX_SIZE,
+        idleTimeoutMs: LOCAL_IDLE_MS,
+      });
+    }
+    const failure = await send(settings, req!, spool);
+    if (failure === undefined) return EX_OK;
+    await Deno.stderr.write(new TextEncoder().encode(`${failure.line}\n`));
+    return mta === "nullmailer" ? failure.nullmailer : failure.sysexit;
+  } catch (err) {
+    const error = toMailError(err);
+    await Deno.stderr.write(new TextEncoder().encode(`${error.publicLine(PROGRAM)}\n`));
+    if (mta === "nullmailer") return nullmailerCode(error);
+    // Postfix bounces every code but 71 and 75: a fault of the pipe line or
+    // of this machine must defer; only a malformed address bounces.
+    return mta === "postfix" && !(error instanceof DataError) ? EX_TEMPFAIL : error.exitCode;
+  }
+}
+
 if (import.meta.main) {
-  await Deno.stderr.write(new TextEncoder().encode("4.3.5 sshsendmail: not implemented yet\n"));
-  Deno.exit(75);
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    Deno.exit(EX_TEMPFAIL);
+  });
+  Deno.exit(await main());
 }

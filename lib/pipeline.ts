@@ -105,6 +105,8 @@ export interface SpawnResult {
 /** How to run sendmail. */
 export interface SendmailOptions {
   timeoutMs: number;
+  /** The child's whole environment (default SENDMAIL_ENV). */
+  env?: Readonly<Record<string, string>>;
 }
 
 /** The only environment sendmail sees: no MAIL_CONFIG, no LD_*. */
@@ -137,7 +139,7 @@ export async function runWithSpool(
     child = new Deno.Command(program!, {
       args,
       clearEnv: true,
-      env: { ...SENDMAIL_ENV },
+      env: { ...(options.env ?? SENDMAIL_ENV) },
       stdin: "piped",
       stdout: "null",
       stderr: "piped",

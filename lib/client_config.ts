@@ -1,0 +1,163 @@
+/**
+ * sshsendmail's settings: from its own options (Postfix pipe, nullmailer's
+ * options block) or from a `key = value` file (standalone mode).
+ *
+ * @module
+ */
+
+import { MailError } from "./errors.ts";
+import { EX_TEMPFAIL } from "./exit_codes.ts";
+import { hasControl } from "./words.ts";
+
+/** Default config file of the standalone mode. */
+export const DEFAULT_CONFIG_FILE = "/etc/sshsendmail.conf";
+
+/** Where to send and how to reach the relay. */
+export interface ClientSettings {
+  /** Relays to try in order: `[user@]host`. */
+  hosts: string[];
+  user: string | undefined;
+  port: number | undefined;
+  identity: string | undefined;
+  knownHosts: string | undefined;
+  /** Extra `-o KEY=VALUE` options for ssh. */
+  sshOptions: string[];
+  /** Program name the relay runs (shown to a relay without a forced command). */
+  relayCommand: string;
+  connectTimeout: number;
+  /** Reuse one connection (ControlMaster/ControlPersist). */
+  reuse: boolean;
+  /** Send size and SHA-256 (off only for an upstream 1.1.4 relay). */
+  integrity: boolean;
+}
+
+/** Defaults for every mode. */
+export function defaultSettings(): ClientSettings {
+  return {
+    hosts: [],
+    user: undefined,
+    port: undefined,
+    identity: undefined,
+    knownHosts: undefined,
+    sshOptions: [],
+    relayCommand: "rsendmail",
+    connectTimeout: 10,
+    reuse: false,
+    integrity: true,
+  };
+}
+
+/** A fault in the local configuration: the message is deferred, loudly. */
+export class ClientConfigError extends MailError {
+  /** @param message public text, naming the setting (never a secret). */
+  constructor(message: string) {
+    super(EX_TEMPFAIL, "4.3.5", message);
+    this.name = "ClientConfigError";
+  }
+}
+
+const HOST_REGEXP = /^(?:([A-Za-z0-9._][A-Za-z0-9._-]*)@)?([A-Za-z0-9._:[\]][A-Za-z0-9._:[\]-]*)$/;
+const USER_REGEXP = /^[A-Za-z0-9._][A-Za-z0-9._-]*$/;
+const SSH_OPTION_REGEXP = /^[A-Za-z][A-Za-z0-9]*=[^\s]/;
+const PORT_REGEXP = /^[1-9][0-9]{0,4}$/;
+const YES_NO: Readonly<Record<string, boolean>> = {
+  yes: true,
+  no: false,
+  true: true,
+  false: false,
+  on: true,
+  off: false,
+  "1": true,
+  "0": false,
+};
+
+/** Checks a `[user@]host` relay spec; refuses anything ssh could read as an option. */
+export function checkHost(spec: string): string {
+  if (!HOST_REGEXP.test(spec)) {
+    throw new ClientConfigError(`invalid relay host "${safe(spec)}"`);
+  }
+  return spec;
+}
+
+function safe(text: string): string {
+  return text.replace(/[^ -~]/g, "?").slice(0, 64);
+}
+
+/** Applies one setting by name (shared by options, nullmailer's block and the file). */
+export function applySetting(s: ClientSettings, key: string, value: string): void {
+  if (hasControl(value)) throw new ClientConfigError(`invalid value for ${safe(key)}`);
+  switch (key) {
+    case "host":
+      for (const h of value.split(/[\s,]+/).filter(Boolean)) s.hosts.push(checkHost(h));
+      return;
+    case "user":
+      if (!USER_REGEXP.test(value)) throw new ClientConfigError("invalid relay user");
+      s.user = value;
+      return;
+    case "port":
+      if (!PORT_REGEXP.test(value) || Number(value) > 65535) {
+        throw new ClientConfigError("invalid relay port");
+      }
+      s.port = Number(value);
+      return;
+    case "identity":
+    case "known-hosts":
+    case "known_hosts":
+      if (!value.startsWith("/")) throw new ClientConfigError(`${key} wants an absolute path`);
+      if (key === "identity") s.identity = value;
+      else s.knownHosts = value;
+      return;
+    case "ssh-option":
+    case "ssh_option":
+      if (!SSH_OPTION_REGEXP.test(value)) throw new ClientConfigError("ssh_option wants KEY=VALUE");
+      s.sshOptions.push(value);
+      return;
+    case "relay-command":
+    case "relay_command":
+      if (!/^[A-Za-z0-9._/-]+$/.test(value) || value.startsWith("-")) {
+        throw new ClientConfigError("invalid relay_command");
+      }
+      s.relayCommand = value;
+      return;
+    case "connect-timeout":
+    case "connect_timeout":
+      if (!/^[1-9][0-9]{0,3}$/.test(value)) throw new ClientConfigError("invalid connect_timeout");
+      s.connectTimeout = Number(value);
+      return;
+    case "reuse":
+    case "integrity": {
+      const v = YES_NO[value.toLowerCase()];
+      if (v === undefined) throw new ClientConfigError(`${key} wants yes or no`);
+      s[key] = v;
+      return;
+    }
+    case "loglevel":
+    case "log-level":
+    case "mta":
+      return; // accepted for upstream compatibility; nothing to set here
+    default:
+      throw new ClientConfigError(`unknown setting "${safe(key)}"`);
+  }
+}
+
+/**
+ * Parses a config file: `key = value` lines, `#` comments, blank lines.
+ *
+ * @example Usage
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { parseConfigFile } from "./client_config.ts";
+ * deepStrictEqual(parseConfigFile("host = relay.example\nport=2222\n").port, 2222);
+ * ```
+ */
+export function parseConfigFile(text: string): ClientSettings {
+  const s = defaultSettings();
+  for (const [n, raw] of text.split("\n").entries()) {
+    const line = raw.replace(/\r$/, "").trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const eq = line.indexOf("=");
+    if (eq < 0) throw new ClientConfigError(`config line ${n + 1}: expected key = value`);
+    applySetting(s, line.slice(0, eq).trim().toLowerCase(), line.slice(eq + 1).trim());
+  }
+  return s;
+}

@@ -1,0 +1,221 @@
+/**
+ * How sshsendmail talks to the relay: the ssh argv, the quoted remote
+ * command, and what an ssh failure means (for Postfix and for nullmailer).
+ *
+ * @module
+ */
+
+import type { ClientSettings } from "./client_config.ts";
+import { EX_TEMPFAIL, isSysexit } from "./exit_codes.ts";
+import type { SendmailRequest } from "./sendmail_args.ts";
+import { quoteWords } from "./words.ts";
+
+/**
+ * The ssh argv for one relay. The channel is made safe and 8-bit clean: no
+ * tty, no escape character, no agent or X11 forwarding, no prompts, a
+ * connect timeout and keepalives. The remote command is one string of
+ * quoted words; `--` keeps the host from ever being read as an option.
+ */
+export function sshArgv(
+  sshPath: string,
+  settings: ClientSettings,
+  host: string,
+  remote: string,
+  controlPath?: string,
+): string[] {
+  const argv = [
+    sshPath,
+    "-T",
+    "-e",
+    "none",
+    "-a",
+    "-x",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    `ConnectTimeout=${settings.connectTimeout}`,
+    "-o",
+    "ServerAliveInterval=15",
+    "-o",
+    "ServerAliveCountMax=4",
+    "-o",
+    "ClearAllForwardings=yes",
+    "-o",
+    "LogLevel=ERROR",
+  ];
+  if (settings.port !== undefined) argv.push("-p", String(settings.port));
+  if (settings.user !== undefined) argv.push("-l", settings.user);
+  if (settings.identity !== undefined) {
+    argv.push("-i", settings.identity, "-o", "IdentitiesOnly=yes");
+  }
+  if (settings.knownHosts !== undefined) {
+    argv.push("-o", `UserKnownHostsFile=${settings.knownHosts}`);
+  }
+  if (controlPath !== undefined) {
+    argv.push(
+      "-o",
+      "ControlMaster=auto",
+      "-o",
+      `ControlPath=${controlPath}`,
+      "-o",
+      "ControlPersist=60",
+    );
+  }
+  for (const o of settings.sshOptions) argv.push("-o", o);
+  argv.push("--", host, remote);
+  return argv;
+}
+
+/** Integrity data of a spooled message. */
+export interface Integrity {
+  size: number;
+  sha256: string;
+}
+
+/**
+ * The remote command: `rsendmail -oi [-f S] [-t] [--size=N --sha256=H] -- RCPT…`,
+ * every word quoted for both the relay's tokenizer and a POSIX shell.
+ */
+export function remoteCommand(
+  settings: ClientSettings,
+  req: SendmailRequest,
+  integrity: Integrity | undefined,
+): string {
+  return quoteWords([
+    settings.relayCommand,
+    "-oi",
+    ...(req.sender === undefined ? [] : ["-f", req.sender]),
+    ...(req.extractRecipients ? ["-t"] : []),
+    ...(integrity ? [`--size=${integrity.size}`, `--sha256=${integrity.sha256}`] : []),
+    "--",
+    ...req.recipients,
+  ]);
+}
+
+/** Why a send did not succeed, and what each caller makes of it. */
+export interface Failure {
+  /** One line for the caller (starts with an enhanced status code). */
+  line: string;
+  /** Exit code for Postfix pipe(8) and plain sendmail callers. */
+  sysexit: number;
+  /** Exit code for nullmailer (bit 32 = permanent). */
+  nullmailer: number;
+  /** True when the relay was never reached: try the next relay. */
+  connectPhase: boolean;
+}
+
+/** ssh's own failures, recognised by its stderr. */
+const SSH_FAILURES: ReadonlyArray<{
+  pattern: RegExp;
+  status: string;
+  text: string;
+  nullmailer: number;
+}> = [
+  {
+    pattern: /Could not resolve hostname|Name or service not known|Temporary failure in name resolution/i,
+    status: "4.4.3",
+    text: "cannot resolve the relay's host name",
+    nullmailer: 2,
+  },
+  { pattern: /Connection refused/i, status: "4.4.1", text: "connection refused by the relay", nullmailer: 7 },
+  { pattern: /timed out/i, status: "4.4.1", text: "connection to the relay timed out", nullmailer: 8 },
+  {
+    pattern: /No route to host|Network is unreachable/i,
+    status: "4.4.1",
+    text: "relay unreachable",
+    nullmailer: 9,
+  },
+  {
+    pattern: /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|host key .* not known/i,
+    status: "4.7.0",
+    text: "relay host key verification failed (check known_hosts)",
+    nullmailer: 10,
+  },
+  {
+    pattern: /Permission denied|Too many authentication failures|no such identity|Load key .*: /i,
+    status: "4.7.0",
+    text: "authentication refused by the relay (check the key and authorized_keys)",
+    nullmailer: 20,
+  },
+];
+/** sysexits → nullmailer: permanent refusals by the relay get bit 32. */
+const NULLMAILER_FROM_SYSEXIT: Readonly<Record<number, number>> = {
+  64: 34,
+  65: 34,
+  66: 12,
+  67: 34,
+  68: 33,
+  69: 35,
+  70: 35,
+  71: 16,
+  72: 15,
+  73: 14,
+  74: 14,
+  75: 16,
+  76: 11,
+  77: 34,
+  78: 18,
+};
+/** A relay's public line: `5.5.4 rsendmail: …`. */
+const STATUS_LINE_REGEXP = /^[245]\.\d{1,3}\.\d{1,3} \S.*$/;
+const CONNECTION_CLOSED_REGEXP = /Connection (closed|reset)|Broken pipe|lost connection/i;
+
+function printable(text: string): string {
+  return text.replace(/[^\x20-\x7e\u00a0-\uffff]/g, "?").slice(0, 300);
+}
+
+/**
+ * Classifies ssh's exit code and stderr. `undefined` means success.
+ *
+ * ssh exits 255 for its own failures (never a bounce: EX_TEMPFAIL), 127 when
+ * the relay lacks the program, and otherwise with the relay's own code, which
+ * passes through (a non-sysexits code becomes EX_TEMPFAIL: Postfix would
+ * bounce it).
+ */
+export function classifyExit(
+  code: number,
+  stderr: string,
+  program: string,
+): Failure | undefined {
+  if (code === 0) return undefined;
+  const lines = stderr.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+  if (code === 255) {
+    for (const f of SSH_FAILURES) {
+      if (lines.some((l) => f.pattern.test(l))) {
+        return {
+          line: `${f.status} ${program}: ${f.text}`,
+          sysexit: EX_TEMPFAIL,
+          nullmailer: f.nullmailer,
+          connectPhase: true,
+        };
+      }
+    }
+    const closed = lines.some((l) => CONNECTION_CLOSED_REGEXP.test(l));
+    return {
+      line: `4.4.2 ${program}: ${
+        closed ? "connection to the relay lost" : `ssh failed${lines[0] ? `: ${printable(lines[0])}` : ""}`
+      }`,
+      sysexit: EX_TEMPFAIL,
+      nullmailer: 10,
+      connectPhase: false,
+    };
+  }
+  if (code === 127 || code === 126) {
+    return {
+      line: `4.3.5 ${program}: relay program not found or not executable on the relay`,
+      sysexit: EX_TEMPFAIL,
+      nullmailer: 15,
+      connectPhase: false,
+    };
+  }
+  const relayLine = lines.find((l) => STATUS_LINE_REGEXP.test(l));
+  const sysexit = isSysexit(code) ? code : EX_TEMPFAIL;
+  return {
+    line: relayLine
+      ? printable(relayLine)
+      : `${sysexit === EX_TEMPFAIL ? "4.3.0" : "5.3.0"} ${program}: relay failed (exit ${code})`,
+    sysexit,
+    nullmailer: NULLMAILER_FROM_SYSEXIT[sysexit] ?? 16,
+    connectPhase: false,
+  };
+}
