@@ -41,6 +41,7 @@ const OPTIONS: Readonly<Record<string, OptionRule>> = {
   "-i": { kind: "flag" },
   "-oi": { kind: "flag" },
   "-v": { kind: "flag" },
+  "-V": { kind: "flag" },
   "-bm": { kind: "flag" },
   "-oem": { kind: "flag" },
   "-oep": { kind: "flag" },
