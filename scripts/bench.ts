@@ -1,0 +1,762 @@
+/**
+ * `deno task bench`: wall-time benchmarks of the built artefacts against
+ * upstream's Python rsendmail 1.1.4 (`/usr/bin/rsendmail`,
+ * `/usr/bin/sshsendmail`), all measured in one run on real programs.
+ *
+ * 1. Relay side: `dist/rsendmail` (SSH_ORIGINAL_COMMAND set, message on
+ *    stdin, spawning the real /usr/sbin/sendmail) vs a direct
+ *    `/usr/sbin/sendmail -oi` of the same message vs upstream's rsendmail,
+ *    for a ~1 KB and a 1 MB message, plus the start-up floors (an empty
+ *    script with the bundle's own shebang, `python3 -c pass`).
+ * 2. End to end through a private sshd (tests/e2e/_bed.ts): one message with
+ *    `dist/sshsendmail` against a key forced to dist/rsendmail, cold and with
+ *    `--reuse`, vs upstream's sshsendmail against a key forced to
+ *    /usr/bin/rsendmail, plus the floor `ssh relay true` cold and warm.
+ *
+ * Every case runs round-robin (warm-up rounds first, then measured rounds) so
+ * that drift in the machine's load hits all cases alike; the tables give
+ * medians. The time is spawn → exit of the command; Postfix delivers
+ * asynchronously, so delivery is checked after the timing: every message
+ * carries a unique header and must arrive in the bench Maildir.
+ *
+ * Upstream's client has no port or known-hosts option and ssh reads
+ * `~/.ssh/config` from the passwd entry (not $HOME), so the end-to-end cases
+ * run as a dedicated account `rsmbench` (via setpriv, for every case alike)
+ * whose `~/.ssh/config` names the relay. Mail goes to rsmbench@relay.test,
+ * not rcpt1: concurrent e2e tests take whatever lands in rcpt1's Maildir.
+ *
+ * Needs root. Options: `--runs N` (default 15), `--warmup N` (default 2),
+ * `--no-build`, `--write-docs` (also writes docs/benchmarks.md),
+ * `--only relay|e2e`.
+ *
+ * @module
+ */
+
+import { ensureUser, run, startPostfix, startRelay } from "../tests/e2e/_bed.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const DIST_RSENDMAIL = `${ROOT}/dist/rsendmail`;
+const DIST_SSHSENDMAIL = `${ROOT}/dist/sshsendmail`;
+const UP_RSENDMAIL = "/usr/bin/rsendmail";
+const UP_SSHSENDMAIL = "/usr/bin/sshsendmail";
+const SENDMAIL = "/usr/sbin/sendmail";
+const BENCH_USER = "rsmbench";
+const SENDER = "a@relay.test";
+const LOGIN_PATH = "/usr/local/bin:/usr/bin:/bin";
+const TARGETS = { relayRatio: 2.0, cold: 330, warm: 120 };
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+interface Options {
+  runs: number;
+  warmup: number;
+  build: boolean;
+  writeDocs: boolean;
+  only: "relay" | "e2e" | undefined;
+}
+
+function parseOptions(args: readonly string[]): Options {
+  const o: Options = { runs: 15, warmup: 2, build: true, writeDocs: false, only: undefined };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--runs") o.runs = Math.max(10, Number(args[++i]));
+    else if (a === "--warmup") o.warmup = Math.max(1, Number(args[++i]));
+    else if (a === "--no-build") o.build = false;
+    else if (a === "--write-docs") o.writeDocs = true;
+    else if (a === "--only" && (args[i + 1] === "relay" || args[i + 1] === "e2e")) {
+      o.only = args[++i] as "relay" | "e2e";
+    } else throw new Error(`unknown option ${a}`);
+  }
+  return o;
+}
+
+/** One command to time. */
+interface Spec {
+  cmd: string;
+  args: string[];
+  env: Record<string, string>;
+  stdin?: Uint8Array;
+}
+
+interface Sample {
+  ms: number;
+  code: number;
+  stderr: string;
+}
+
+/** A benchmarked case: builds the command for round `i` (mail cases tag their message). */
+interface Case {
+  id: string;
+  spec: (i: number) => Spec;
+  /** Expects one delivered message per successful run. */
+  mail: boolean;
+  samples: Sample[];
+  failures: string[];
+}
+
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<string> {
+  let text = "";
+  for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
+  return text;
+}
+
+/** Times spawn → exit. stderr is read concurrently (a ControlPersist master may hold it). */
+async function timeOnce(spec: Spec): Promise<Sample> {
+  const t0 = performance.now();
+  const child = new Deno.Command(spec.cmd, {
+    args: spec.args,
+    clearEnv: true,
+    env: spec.env,
+    stdin: spec.stdin === undefined ? "null" : "piped",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = readAll(child.stderr);
+  if (spec.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    try {
+      await writer.write(spec.stdin);
+      await writer.close();
+    } catch {
+      // exited early: its status tells
+    }
+  }
+  const status = await child.status;
+  const ms = performance.now() - t0;
+  const text = await Promise.race([stderr, sleep(2000).then(() => "(stderr held open)")]);
+  return { ms, code: status.code, stderr: text };
+}
+
+/** Runs every case round-robin: warm-up rounds (discarded), then measured rounds. */
+async function measure(cases: Case[], opts: Options, title: string): Promise<void> {
+  const total = opts.warmup + opts.runs;
+  for (let i = 0; i < total; i++) {
+    if (Deno.stderr.isTerminal()) {
+      await Deno.stderr.write(encoder.encode(`\r${title}: round ${i + 1}/${total}   `));
+    }
+    for (const c of cases) {
+      const s = await timeOnce(c.spec(i));
+      if (s.code !== 0) c.failures.push(`exit ${s.code}: ${s.stderr.trim().split("\n")[0]}`);
+      if (i >= opts.warmup) c.samples.push(s);
+    }
+  }
+  await Deno.stderr.write(
+    encoder.encode(`${Deno.stderr.isTerminal() ? "\n" : ""}${title}: ${total} rounds done\n`),
+  );
+}
+
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+}
+
+function stats(c: Case) {
+  const ms = c.samples.map((s) => s.ms).sort((a, b) => a - b);
+  return {
+    n: ms.length,
+    median: quantile(ms, 0.5),
+    p25: quantile(ms, 0.25),
+    p75: quantile(ms, 0.75),
+  };
+}
+
+const med = (c: Case) => stats(c).median;
+const fmt = (ms: number) => (Number.isFinite(ms) ? ms.toFixed(1) : "–");
+const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    `| ${
+      cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ")
+    } |`;
+  const sep = `|${
+    widths.map((w, i) => (i === 0 ? `:${"-".repeat(w + 1)}` : `${"-".repeat(w + 1)}:`)).join("|")
+  }|`;
+  return [line(head), sep, ...rows.map(line)].join("\n");
+}
+
+/** A message of about `size` bytes, tagged so its delivery can be counted. */
+function makeMessage(size: number, tag: string, recipient: string): Uint8Array {
+  const head = [
+    `From: Bench <${SENDER}>`,
+    `To: ${recipient}`,
+    `Subject: rsendmail bench ${tag}`,
+    `Message-ID: <${tag.replaceAll(" ", ".")}@bench.relay.test>`,
+    `X-Rsm-Bench: ${tag}`,
+    "",
+    "",
+  ].join("\n");
+  const line = "The quick brown fox jumps over the lazy dog. 0123456789 abcdefghijklmnopq\n";
+  const body = line.repeat(Math.max(1, Math.ceil((size - head.length) / line.length)));
+  return encoder.encode(head + body);
+}
+
+async function denoVersion(deno: string): Promise<string> {
+  const out = await run(deno, ["--version"]);
+  return out.stdout.split("\n")[0] ?? "deno ?";
+}
+
+async function cpuModel(): Promise<string> {
+  // Deno wants --allow-all to read /proc files: ask cat.
+  const text = (await run("/bin/cat", ["/proc/cpuinfo"], { check: false })).stdout;
+  return /^model name\s*:\s*(.*)$/m.exec(text)?.[1]?.trim() ?? "unknown CPU";
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
+}
+
+/** Counts delivered bench messages per case tag, waiting for stragglers; removes them. */
+async function collectMail(
+  maildir: string,
+  runId: string,
+  expected: Map<string, number>,
+  timeoutMs = 120_000,
+): Promise<Map<string, number>> {
+  const want = [...expected.values()].reduce((a, b) => a + b, 0);
+  const deadline = Date.now() + timeoutMs;
+  const got = new Map<string, number>();
+  const files: string[] = [];
+  const seen = new Set<string>();
+  const headerRe = new RegExp(`^X-Rsm-Bench: ${runId} (\\S+) \\d+$`, "m");
+  while (true) {
+    for (const sub of ["new", "cur"]) {
+      const entries: string[] = [];
+      try {
+        for await (const e of Deno.readDir(`${maildir}/${sub}`)) if (e.isFile) entries.push(e.name);
+      } catch { /* no Maildir yet */ }
+      for (const name of entries) {
+        const path = `${maildir}/${sub}/${name}`;
+        if (seen.has(name)) continue;
+        seen.add(name);
+        const f = await Deno.open(path).catch(() => undefined);
+        if (f === undefined) continue;
+        const buf = new Uint8Array(4096);
+        const n = (await f.read(buf)) ?? 0;
+        f.close();
+        const m = headerRe.exec(decoder.decode(buf.subarray(0, n)));
+        if (m) {
+          got.set(m[1]!, (got.get(m[1]!) ?? 0) + 1);
+          files.push(path);
+        }
+      }
+    }
+    if (files.length >= want || Date.now() > deadline) break;
+    await sleep(200);
+  }
+  for (const path of files) await Deno.remove(path).catch(() => {});
+  return got;
+}
+
+interface Report {
+  env: string;
+  sections: string[];
+  findings: string[];
+}
+
+function baseEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return { PATH: LOGIN_PATH, LANG: "C", HOME: "/root", USER: "root", LOGNAME: "root", ...extra };
+}
+
+/** Section 1: relay side. */
+async function benchRelay(opts: Options, runId: string, rcpt: string, report: Report) {
+  const dir = await Deno.makeTempDir({ prefix: "rsm-bench-" });
+  const shebang = (await Deno.readTextFile(DIST_RSENDMAIL)).split("\n", 1)[0]!;
+  const clientShebang = (await Deno.readTextFile(DIST_SSHSENDMAIL)).split("\n", 1)[0]!;
+  const emptyServer = `${dir}/empty-server`;
+  const emptyClient = `${dir}/empty-client`;
+  await Deno.writeTextFile(emptyServer, `${shebang}\n`, { mode: 0o755 });
+  await Deno.writeTextFile(emptyClient, `${clientShebang}\n`, { mode: 0o755 });
+  // One-line scripts under the same shebangs: what single start-up costs weigh.
+  const probeDefs = [
+    {
+      id: "probe-timers",
+      shebang,
+      label: "first `setTimeout`/`clearTimeout`",
+      code: "clearTimeout(undefined);",
+    },
+    {
+      id: "probe-abortsignal",
+      shebang,
+      label: "`AbortSignal.timeout()` instead",
+      code: "AbortSignal.timeout(600000);",
+    },
+    {
+      id: "probe-stdin-stream",
+      shebang,
+      label: "read stdin via `Deno.stdin.readable`",
+      code: "const r = Deno.stdin.readable.getReader(); while (!(await r.read()).done);",
+    },
+    {
+      id: "probe-stdin-raw",
+      shebang,
+      label: "read stdin via `Deno.stdin.read()` instead",
+      code: "const b = new Uint8Array(65536); while ((await Deno.stdin.read(b)) !== null);",
+    },
+    {
+      id: "probe-node-util",
+      shebang: clientShebang,
+      label: '`import { parseArgs } from "node:util"` (client)',
+      code: 'import { parseArgs } from "node:util"; parseArgs({ args: [], options: {} });',
+    },
+  ];
+  for (const p of probeDefs) {
+    await Deno.writeTextFile(`${dir}/${p.id}`, `${p.shebang}\n${p.code}\n`, { mode: 0o755 });
+  }
+  const probeMsg = makeMessage(1024, `${runId} probe 0`, rcpt);
+
+  const sizes = [{ name: "1 KB", bytes: 1024 }, { name: "1 MB", bytes: 1 << 20 }];
+  const cases: Case[] = [];
+  const mk = (id: string, mail: boolean, spec: (i: number) => Spec): Case => {
+    const c = { id, spec, mail, samples: [], failures: [] };
+    cases.push(c);
+    return c;
+  };
+  const floorTrue = mk("true", false, () => ({ cmd: "/bin/true", args: [], env: baseEnv() }));
+  const floorDeno = mk(
+    "deno-empty-server",
+    false,
+    () => ({ cmd: emptyServer, args: [], env: baseEnv() }),
+  );
+  const floorDenoC = mk(
+    "deno-empty-client",
+    false,
+    () => ({ cmd: emptyClient, args: [], env: baseEnv() }),
+  );
+  const floorPy = mk("python3-pass", false, () => ({
+    cmd: "/usr/bin/python3",
+    args: ["-c", "pass"],
+    env: baseEnv(),
+  }));
+  const probes = probeDefs.map((p) => ({
+    ...p,
+    c: mk(p.id, false, () => ({
+      cmd: `${dir}/${p.id}`,
+      args: [],
+      env: baseEnv(),
+      ...(p.id.startsWith("probe-stdin") ? { stdin: probeMsg } : {}),
+    })),
+  }));
+  const bySize = sizes.map((size) => {
+    const tag = (id: string, i: number) => `${runId} ${id} ${i}`;
+    const direct = mk(`direct-${size.bytes}`, true, (i) => ({
+      cmd: SENDMAIL,
+      args: ["-oi", "-f", SENDER, rcpt],
+      env: baseEnv(),
+      stdin: makeMessage(size.bytes, tag(`direct-${size.bytes}`, i), rcpt),
+    }));
+    const ours = mk(`ours-${size.bytes}`, true, (i) => ({
+      cmd: DIST_RSENDMAIL,
+      args: [],
+      env: baseEnv({
+        SSH_ORIGINAL_COMMAND: `sendmail -f ${SENDER} ${rcpt}`,
+        SSH_CONNECTION: "127.0.0.1 50000 127.0.0.1 22",
+      }),
+      stdin: makeMessage(size.bytes, tag(`ours-${size.bytes}`, i), rcpt),
+    }));
+    const up = mk(`upstream-${size.bytes}`, true, (i) => ({
+      cmd: UP_RSENDMAIL,
+      args: [],
+      env: baseEnv({
+        SSH_ORIGINAL_COMMAND: `rsendmail -f ${SENDER} ${rcpt}`,
+        SSH_CONNECTION: "127.0.0.1 50000 127.0.0.1 22",
+      }),
+      stdin: makeMessage(size.bytes, tag(`upstream-${size.bytes}`, i), rcpt),
+    }));
+    return { size, direct, ours, up };
+  });
+  await measure(cases, opts, "relay side");
+  await Deno.remove(dir, { recursive: true });
+
+  const rows = bySize.map(({ size, direct, ours, up }) => {
+    const d = med(direct);
+    return [
+      size.name,
+      fmt(d),
+      fmt(med(ours)),
+      ratio(med(ours), d),
+      fmt(med(up)),
+      ratio(med(up), d),
+      `≤ ${TARGETS.relayRatio.toFixed(1)}×`,
+      med(ours) / d <= TARGETS.relayRatio ? "met" : "MISSED",
+    ];
+  });
+  const floors = [
+    ["spawn `/bin/true` (harness floor)", fmt(med(floorTrue))],
+    ["empty script, rsendmail's shebang (Deno start-up)", fmt(med(floorDeno))],
+    ["empty script, sshsendmail's shebang (Deno start-up)", fmt(med(floorDenoC))],
+    ["`python3 -c pass` (Python start-up)", fmt(med(floorPy))],
+  ];
+  const small = bySize[0]!;
+  const probeRows = probes.map((p) => {
+    const base = p.shebang === shebang ? floorDeno : floorDenoC;
+    return [
+      p.label,
+      fmt(med(p.c)),
+      `${(med(p.c) - med(base)) >= 0 ? "+" : ""}${fmt(med(p.c) - med(base))}`,
+    ];
+  });
+  const bestRatio = (med(floorDeno) - med(floorTrue) + med(small.direct)) / med(small.direct);
+  const overhead = med(small.ours) - med(small.direct);
+  report.sections.push(
+    [
+      "### 1. Relay side: one message, `SSH_ORIGINAL_COMMAND` set, message on stdin (ms, medians)",
+      "",
+      table(
+        [
+          "message",
+          "direct `sendmail -oi`",
+          "rsendmail (ours)",
+          "ours ratio",
+          "upstream 1.1.4",
+          "upstream ratio",
+          "target",
+          "ours",
+        ],
+        rows,
+      ),
+      "",
+      table(["start-up floor", "ms"], floors),
+      "",
+      `Lower bound for any relay run by \`deno run\` here (Deno start-up + the direct sendmail): ` +
+      `${bestRatio.toFixed(2)}× the direct sendmail.`,
+      "",
+      table(["start-up probe: one-line script, same shebang", "ms", "vs empty script"], probeRows),
+      "",
+      `Ours adds ${
+        fmt(overhead)
+      } ms to a direct sendmail for a small message; Deno's bare start-up ` +
+      `with the same flags is ${fmt(med(floorDeno) - med(floorTrue))} ms of it ` +
+      `(empty script minus /bin/true), so rsendmail's own work costs ` +
+      `${fmt(overhead - (med(floorDeno) - med(floorTrue)))} ms.`,
+    ].join("\n"),
+  );
+  report.sections.push(detail("relay side", cases));
+  for (const { size, ours } of bySize) {
+    if (med(ours) / med(bySize.find((b) => b.size === size)!.direct) > TARGETS.relayRatio) {
+      report.findings.push(
+        `relay side ${size.name}: ours misses the ${TARGETS.relayRatio}× target`,
+      );
+    }
+  }
+  return cases;
+}
+
+function detail(title: string, cases: Case[]): string {
+  return [
+    `<details><summary>All ${title} cases (ms)</summary>`,
+    "",
+    table(
+      ["case", "n", "median", "p25", "p75", "failed runs"],
+      cases.map((c) => {
+        const s = stats(c);
+        return [
+          c.id,
+          String(s.n),
+          fmt(s.median),
+          fmt(s.p25),
+          fmt(s.p75),
+          String(c.failures.length),
+        ];
+      }),
+    ),
+    "",
+    "</details>",
+  ].join("\n");
+}
+
+/** Section 2: end to end through a private sshd. */
+async function benchE2e(opts: Options, runId: string, rcpt: string, report: Report) {
+  const home = ensureUser(BENCH_USER, "/usr/sbin/nologin");
+  const sshDir = `${home}/.ssh`;
+  await Deno.mkdir(sshDir, { recursive: true, mode: 0o700 });
+  await run("/usr/bin/chown", [`${BENCH_USER}:`, sshDir]);
+  await Deno.chmod(sshDir, 0o700);
+
+  const relay = await startRelay();
+  try {
+    const keyOurs = await relay.addKey(`restrict,command="${DIST_RSENDMAIL}"`, BENCH_USER);
+    const keyUp = await relay.addKey(`restrict,command="${UP_RSENDMAIL}"`, BENCH_USER);
+    const keyPlain = await relay.addKey("restrict", BENCH_USER);
+    const hostBlock = (alias: string, key: string, reuse: boolean) => [
+      `Host ${alias}`,
+      "  HostName 127.0.0.1",
+      `  Port ${relay.port}`,
+      `  User ${relay.user}`,
+      `  IdentityFile ${key}`,
+      "  IdentitiesOnly yes",
+      "  IdentityAgent none",
+      `  UserKnownHostsFile ${relay.knownHosts}`,
+      "  GlobalKnownHostsFile /dev/null",
+      "  StrictHostKeyChecking yes",
+      "  UpdateHostKeys no",
+      "  BatchMode yes",
+      "  LogLevel ERROR",
+      ...(reuse
+        ? ["  ControlMaster auto", "  ControlPath ~/.ssh/bench-%C", "  ControlPersist 60"]
+        : []),
+      "",
+    ];
+    await Deno.writeTextFile(
+      `${sshDir}/config`,
+      [
+        `# written by scripts/bench.ts for the relay on port ${relay.port}`,
+        ...hostBlock("rsm-up", keyUp, false),
+        ...hostBlock("rsm-up-reuse", keyUp, true),
+        ...hostBlock("rsm-plain", keyPlain, false),
+        ...hostBlock("rsm-plain-reuse", keyPlain, true),
+      ].join("\n"),
+    );
+    await run("/usr/bin/chown", [`${BENCH_USER}:`, `${sshDir}/config`]);
+    await Deno.chmod(`${sshDir}/config`, 0o600);
+
+    const userEnv = {
+      PATH: LOGIN_PATH,
+      LANG: "C",
+      HOME: home,
+      USER: BENCH_USER,
+      LOGNAME: BENCH_USER,
+    };
+    const asUser = (cmd: string, args: string[], stdin?: Uint8Array): Spec => ({
+      cmd: "/usr/bin/setpriv",
+      args: [`--reuid=${BENCH_USER}`, `--regid=${BENCH_USER}`, "--init-groups", "--", cmd, ...args],
+      env: userEnv,
+      ...(stdin === undefined ? {} : { stdin }),
+    });
+    const cases: Case[] = [];
+    const mk = (id: string, mail: boolean, spec: (i: number) => Spec): Case => {
+      const c = { id, spec, mail, samples: [], failures: [] };
+      cases.push(c);
+      return c;
+    };
+    const msg = (id: string, i: number) => makeMessage(1024, `${runId} ${id} ${i}`, rcpt);
+    const oursFlags = [
+      "--host",
+      `${relay.user}@${relay.host}`,
+      "--port",
+      String(relay.port),
+      "--identity",
+      keyOurs,
+      "--known-hosts",
+      relay.knownHosts,
+    ];
+    const setprivTrue = mk("setpriv-true", false, () => asUser("/bin/true", []));
+    const sshCold = mk(
+      "ssh-true-cold",
+      false,
+      () => asUser("/usr/bin/ssh", ["-T", "rsm-plain", "true"]),
+    );
+    const sshWarm = mk(
+      "ssh-true-warm",
+      false,
+      () => asUser("/usr/bin/ssh", ["-T", "rsm-plain-reuse", "true"]),
+    );
+    const oursCold = mk(
+      "ours-cold",
+      true,
+      (i) =>
+        asUser(DIST_SSHSENDMAIL, [...oursFlags, "-f", SENDER, "--", rcpt], msg("ours-cold", i)),
+    );
+    const oursWarm = mk(
+      "ours-warm",
+      true,
+      (i) =>
+        asUser(
+          DIST_SSHSENDMAIL,
+          [...oursFlags, "--reuse", "-f", SENDER, "--", rcpt],
+          msg("ours-warm", i),
+        ),
+    );
+    const upCold = mk(
+      "upstream-cold",
+      true,
+      (i) =>
+        asUser(UP_SSHSENDMAIL, ["--host", "rsm-up", "-f", SENDER, rcpt], msg("upstream-cold", i)),
+    );
+    const upWarm = mk(
+      "upstream-warm-sshconfig",
+      true,
+      (i) =>
+        asUser(
+          UP_SSHSENDMAIL,
+          ["--host", "rsm-up-reuse", "-f", SENDER, rcpt],
+          msg("upstream-warm-sshconfig", i),
+        ),
+    );
+
+    try {
+      await measure(cases, opts, "end to end");
+    } finally {
+      // Close the ControlPersist masters this run opened (by their sockets).
+      for await (const e of Deno.readDir(sshDir)) {
+        if (!/^(sshsendmail|bench)-/.test(e.name)) continue;
+        await run("/usr/bin/setpriv", [
+          `--reuid=${BENCH_USER}`,
+          `--regid=${BENCH_USER}`,
+          "--init-groups",
+          "--",
+          "/usr/bin/ssh",
+          "-S",
+          `${sshDir}/${e.name}`,
+          "-O",
+          "exit",
+          "bench-master",
+        ], { check: false, env: userEnv });
+      }
+    }
+
+    report.sections.push(
+      [
+        "### 2. End to end through a real sshd on 127.0.0.1: one ~1 KB message, until the client exits (ms, medians)",
+        "",
+        table(["client", "cold", "warm (connection reuse)", "target cold / warm", "ours"], [
+          [
+            "sshsendmail (ours) → dist/rsendmail",
+            fmt(med(oursCold)),
+            fmt(med(oursWarm)),
+            `≤ ${TARGETS.cold} / ≤ ${TARGETS.warm}`,
+            `${med(oursCold) <= TARGETS.cold ? "met" : "MISSED"} / ${
+              med(oursWarm) <= TARGETS.warm ? "met" : "MISSED"
+            }`,
+          ],
+          [
+            "upstream sshsendmail 1.1.4 → /usr/bin/rsendmail",
+            fmt(med(upCold)),
+            `${fmt(med(upWarm))} (ssh_config ControlMaster)`,
+            "",
+            "",
+          ],
+          ["floor: `ssh relay true`", fmt(med(sshCold)), fmt(med(sshWarm)), "", ""],
+        ]),
+        "",
+        table(["above the ssh floor", "cold", "warm"], [
+          ["ours", fmt(med(oursCold) - med(sshCold)), fmt(med(oursWarm) - med(sshWarm))],
+          ["upstream", fmt(med(upCold) - med(sshCold)), fmt(med(upWarm) - med(sshWarm))],
+        ]),
+        "",
+        `Every end-to-end case runs as the account \`${BENCH_USER}\` through \`setpriv\` ` +
+        `(${fmt(med(setprivTrue))} ms for \`setpriv … /bin/true\`).`,
+      ].join("\n"),
+    );
+    report.sections.push(detail("end-to-end", cases));
+    if (med(oursCold) > TARGETS.cold) {
+      report.findings.push("end to end: ours misses the cold target");
+    }
+    if (med(oursWarm) > TARGETS.warm) {
+      report.findings.push("end to end: ours misses the warm target");
+    }
+    return cases;
+  } finally {
+    await relay.stop();
+  }
+}
+
+async function build(): Promise<void> {
+  const deno = Deno.execPath();
+  await run(deno, [
+    "run",
+    "--allow-read=.",
+    "--allow-write=dist",
+    `--allow-run=${deno}`,
+    "--allow-env",
+    "scripts/build.ts",
+  ]);
+}
+
+async function main(): Promise<number> {
+  const opts = parseOptions(Deno.args);
+  Deno.chdir(ROOT);
+  if (Deno.uid() !== 0) throw new Error("bench needs root (test accounts, sshd, Postfix)");
+  if (opts.build) await build();
+  const shebangDeno = /^#!\/usr\/bin\/env -S (\S+)/.exec(
+    (await Deno.readTextFile(DIST_RSENDMAIL)).split("\n", 1)[0]!,
+  )?.[1] ?? Deno.execPath();
+  const postfix = await startPostfix();
+  const box = postfix.mailbox(BENCH_USER);
+  const rcpt = `${BENCH_USER}@${postfix.domain}`;
+  const runId = `r${Date.now().toString(36)}`;
+  const [dv, cpu, pyv, devLog, sshv] = await Promise.all([
+    denoVersion(shebangDeno),
+    cpuModel(),
+    run("/usr/bin/python3", ["--version"]).then((r) => r.stdout.trim()),
+    exists("/dev/log"),
+    run("/usr/bin/ssh", ["-V"], { check: false }).then((r) => r.stderr.trim().split(",")[0]),
+  ]);
+  const report: Report = {
+    env: `${dv} · ${navigator.hardwareConcurrency} CPUs (${cpu}) · Linux ${Deno.osRelease()} · ` +
+      `${pyv} · ${sshv} · load ${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")} · ` +
+      `/dev/log ${devLog ? "present" : "absent (no syslog listener)"} · ` +
+      `${opts.warmup} warm-up + ${opts.runs} measured rounds, round-robin`,
+    sections: [],
+    findings: [],
+  };
+  const all: Case[] = [];
+  if (opts.only !== "e2e") all.push(...await benchRelay(opts, runId, rcpt, report));
+  if (opts.only !== "relay") all.push(...await benchE2e(opts, runId, rcpt, report));
+
+  // Delivery check: every successful mail run must have landed.
+  const expected = new Map<string, number>();
+  for (const c of all) {
+    if (c.mail) expected.set(c.id, opts.warmup + opts.runs - c.failures.length);
+  }
+  const got = await collectMail(box.dir, runId, expected);
+  const deliveryRows = [...expected].map(([id, want]) => {
+    const c = all.find((x) => x.id === id)!;
+    const have = got.get(id) ?? 0;
+    return [
+      id,
+      String(opts.warmup + opts.runs),
+      String(c.failures.length),
+      String(have),
+      have === want ? "ok" : "MISSING",
+    ];
+  });
+  report.sections.push(
+    [
+      `### Delivery check (Maildir of ${rcpt}, after the timed runs)`,
+      "",
+      table(["case", "runs", "non-zero exits", "delivered", "check"], deliveryRows),
+    ].join("\n"),
+  );
+  for (const c of all) {
+    if (c.failures.length > 0) {
+      report.findings.push(`${c.id}: ${c.failures.length} failed runs, e.g. ${c.failures[0]}`);
+    }
+  }
+  if (deliveryRows.some((r) => r[4] !== "ok")) report.findings.push("some messages did not arrive");
+
+  const text = [
+    `Environment: ${report.env}`,
+    "",
+    ...report.sections.flatMap((s) => [s, ""]),
+    report.findings.length
+      ? `Findings:\n${report.findings.map((f) => `- ${f}`).join("\n")}`
+      : "All targets met.",
+  ].join("\n");
+  console.log(text);
+  if (opts.writeDocs) {
+    await Deno.writeTextFile(
+      `${ROOT}/docs/benchmarks.md`,
+      [
+        "# Benchmarks",
+        "",
+        "Generated by `deno task bench --write-docs` (scripts/bench.ts); every number below comes",
+        "from one run. Wall time from spawn to exit of the command, medians; Postfix delivers",
+        "asynchronously, so delivery is checked afterwards (last table).",
+        "",
+        text,
+        "",
+      ].join("\n"),
+    );
+  }
+  const broken = all.some((c) => c.failures.length > 0) || deliveryRows.some((r) => r[4] !== "ok");
+  return broken ? 1 : 0;
+}
+
+if (import.meta.main) Deno.exit(await main());
