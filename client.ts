@@ -140,6 +140,30 @@ function sshEnv(): Record<string, string> {
   return env;
 }
 
+/**
+ * A fresh copy of a spooled message. runWithSpool streams its spool through
+ * `file.readable`, which closes the file at EOF or when ssh exits without
+ * reading: every relay but the last gets a copy, so failover still has the
+ * message.
+ */
+async function copySpool(spool: Spooled): Promise<Spooled> {
+  const file = spool.file;
+  await file.seek(0, Deno.SeekMode.Start);
+  const source = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const buffer = new Uint8Array(65536);
+      const n = await file.read(buffer);
+      if (n === null) controller.close();
+      else controller.enqueue(buffer.subarray(0, n));
+    },
+  });
+  return await spoolMessage(source, {
+    dir: SPOOL_DIR,
+    maxSize: LOCAL_MAX_SIZE,
+    idleTimeoutMs: LOCAL_IDLE_MS,
+  });
+}
+
 /** Sends one spooled message, trying each relay in order. Returns undefined on success. */
 async function send(settings: ClientSettings, req: SendmailRequest, spool: Spooled) {
   const remote = remoteCommand(
@@ -149,10 +173,24 @@ async function send(settings: ClientSettings, req: SendmailRequest, spool: Spool
   );
   const controlPath = settings.reuse ? "%d/.ssh/sshsendmail-%C" : undefined;
   let failure;
-  for (const host of settings.hosts) {
-    const result = await runWithSpool(sshArgv(SSH_PATH, settings, host, remote, controlPath), spool, {
-      timeoutMs: SSH_TIMEOUT_MS,
-      env: sshEnv(),
+  for (const [i, host] of settings.hosts.entries()) {
+    const last = i === settings.hosts.length - 1;
+    const attempt = last ? spool : await copySpool(spool);
+    const result = await runWithSpool(
+      sshArgv(SSH_PATH, settings, host, remote, controlPath),
+      attempt,
+      {
+        timeoutMs: SSH_TIMEOUT_MS,
+        env: sshEnv(),
+      },
+    ).finally(() => {
+      if (!last) {
+        try {
+          attempt.file.close();
+        } catch {
+          // already closed by the stream
+        }
+      }
     });
     if (result.code === undefined) {
       return {
@@ -166,6 +204,15 @@ async function send(settings: ClientSettings, req: SendmailRequest, spool: Spool
     if (!failure?.connectPhase) return failure;
   }
   return failure;
+}
+
+/**
+ * Postfix pipe(8) takes the delivery status from a status code at the start
+ * of the output, not from the exit code: a `5.x.x` line bounces even with
+ * exit 75. A deferral (71, 75) therefore always says `4.x.x`.
+ */
+function matchClass(line: string, code: number): string {
+  return code === EX_TEMPFAIL || code === 71 ? line.replace(/^5\./, "4.") : line;
 }
 
 function nullmailerCode(err: MailError): number {
@@ -205,21 +252,34 @@ async function main(): Promise<number> {
     }
     const failure = await send(settings, req!, spool);
     if (failure === undefined) return EX_OK;
-    await Deno.stderr.write(new TextEncoder().encode(`${failure.line}\n`));
-    return mta === "nullmailer" ? failure.nullmailer : failure.sysexit;
+    const code = mta === "nullmailer" ? failure.nullmailer : failure.sysexit;
+    const line = mta === "nullmailer" ? failure.line : matchClass(failure.line, code);
+    await Deno.stderr.write(new TextEncoder().encode(`${line}\n`));
+    return code;
   } catch (err) {
     const error = toMailError(err);
-    await Deno.stderr.write(new TextEncoder().encode(`${error.publicLine(PROGRAM)}\n`));
-    if (mta === "nullmailer") return nullmailerCode(error);
+    const line = error.publicLine(PROGRAM);
+    if (mta === "nullmailer") {
+      await Deno.stderr.write(new TextEncoder().encode(`${line}\n`));
+      return nullmailerCode(error);
+    }
     // Postfix bounces every code but 71 and 75: a fault of the pipe line or
     // of this machine must defer; only a malformed address bounces.
-    return mta === "postfix" && !(error instanceof DataError) ? EX_TEMPFAIL : error.exitCode;
+    const code = mta === "postfix" && !(error instanceof DataError) ? EX_TEMPFAIL : error.exitCode;
+    await Deno.stderr.write(new TextEncoder().encode(`${matchClass(line, code)}\n`));
+    return code;
   }
 }
 
 if (import.meta.main) {
   globalThis.addEventListener("unhandledrejection", (e) => {
     e.preventDefault();
+    // Still one line and a deferral, never silence.
+    try {
+      Deno.stderr.writeSync(new TextEncoder().encode(`4.3.0 ${PROGRAM}: internal error\n`));
+    } catch {
+      // stderr gone: the exit code still tells
+    }
     Deno.exit(EX_TEMPFAIL);
   });
   Deno.exit(await main());

@@ -7,7 +7,13 @@
  */
 
 import { parseArgs } from "node:util";
-import { applySetting, type ClientSettings, defaultSettings } from "./client_config.ts";
+import { isEnvelopeAddress } from "./address.ts";
+import {
+  applySetting,
+  ClientConfigError,
+  type ClientSettings,
+  defaultSettings,
+} from "./client_config.ts";
 import { UsageError } from "./errors.ts";
 import { parseSendmailArgs, type SendmailRequest } from "./sendmail_args.ts";
 
@@ -61,6 +67,53 @@ export function normalizeSender(req: SendmailRequest): SendmailRequest {
 }
 
 /**
+ * Postfix pipe(8) expands `${sender}` and `${recipient}` in Postfix's
+ * internal form unless its line sets `flags=q`: `"quoted local"@example.net`
+ * arrives as `quoted local@example.net`. Quotes such a local part the way
+ * `flags=q` would; an address that is valid already, or that stays invalid
+ * when quoted, or that starts with `-`, is returned unchanged.
+ *
+ * @example Usage
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { quoteInternalForm } from "./client_args.ts";
+ * equal(quoteInternalForm("quoted local@example.net"), '"quoted local"@example.net');
+ * equal(quoteInternalForm("o'brien@example.net"), "o'brien@example.net");
+ * ```
+ */
+export function quoteInternalForm(address: string): string {
+  if (address === "" || address.startsWith("-") || isEnvelopeAddress(address)) return address;
+  const at = address.lastIndexOf("@");
+  const local = at < 0 ? address : address.slice(0, at);
+  const quoted = `"${local.replace(/["\\]/g, "\\$&")}"${at < 0 ? "" : address.slice(at)}`;
+  return isEnvelopeAddress(quoted) ? quoted : address;
+}
+
+/** Applies {@link quoteInternalForm} to the sender and recipient words of a sendmail argv. */
+function quoteAddressWords(mail: readonly string[]): string[] {
+  const out: string[] = [];
+  let operands = false;
+  for (let i = 0; i < mail.length; i++) {
+    const word = mail[i]!;
+    if (operands) {
+      out.push(quoteInternalForm(word));
+    } else if (word === "--") {
+      operands = true;
+      out.push(word);
+    } else if (word === "-f" || word === "-r") {
+      out.push(word);
+      if (i + 1 < mail.length) out.push(quoteInternalForm(mail[++i]!));
+    } else if (VALUE_OPTIONS.has(word)) {
+      out.push(word);
+      if (i + 1 < mail.length) out.push(mail[++i]!);
+    } else {
+      out.push(word.startsWith("-") ? word : quoteInternalForm(word));
+    }
+  }
+  return out;
+}
+
+/**
  * Splits and parses argv.
  *
  * Security: words after a sendmail value option (`-f X`) are values, never
@@ -96,9 +149,11 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
   try {
     ({ values } = parseArgs({ args: own, options: OWN_OPTIONS, strict: true, allowPositionals: false }));
   } catch (err) {
-    throw new UsageError(
+    // No sendmail caller passes sshsendmail's long options: an error here is
+    // a fault in the configuration (a Postfix pipe line, a wrapper), and
+    // must defer, never bounce, whichever mode was detected.
+    throw new ClientConfigError(
       `unknown or malformed option (${err instanceof Error ? err.message.split("\n")[0] : ""})`,
-      "5.5.4",
     );
   }
   const settings = defaultSettings();
@@ -129,7 +184,8 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
   const version = values.version ?? false;
   let request: SendmailRequest | undefined;
   if (mta !== "nullmailer" && !help && !version) {
-    request = normalizeSender(parseSendmailArgs(["sendmail", ...mail]));
+    const words = mta === "postfix" ? quoteAddressWords(mail) : mail;
+    request = normalizeSender(parseSendmailArgs(["sendmail", ...words]));
   } else if (mail.length > 0 && mta === "nullmailer") {
     throw new UsageError("nullmailer 1.x arguments are not supported: use nullmailer 2");
   }

@@ -49,6 +49,8 @@ async function main(): Promise<void> {
       await run(deno, [
         "compile",
         "--no-check",
+        "--no-config",
+        "--no-lock",
         ...program.flags,
         "-o",
         `dist/native/${program.name}`,
@@ -70,4 +72,16 @@ async function main(): Promise<void> {
   }
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) {
+  try {
+    await main();
+  } catch (err) {
+    console.error(err instanceof Error ? err.message : String(err));
+    if (Deno.args.includes("--compile")) {
+      console.error(
+        "deno compile needs the denort runtime of this Deno version: a reachable dl.deno.land, or DENORT_BIN=/path/to/denort",
+      );
+    }
+    Deno.exit(1);
+  }
+}

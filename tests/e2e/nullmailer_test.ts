@@ -1,0 +1,256 @@
+/**
+ * End to end with the real nullmailer 2.2 (Debian's package, unpacked beside
+ * Postfix and run in a mount namespace, see tests/e2e/_satellite.ts): a
+ * `remotes` line naming `sshsendmail` (a symlink to dist/sshsendmail in
+ * /usr/lib/nullmailer), messages queued with nullmailer's own sendmail and
+ * sent by nullmailer-send as user mail → real sshd → dist/rsendmail → the
+ * relay's Postfix → Maildir.
+ *
+ * Run as root: deno task test tests/e2e/nullmailer_test.ts
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  clearMailbox,
+  expectNoMail,
+  type Mailbox,
+  startPostfix,
+  startRelay,
+  takeMail,
+} from "./_bed.ts";
+import { type Nullmailer, prepareNullmailer, RSENDMAIL, SSHSENDMAIL } from "./_satellite.ts";
+
+const encoder = new TextEncoder();
+const latin1 = new TextDecoder("latin1");
+
+function concat(...parts: (string | Uint8Array)[]): Uint8Array {
+  const bytes = parts.map((p) => typeof p === "string" ? encoder.encode(p) : p);
+  const out = new Uint8Array(bytes.reduce((n, b) => n + b.length, 0));
+  let at = 0;
+  for (const b of bytes) {
+    out.set(b, at);
+    at += b.length;
+  }
+  return out;
+}
+
+function split(raw: Uint8Array): { head: string; body: Uint8Array } {
+  const text = latin1.decode(raw);
+  const at = text.indexOf("\n\n");
+  assert.ok(at > 0, "delivered message has no header/body separator");
+  return { head: text.slice(0, at + 1), body: raw.subarray(at + 2) };
+}
+
+function header(head: string, name: string): string | undefined {
+  return new RegExp(`^${name}: ?(.*)$`, "mi").exec(head)?.[1]?.trim();
+}
+
+/** A port on 127.0.0.1 that nothing listens on. */
+function closedPort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Queues one message with nullmailer's own sendmail (no -i: nullmailer keeps '.' lines). */
+async function inject(nm: Nullmailer, sender: string, rcpt: string, message: Uint8Array | string) {
+  const res = await nm.run(["/usr/sbin/sendmail", "-f", sender, rcpt], message);
+  assert.equal(res.code, 0, `nullmailer sendmail: ${res.stderr}`);
+}
+
+Deno.test("nullmailer-send 2.2: only bit 32 of a module's exit status means permanent", async () => {
+  const nm = await prepareNullmailer();
+  try {
+    // Records what nullmailer hands a protocol module, then exits with code=N.
+    await nm.addModule(
+      "fake",
+      [
+        "#!/bin/sh",
+        'echo "argc=$#" >&2',
+        'while read -r line && [ -n "$line" ]; do',
+        '  echo "opt: $line" >&2',
+        "  case $line in code=*) code=${line#code=};; esac",
+        "done",
+        'sed "s/^/fd3: /" <&3 >&2',
+        'echo "fake module uid=$(id -un) exit=$code" >&2',
+        "exit $code",
+        "",
+      ].join("\n"),
+    );
+    const outcomes: Record<number, string> = {};
+    for (const code of [1, 7, 16, 20, 31, 32, 33, 34, 35, 64, 75, 77, 124, 126, 127, 255]) {
+      await nm.clear();
+      await nm.setRemotes([`127.0.0.1 fake --code=${code} --flag`]);
+      await inject(nm, "alice@sat.test", "bob@relay.test", "Subject: bit\n\nline\n.\nafter\n");
+      const [file] = await nm.queued();
+      const res = await nm.send();
+      assert.equal(res.code, 0, res.stderr);
+      // The protocol as REFERENCE.md describes it: no argv, options on stdin, envelope + message on fd 3.
+      assert.match(res.stderr, /^argc=0$/m);
+      assert.match(
+        res.stderr,
+        new RegExp(`opt: host=127\\.0\\.0\\.1\\nopt: code=${code}\\nopt: flag\\n`),
+      );
+      assert.match(
+        res.stderr,
+        /fd3: alice@sat\.test\nfd3: bob@relay\.test\nfd3: \nfd3: Received: /,
+      );
+      assert.match(res.stderr, /fd3: line\nfd3: \.\nfd3: after\n/);
+      assert.match(res.stderr, new RegExp(`fake module uid=mail exit=${code}`));
+      const failed = await nm.failed();
+      const queued = await nm.queued();
+      outcomes[code] = failed.includes(file!)
+        ? "failed"
+        : queued.includes(file!)
+        ? "queued"
+        : "gone";
+    }
+    const expected = Object.fromEntries(
+      Object.keys(outcomes).map((c) => [c, (Number(c) & 32) ? "failed" : "queued"]),
+    );
+    assert.deepEqual(outcomes, expected);
+  } finally {
+    await nm.remove();
+  }
+});
+
+Deno.test("nullmailer 2.2 → sshsendmail → sshd → rsendmail → relay Postfix", async (t) => {
+  const postfix = await startPostfix();
+  const box: Mailbox = postfix.mailbox("rsmsatnm");
+  await clearMailbox(box); // leftovers of an earlier failed run
+  const rcpt = `${box.user}@${postfix.domain}`;
+  const relay = await startRelay();
+  const nm = await prepareNullmailer();
+  try {
+    const key = await relay.addKey(`restrict,command="${RSENDMAIL} --label nm"`, "mail");
+    const strict = await relay.addKey(
+      `restrict,command="${RSENDMAIL} --label nmstrict --allow-sender ok@relay.test"`,
+      "mail",
+    );
+    const remote = (port: number, identity: string) =>
+      `127.0.0.1 sshsendmail --port=${port} --user=${relay.user} --identity=${identity} --known-hosts=${relay.knownHosts}`;
+    // Detection: run from nullmailer's protocol directory, through a symlink.
+    await nm.addModule("sshsendmail", SSHSENDMAIL, true);
+
+    await t.step(
+      "a queued message is delivered, body intact, queue emptied, client silent",
+      async () => {
+        await nm.setRemotes([remote(relay.port, key)]);
+        const body = concat(
+          "first line\n",
+          ".\n",
+          "after a lone dot\n",
+          "Gr\u00fc\u00dfe \u2014 8-bit\n",
+          new Uint8Array([0xe9, 0x74, 0xe9, 0x0a]),
+        );
+        await inject(nm, "nm-sender@sat.test", rcpt, concat("Subject: nm plain\n\n", body));
+        assert.equal((await nm.queued()).length, 1);
+        const res = await nm.send();
+        assert.equal(res.code, 0, res.stderr);
+        assert.match(res.stdout, /Sent file\./, res.stdout);
+        assert.equal(res.stderr, "", "the module is silent on success");
+        const got = split(await takeMail(box, 15000));
+        assert.equal(header(got.head, "Subject"), "nm plain");
+        assert.equal(header(got.head, "Return-Path"), "<nm-sender@sat.test>");
+        assert.deepEqual(got.body, body);
+        assert.deepEqual(await nm.queued(), []);
+        assert.deepEqual(await nm.failed(), []);
+      },
+    );
+
+    await t.step(
+      "closed port: exit 7, kept in queue with one line, delivered on the next pass",
+      async () => {
+        await nm.clear();
+        await nm.setRemotes([remote(closedPort(), key)]);
+        await inject(nm, "nm-retry@sat.test", rcpt, "Subject: nm retry\n\nretry me\n");
+        const [file] = await nm.queued();
+        const res = await nm.send();
+        assert.equal(res.code, 0, res.stderr);
+        // nullmailer-send names exit 7 by its table; the module's line follows on stderr.
+        assert.match(res.stdout, /Sending failed: Connection refused/, res.stdout);
+        assert.match(
+          res.stderr,
+          /^4\.4\.1 sshsendmail: connection refused by the relay$/m,
+          res.stderr,
+        );
+        assert.equal(res.stderr.trim().split("\n").length, 1, res.stderr);
+        assert.deepEqual(await nm.queued(), [file]);
+        assert.deepEqual(await nm.failed(), []);
+        await expectNoMail(box, 500);
+        await nm.setRemotes([remote(relay.port, key)]);
+        const again = await nm.send();
+        assert.match(again.stdout, /Sent file\./, again.stdout);
+        const got = split(await takeMail(box, 15000));
+        assert.equal(header(got.head, "Subject"), "nm retry");
+        assert.deepEqual(await nm.queued(), []);
+      },
+    );
+
+    await t.step("unknown client key: exit 20 (auth failed), kept in queue", async () => {
+      await nm.clear();
+      // A key sshd does not list, owned by mail.
+      const unknown = `${relay.dir}/not_authorized`;
+      const gen = new Deno.Command("/usr/bin/ssh-keygen", {
+        args: ["-q", "-t", "ed25519", "-N", "", "-f", unknown],
+        stdout: "null",
+        stderr: "null",
+      });
+      assert.equal((await gen.output()).code, 0);
+      assert.equal(
+        (await new Deno.Command("/usr/bin/chown", { args: ["mail", unknown] }).output()).code,
+        0,
+      );
+      await nm.setRemotes([remote(relay.port, unknown)]);
+      await inject(nm, "nm-auth@sat.test", rcpt, "Subject: nm auth\n\nno key\n");
+      const res = await nm.send();
+      assert.match(res.stdout, /Sending failed: Failed to authenticate to server/, res.stdout);
+      assert.match(
+        res.stderr,
+        /^4\.7\.0 sshsendmail: authentication refused by the relay/m,
+        res.stderr,
+      );
+      assert.equal((await nm.queued()).length, 1);
+      assert.deepEqual(await nm.failed(), []);
+      await nm.clear();
+    });
+
+    await t.step(
+      "relay's permanent refusal (77): exit 34, moved to failed/, bounce delivered",
+      async () => {
+        await nm.clear();
+        await nm.setRemotes([remote(relay.port, strict)]);
+        await inject(nm, rcpt, rcpt, "Subject: nm refused\n\nnot an allowed sender\n");
+        const [file] = await nm.queued();
+        const res = await nm.send();
+        assert.equal(res.code, 0, res.stderr);
+        assert.match(res.stdout, /Sending failed: Server refused the message/, res.stdout);
+        assert.match(
+          res.stdout,
+          new RegExp(`Moving message ${file!.replace(".", "\\.")} into failed`),
+        );
+        // The relay's own one line reaches nullmailer's log.
+        assert.match(res.stderr, /^5\.7\.1 rsendmail: .*sender/m, res.stderr);
+        assert.deepEqual(await nm.failed(), [file]);
+        await expectNoMail(box, 500);
+        // nullmailer-dsn queued a bounce (null sender) to the sender: the next pass delivers it.
+        const queued = await nm.queued();
+        assert.equal(queued.length, 1);
+        const dsn = await Deno.readTextFile(`${nm.spool}/queue/${queued[0]}`);
+        assert.match(dsn, new RegExp(`^\\n${rcpt.replace(".", "\\.")}\\n\\n`), dsn.slice(0, 200));
+        const again = await nm.send();
+        assert.match(again.stdout, /Sent file\./, again.stdout + again.stderr);
+        const got = split(await takeMail(box, 15000));
+        assert.equal(header(got.head, "Return-Path"), "<>");
+        assert.match(latin1.decode(got.body), /nm refused/);
+        assert.deepEqual(await nm.queued(), []);
+      },
+    );
+  } finally {
+    await nm.remove();
+    await relay.stop();
+  }
+});
