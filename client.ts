@@ -22,7 +22,13 @@ import { DataError, MailError, TempError, toMailError, UsageError } from "./lib/
 import { EX_OK, EX_TEMPFAIL } from "./lib/exit_codes.ts";
 import { CAT_PATH, SPOOL_DIR, SSH_PATH } from "./lib/layout.ts";
 import { NM, parseEnvelope, parseNullmailerOptions } from "./lib/nullmailer.ts";
-import { runWithSpool, type Spooled, spoolMessage } from "./lib/pipeline.ts";
+import {
+  type ByteReader,
+  readerFromStream,
+  runWithSpool,
+  type Spooled,
+  spoolMessage,
+} from "./lib/pipeline.ts";
 import { parseSendmailArgs, type SendmailRequest } from "./lib/sendmail_args.ts";
 import { classifyExit, remoteCommand, sshArgv } from "./lib/ssh_command.ts";
 
@@ -60,15 +66,17 @@ function defaultMta(path: string, argv: readonly string[]): Mta {
  * Reads nullmailer's options block from stdin up to its empty line, without
  * waiting for EOF (nullmailer may keep the pipe open).
  */
-async function readOptionsBlock(stream: ReadableStream<Uint8Array>, cap: number): Promise<string> {
+async function readOptionsBlock(input: ByteReader, cap: number): Promise<string> {
   const decoder = new TextDecoder();
+  const buffer = new Uint8Array(4096);
   let text = "";
-  for await (const chunk of stream) {
-    text += decoder.decode(chunk, { stream: true });
-    if (text.startsWith("\n") || text.includes("\n\n")) break;
+  for (;;) {
+    const n = await input.read(buffer);
+    if (n === null) return text;
+    text += decoder.decode(buffer.subarray(0, n), { stream: true });
+    if (text.startsWith("\n") || text.includes("\n\n")) return text;
     if (text.length > cap) throw new ClientConfigError("nullmailer options block too long");
   }
-  return text;
 }
 
 async function loadConfig(file: string | undefined): Promise<ClientSettings> {
@@ -96,28 +104,28 @@ async function readNullmailerMessage(): Promise<{ req: SendmailRequest; spool: S
     stdout: "piped",
     stderr: "null",
   }).spawn();
-  const reader = cat.stdout.getReader();
+  const fd3 = readerFromStream(cat.stdout);
   let head: Uint8Array = new Uint8Array(0);
   let envelope;
+  const buffer = new Uint8Array(65536);
   while (!(envelope = parseEnvelope(head))) {
-    const { value, done } = await reader.read();
-    if (done) throw new DataError("no envelope on fd 3", "5.5.2");
-    const next = new Uint8Array(head.length + value.length);
+    const n = await fd3.read(buffer);
+    if (n === null) throw new DataError("no envelope on fd 3", "5.5.2");
+    const next = new Uint8Array(head.length + n);
     next.set(head);
-    next.set(value, head.length);
+    next.set(buffer.subarray(0, n), head.length);
     head = next;
   }
-  const rest = head.subarray(envelope.bodyStart);
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      if (rest.length > 0) controller.enqueue(rest);
+  let rest = head.subarray(envelope.bodyStart);
+  const body: ByteReader = {
+    read(p) {
+      if (rest.length === 0) return fd3.read(p);
+      const n = Math.min(p.length, rest.length);
+      p.set(rest.subarray(0, n));
+      rest = rest.subarray(n);
+      return Promise.resolve(n);
     },
-    async pull(controller) {
-      const { value, done } = await reader.read();
-      if (done) controller.close();
-      else controller.enqueue(value);
-    },
-  });
+  };
   const req = normalizeSender(
     parseSendmailArgs(["sendmail", "-f", envelope.sender, "--", ...envelope.recipients]),
   );
@@ -140,30 +148,6 @@ function sshEnv(): Record<string, string> {
   return env;
 }
 
-/**
- * A fresh copy of a spooled message. runWithSpool streams its spool through
- * `file.readable`, which closes the file at EOF or when ssh exits without
- * reading: every relay but the last gets a copy, so failover still has the
- * message.
- */
-async function copySpool(spool: Spooled): Promise<Spooled> {
-  const file = spool.file;
-  await file.seek(0, Deno.SeekMode.Start);
-  const source = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const buffer = new Uint8Array(65536);
-      const n = await file.read(buffer);
-      if (n === null) controller.close();
-      else controller.enqueue(buffer.subarray(0, n));
-    },
-  });
-  return await spoolMessage(source, {
-    dir: SPOOL_DIR,
-    maxSize: LOCAL_MAX_SIZE,
-    idleTimeoutMs: LOCAL_IDLE_MS,
-  });
-}
-
 /** Sends one spooled message, trying each relay in order. Returns undefined on success. */
 async function send(settings: ClientSettings, req: SendmailRequest, spool: Spooled) {
   const remote = remoteCommand(
@@ -173,25 +157,12 @@ async function send(settings: ClientSettings, req: SendmailRequest, spool: Spool
   );
   const controlPath = settings.reuse ? "%d/.ssh/sshsendmail-%C" : undefined;
   let failure;
-  for (const [i, host] of settings.hosts.entries()) {
-    const last = i === settings.hosts.length - 1;
-    const attempt = last ? spool : await copySpool(spool);
+  for (const host of settings.hosts) {
     const result = await runWithSpool(
       sshArgv(SSH_PATH, settings, host, remote, controlPath),
-      attempt,
-      {
-        timeoutMs: SSH_TIMEOUT_MS,
-        env: sshEnv(),
-      },
-    ).finally(() => {
-      if (!last) {
-        try {
-          attempt.file.close();
-        } catch {
-          // already closed by the stream
-        }
-      }
-    });
+      spool,
+      { timeoutMs: SSH_TIMEOUT_MS, env: sshEnv() },
+    );
     if (result.code === undefined) {
       return {
         line: `4.4.2 ${PROGRAM}: ssh ${result.timedOut ? "timed out" : "was killed"}`,
@@ -240,11 +211,11 @@ async function main(): Promise<number> {
     let req = args.request;
     let spool: Spooled;
     if (mta === "nullmailer") {
-      settings = parseNullmailerOptions(await readOptionsBlock(Deno.stdin.readable, 1 << 16));
+      settings = parseNullmailerOptions(await readOptionsBlock(Deno.stdin, 1 << 16));
       ({ req, spool } = await readNullmailerMessage());
     } else {
       if (!args.configured) settings = await loadConfig(args.configFile);
-      spool = await spoolMessage(Deno.stdin.readable, {
+      spool = await spoolMessage(Deno.stdin, {
         dir: SPOOL_DIR,
         maxSize: LOCAL_MAX_SIZE,
         idleTimeoutMs: LOCAL_IDLE_MS,

@@ -11,13 +11,14 @@
 
 import { MailError, toMailError, UsageError } from "./lib/errors.ts";
 import { EX_OK, EX_TEMPFAIL, fromSendmailStatus, isTemporary } from "./lib/exit_codes.ts";
-import { SYSLOG_BIND } from "./lib/layout.ts";
+import { LOGGER_PATH } from "./lib/layout.ts";
 import { formatLogLine, type LogFields } from "./lib/log_line.ts";
 import { runWithSpool, spoolMessage } from "./lib/pipeline.ts";
 import {
   checkPolicy,
   ConfigError,
   DEFAULT_CONFIG,
+  LOG_LEVELS,
   parseAdminArgs,
   type RelayConfig,
 } from "./lib/relay_config.ts";
@@ -46,7 +47,7 @@ async function deliver(
   req: SendmailRequest,
   fields: LogFields,
 ): Promise<number> {
-  const spool = await spoolMessage(Deno.stdin.readable, {
+  const spool = await spoolMessage(Deno.stdin, {
     dir: config.spoolDir,
     maxSize: config.maxSize,
     idleTimeoutMs: config.idleTimeoutMs,
@@ -120,12 +121,10 @@ function elapsed(since: number): number {
 }
 
 function log(config: RelayConfig, level: "info" | "warning" | "err", fields: LogFields) {
-  const sink = createSyslog({
-    socket: config.syslogSocket,
-    bind: SYSLOG_BIND,
-    tag: PROGRAM,
-    threshold: config.logLevel,
-  });
+  const sink = createSyslog(
+    { logger: LOGGER_PATH, socket: config.syslogSocket, tag: PROGRAM, pid: Deno.pid },
+    (level) => LOG_LEVELS[level] <= LOG_LEVELS[config.logLevel],
+  );
   return sink.log(level, formatLogLine(fields));
 }
 

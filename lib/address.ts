@@ -5,6 +5,8 @@
  * @module
  */
 
+import { CONTROL_REGEXP } from "./words.ts";
+
 /** Longest address accepted (RFC 5321 path limit is 256 with brackets). */
 export const MAX_ADDRESS_LENGTH = 320;
 
@@ -13,6 +15,8 @@ const DOT_ATOM_REGEXP =
   /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u00a0-\uffff-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u00a0-\uffff-]+)*$/;
 /** RFC 5322 quoted-string without folding: printable ASCII or non-ASCII, `\` pairs. */
 const QUOTED_LOCAL_REGEXP = /^"([ !#-\[\]-~\u00a0-\uffff]|\\[ -~])*"$/;
+/** Whitespace other than the ASCII space (NBSP, U+2028, U+3000, BOM …). */
+const OTHER_SPACE_REGEXP = /[^\S ]/;
 /** A domain name or an address literal. */
 const DOMAIN_REGEXP =
   /^([A-Za-z0-9\u00a0-\uffff]([A-Za-z0-9\u00a0-\uffff-]*[A-Za-z0-9\u00a0-\uffff])?)(\.[A-Za-z0-9\u00a0-\uffff]([A-Za-z0-9\u00a0-\uffff-]*[A-Za-z0-9\u00a0-\uffff])?)*\.?$|^\[[A-Za-z0-9.:-]+\]$/;
@@ -36,6 +40,8 @@ const DOMAIN_REGEXP =
 export function isEnvelopeAddress(text: string): boolean {
   if (text.length === 0 || text.length > MAX_ADDRESS_LENGTH) return false;
   if (text.startsWith("-")) return false;
+  if (CONTROL_REGEXP.test(text) || OTHER_SPACE_REGEXP.test(text)) return false;
+  if (!text.isWellFormed()) return false;
   const at = text.lastIndexOf("@");
   const local = at < 0 ? text : text.slice(0, at);
   const domain = at < 0 ? undefined : text.slice(at + 1);

@@ -12,8 +12,8 @@ export const SENDMAIL_PATH = "/usr/sbin/sendmail";
 export const SPOOL_DIR = "/tmp";
 /** The syslog socket. */
 export const SYSLOG_SOCKET = "/dev/log";
-/** The relay's own datagram endpoint for sending to syslog (unlinked after use). */
-export const SYSLOG_BIND = "/tmp/.rsm-log";
+/** util-linux logger(1), which writes the relay's syslog lines. */
+export const LOGGER_PATH = "/usr/bin/logger";
 /** The ssh client the satellite runs. */
 export const SSH_PATH = "/usr/bin/ssh";
 /** Streams nullmailer's fd 3 (Deno cannot open inherited descriptors). */

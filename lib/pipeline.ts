@@ -27,6 +27,40 @@ export interface SpoolOptions {
   declaredSize?: number | undefined;
 }
 
+/** A byte source read into a caller's buffer (Deno.stdin, Deno.FsFile …). */
+export interface ByteReader {
+  read(p: Uint8Array): Promise<number | null>;
+}
+
+const CHUNK = 65536;
+
+/**
+ * Adapts a ReadableStream to a ByteReader (for sources Deno only offers as
+ * streams, such as a child's stdout).
+ */
+export function readerFromStream(stream: ReadableStream<Uint8Array>): ByteReader {
+  const reader = stream.getReader();
+  let rest: Uint8Array = new Uint8Array(0);
+  return {
+    async read(p) {
+      if (rest.length === 0) {
+        const { value, done } = await reader.read();
+        if (done) return null;
+        rest = value;
+      }
+      const n = Math.min(p.length, rest.length);
+      p.set(rest.subarray(0, n));
+      rest = rest.subarray(n);
+      return n;
+    },
+  };
+}
+
+/** Resolves "idle" when `signal` aborts (AbortSignal.timeout: no timer to clear). */
+function whenAborted(signal: AbortSignal): Promise<"idle"> {
+  return new Promise((resolve) => signal.addEventListener("abort", () => resolve("idle")));
+}
+
 /**
  * Reads `input` to its end into a fresh 0600 file in `dir`, unlinked at once
  * so that it cannot linger whatever happens to the process.
@@ -34,19 +68,11 @@ export interface SpoolOptions {
  * @throws {DataError} Over the size limit (5.3.4) or over the declared size.
  * @throws {TempError} No byte for `idleTimeoutMs` (4.4.2), or spool I/O failed.
  */
-export async function spoolMessage(
-  input: ReadableStream<Uint8Array>,
-  options: SpoolOptions,
-): Promise<Spooled> {
+export async function spoolMessage(input: ByteReader, options: SpoolOptions): Promise<Spooled> {
   const path = `${options.dir}/rsendmail-${crypto.randomUUID()}`;
   let file: Deno.FsFile;
   try {
-    file = await Deno.open(path, {
-      read: true,
-      write: true,
-      createNew: true,
-      mode: 0o600,
-    });
+    file = await Deno.open(path, { read: true, write: true, createNew: true, mode: 0o600 });
     await Deno.remove(path);
   } catch (err) {
     throw new TempError("cannot spool message", "4.3.0", String(err));
@@ -54,34 +80,29 @@ export async function spoolMessage(
   const hash = new Sha256();
   const limit = Math.min(options.maxSize, options.declaredSize ?? Infinity);
   let size = 0;
-  const reader = input.getReader();
   try {
     for (;;) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const idle = new Promise<"idle">((resolve) => {
-        timer = setTimeout(() => resolve("idle"), options.idleTimeoutMs);
-      });
-      const chunk = await Promise.race([reader.read(), idle]);
-      clearTimeout(timer);
-      if (chunk === "idle") {
-        throw new TempError("timed out waiting for the message", "4.4.2");
-      }
-      if (chunk.done) break;
-      size += chunk.value.length;
+      const buffer = new Uint8Array(CHUNK);
+      const n = await Promise.race([
+        input.read(buffer),
+        whenAborted(AbortSignal.timeout(options.idleTimeoutMs)),
+      ]);
+      if (n === "idle") throw new TempError("timed out waiting for the message", "4.4.2");
+      if (n === null) break;
+      size += n;
       if (size > limit) {
         throw size > options.maxSize
           ? new DataError("message too big", "5.3.4")
           : new DataError("message longer than its declared size", "5.6.0");
       }
-      hash.update(chunk.value);
-      await writeAll(file, chunk.value);
+      const chunk = buffer.subarray(0, n);
+      hash.update(chunk);
+      await writeAll(file, chunk);
     }
   } catch (err) {
     file.close();
     if (err instanceof DataError || err instanceof TempError) throw err;
     throw new TempError("cannot spool message", "4.3.0", String(err));
-  } finally {
-    reader.releaseLock();
   }
   return { file, size, sha256: hash.hex() };
 }
@@ -128,12 +149,7 @@ export async function runWithSpool(
   options: SendmailOptions,
 ): Promise<SpawnResult> {
   const [program, ...args] = argv;
-  const abort = new AbortController();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    abort.abort();
-  }, options.timeoutMs);
+  const signal = AbortSignal.timeout(options.timeoutMs);
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(program!, {
@@ -143,10 +159,9 @@ export async function runWithSpool(
       stdin: "piped",
       stdout: "null",
       stderr: "piped",
-      signal: abort.signal,
+      signal,
     }).spawn();
   } catch (err) {
-    clearTimeout(timer);
     const notAllowed = err instanceof Deno.errors.NotCapable ||
       err instanceof Deno.errors.PermissionDenied;
     throw new TempError(
@@ -155,24 +170,37 @@ export async function runWithSpool(
       String(err),
     );
   }
-  const feed = (async () => {
-    await spool.file.seek(0, Deno.SeekMode.Start);
-    try {
-      await spool.file.readable.pipeTo(child.stdin);
-    } catch {
-      // sendmail exited early (EPIPE): its status tells why.
-    }
-  })();
+  const feed = feedSpool(spool, child.stdin);
   const stderr = readCapped(child.stderr, STDERR_CAP);
   const status = await child.status;
-  clearTimeout(timer);
   await feed;
   return {
     code: status.signal === null ? status.code : undefined,
     signal: status.signal ?? undefined,
-    timedOut,
+    timedOut: signal.aborted,
     stderr: await stderr,
   };
+}
+
+/**
+ * Writes the whole spool into `sink` from its start and closes the sink, but
+ * never the spool: the same spool can feed another child (relay failover).
+ */
+async function feedSpool(spool: Spooled, sink: WritableStream<Uint8Array>): Promise<void> {
+  const writer = sink.getWriter();
+  try {
+    await spool.file.seek(0, Deno.SeekMode.Start);
+    for (;;) {
+      const buffer = new Uint8Array(CHUNK);
+      const n = await spool.file.read(buffer);
+      if (n === null) break;
+      await writer.write(buffer.subarray(0, n));
+    }
+    await writer.close();
+  } catch {
+    // The child exited early (EPIPE) or was killed: its status tells why.
+    writer.releaseLock();
+  }
 }
 
 async function readCapped(

@@ -8,6 +8,7 @@
 
 import { isEnvelopeAddress } from "./address.ts";
 import { DataError, UsageError } from "./errors.ts";
+import { hasControl } from "./words.ts";
 
 /** A parsed "send this message" request. */
 export interface SendmailRequest {
@@ -109,7 +110,7 @@ function checkValue(field: Field, value: string, req: SendmailRequest): void {
       }
       return;
     case "fullName":
-      if (value.length > FULL_NAME_MAX || value.startsWith("-")) {
+      if (value.length > FULL_NAME_MAX || value.startsWith("-") || hasControl(value)) {
         throw new UsageError("invalid -F value");
       }
       return;

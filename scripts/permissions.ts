@@ -1,6 +1,6 @@
 /**
  * The one place the Deno permission flags of both programs are kept (short
- * spellings: -R read, -W write, -E env, -N net, -S sys; a shebang holds at
+ * spellings: -R read, -W write, -E env, -S sys; a shebang holds at
  * most 255 bytes). `deno
  * task build` writes them into each bundle's shebang, `deno task compile`
  * passes them to `deno compile`, and the tests read them from here.
@@ -14,21 +14,19 @@ import {
   SERVER_ENV,
   SPOOL_DIR,
   SSH_PATH,
-  SYSLOG_BIND,
-  SYSLOG_SOCKET,
+  LOGGER_PATH,
 } from "../lib/layout.ts";
 
 /**
- * rsendmail: run only the relay's sendmail, read and write only the spool
- * directory, read only the two SSH variables, talk only to the syslog socket.
+ * rsendmail: run only the relay's sendmail and logger(1) (Deno grants no
+ * /dev/log short of --allow-all), read and write only the spool directory,
+ * read only the two SSH variables, no network at all.
  */
 export const SERVER_FLAGS: readonly string[] = [
-  `--allow-run=${SENDMAIL_PATH}`,
+  `--allow-run=${SENDMAIL_PATH},${LOGGER_PATH}`,
   `-R=${SPOOL_DIR}`,
   `-W=${SPOOL_DIR}`,
   `-E=${SERVER_ENV.join(",")}`,
-  "--unstable-net",
-  `-N=unix:${SYSLOG_SOCKET},unix:${SYSLOG_BIND}`,
 ];
 
 /** sshsendmail: run only ssh (and cat, for nullmailer's fd 3). */
@@ -47,4 +45,4 @@ export const PROGRAMS = [
 ] as const;
 
 /** `deno run` flags every bundle carries besides its permissions. */
-export const RUN_FLAGS: readonly string[] = ["-q", "--no-config", "--no-lock", "--ext=js"];
+export const RUN_FLAGS: readonly string[] = ["-q", "--no-config", "--ext=js"];
