@@ -1,19 +1,37 @@
 /**
  * rsendmail: the relay side. Runs as an SSH forced command, accepts only
- * "send this message" requests, and hands each message to the real sendmail
- * with an argv it rebuilds itself. See rsendmail(8) in README.md.
+ * "send this message" requests (one, or a batch of them), and hands each
+ * message to the real sendmail with an argv it rebuilds itself. See
+ * rsendmail(8) in README.md.
  *
- * This is an edge module: it alone reads Deno.args, the environment and
- * stdin, and calls Deno.exit.
+ * This is an edge module: it alone reads Deno.args, the environment, stdin
+ * and stdout, and calls Deno.exit.
  *
  * @module
  */
 
+import {
+  formatReply,
+  frameWords,
+  isBatchRequest,
+  MAX_FRAME_HEADER,
+  MAX_FRAMES,
+} from "./lib/batch.ts";
+import { type DeliveryRecord, openDeliveryRecord } from "./lib/dedup.ts";
 import { MailError, toMailError, UsageError } from "./lib/errors.ts";
-import { EX_OK, EX_TEMPFAIL, fromSendmailStatus, isTemporary } from "./lib/exit_codes.ts";
+import {
+  EX_DATAERR,
+  EX_OK,
+  EX_PROTOCOL,
+  EX_TEMPFAIL,
+  EX_USAGE,
+  fromSendmailStatus,
+  isTemporary,
+} from "./lib/exit_codes.ts";
+import { drain, FramedReader } from "./lib/framed_reader.ts";
 import { LOGGER_PATH } from "./lib/layout.ts";
 import { formatLogLine, type LogFields } from "./lib/log_line.ts";
-import { runWithSpool, spoolMessage } from "./lib/pipeline.ts";
+import { type ByteReader, runWithSpool, type Spooled, spoolMessage } from "./lib/pipeline.ts";
 import {
   checkPolicy,
   ConfigError,
@@ -23,10 +41,12 @@ import {
   type RelayConfig,
 } from "./lib/relay_config.ts";
 import { parseSendmailArgs, type SendmailRequest, toSendmailArgv } from "./lib/sendmail_args.ts";
-import { hasControl, tokenizeWords } from "./lib/words.ts";
 import { createSyslog } from "./lib/syslog.ts";
+import { hasControl, tokenizeWords } from "./lib/words.ts";
 
 const PROGRAM = "rsendmail";
+const DAY_MS = 86_400_000;
+const SIZE_WORD_REGEXP = /^--size=(0|[1-9][0-9]{0,14})$/;
 
 /** Finds the request words: SSH_ORIGINAL_COMMAND, else argv after the admin options. */
 function requestWords(rest: string[], original: string | undefined): string[] {
@@ -34,7 +54,9 @@ function requestWords(rest: string[], original: string | undefined): string[] {
     if (rest.length > 0) {
       throw new ConfigError("forced command holds words that are not admin options");
     }
-    if (original.trim() === "") throw new UsageError("no request: this key only sends mail", "5.5.1");
+    if (original.trim() === "") {
+      throw new UsageError("no request: this key only sends mail", "5.5.1");
+    }
     return tokenizeWords(original);
   }
   if (rest.length === 0) throw new UsageError("no request: this key only sends mail", "5.5.1");
@@ -42,70 +64,210 @@ function requestWords(rest: string[], original: string | undefined): string[] {
   return [PROGRAM, ...rest];
 }
 
+/** Reads the message, verifies it, runs sendmail. Throws a MailError unless delivered. */
 async function deliver(
   config: RelayConfig,
   req: SendmailRequest,
+  input: ByteReader,
   fields: LogFields,
-): Promise<number> {
-  const spool = await spoolMessage(Deno.stdin, {
+): Promise<Spooled> {
+  const spool = await spoolMessage(input, {
     dir: config.spoolDir,
     maxSize: config.maxSize,
     idleTimeoutMs: config.idleTimeoutMs,
     declaredSize: req.size,
   });
-  fields.size = spool.size;
-  fields.sha256 = spool.sha256.slice(0, 12);
-  if (req.size !== undefined && spool.size !== req.size) {
-    throw new MailError(EX_TEMPFAIL, "4.4.2", "message truncated in transit");
-  }
-  if (req.sha256 !== undefined && spool.sha256 !== req.sha256) {
-    throw new MailError(65, "5.6.0", "message does not match its SHA-256");
-  }
-  const result = await runWithSpool(toSendmailArgv(config.sendmail, req), spool, {
-    timeoutMs: config.sendmailTimeoutMs,
-  });
-  if (result.code === EX_OK) return EX_OK;
-  fields.sendmail = result.timedOut ? "timeout" : result.signal ?? result.code;
-  if (result.stderr) fields.stderr = result.stderr.trim();
-  if (result.code === undefined) {
+  try {
+    fields.size = spool.size;
+    fields.sha256 = spool.sha256.slice(0, 12);
+    if (req.size !== undefined && spool.size !== req.size) {
+      throw new MailError(EX_TEMPFAIL, "4.4.2", "message truncated in transit");
+    }
+    if (req.sha256 !== undefined && spool.sha256 !== req.sha256) {
+      throw new MailError(EX_DATAERR, "5.6.0", "message does not match its SHA-256");
+    }
+    const result = await runWithSpool(toSendmailArgv(config.sendmail, req), spool, {
+      timeoutMs: config.sendmailTimeoutMs,
+    });
+    if (result.code === EX_OK) return spool;
+    fields.sendmail = result.timedOut ? "timeout" : result.signal ?? result.code;
+    if (result.stderr) fields.stderr = result.stderr.trim();
+    if (result.code === undefined) {
+      throw new MailError(
+        EX_TEMPFAIL,
+        "4.3.0",
+        result.timedOut ? "sendmail timed out" : "sendmail was killed",
+      );
+    }
+    const code = fromSendmailStatus(result.code);
     throw new MailError(
-      EX_TEMPFAIL,
-      "4.3.0",
-      result.timedOut ? "sendmail timed out" : "sendmail was killed",
+      code,
+      isTemporary(code) ? "4.3.0" : "5.3.0",
+      `sendmail failed (exit ${result.code})`,
     );
+  } finally {
+    spool.file.close();
   }
-  const code = fromSendmailStatus(result.code);
-  throw new MailError(
-    code,
-    isTemporary(code) ? "4.3.0" : "5.3.0",
-    `sendmail failed (exit ${result.code})`,
+}
+
+function describe(req: SendmailRequest, fields: LogFields): void {
+  fields.sender = req.sender === undefined ? undefined : `<${req.sender}>`;
+  fields.rcpts = req.recipients.length;
+  if (req.extractRecipients) fields.t = true;
+  if (req.id !== undefined) fields.id = req.id;
+}
+
+/** True when the record says this exact message was delivered already. */
+async function isDuplicate(
+  record: DeliveryRecord | undefined,
+  req: SendmailRequest,
+): Promise<boolean> {
+  return record !== undefined && req.id !== undefined && req.sha256 !== undefined &&
+    await record.has(req.id, req.sha256);
+}
+
+/** One message on stdin. */
+async function single(config: RelayConfig, words: string[], fields: LogFields): Promise<void> {
+  const req = parseSendmailArgs(words);
+  describe(req, fields);
+  checkPolicy(req, config);
+  const record = req.id === undefined
+    ? undefined
+    : await openDeliveryRecord(config.stateDir, config.label, config.dedupDays * DAY_MS);
+  if (await isDuplicate(record, req)) {
+    fields.event = "duplicate";
+    return;
+  }
+  const spool = await deliver(config, req, Deno.stdin, fields);
+  if (req.id !== undefined) await record?.add(req.id, spool.sha256);
+}
+
+/**
+ * Batch mode: frames of `MSG <words>` + N bytes, each answered on stdout.
+ * A frame refused by grammar or policy is skipped by its declared size and
+ * the batch goes on; a frame that cannot be delimited ends it.
+ */
+async function batch(config: RelayConfig, base: LogFields): Promise<number> {
+  const input = new FramedReader(Deno.stdin);
+  const out = Deno.stdout;
+  const encoder = new TextEncoder();
+  const record = await openDeliveryRecord(
+    config.stateDir,
+    config.label,
+    config.dedupDays * DAY_MS,
   );
+  await record?.prune(Date.now());
+  const reply = (id: string, err: MailError | undefined, text = "delivered") =>
+    out.write(encoder.encode(`${
+      formatReply({
+        id,
+        code: err?.exitCode ?? EX_OK,
+        status: err?.status ?? "2.0.0",
+        text: err ? `${PROGRAM}: ${err.message}` : text,
+      })
+    }\n`));
+  for (let n = 0; n < MAX_FRAMES; n++) {
+    const started = performance.now();
+    let line: string | null;
+    try {
+      line = await withIdle(input.readLine(MAX_FRAME_HEADER), config.idleTimeoutMs);
+    } catch (err) {
+      const error = err instanceof MailError
+        ? err
+        : new MailError(EX_PROTOCOL, "5.5.2", "malformed batch frame");
+      await reply("-", error);
+      return error.exitCode;
+    }
+    if (line === null || line === "END") return EX_OK;
+    const fields: LogFields = { event: "sent", ...base, batch: n + 1 };
+    let words: string[];
+    let size: number;
+    try {
+      words = tokenizeWords(frameWords(line));
+      const sizeWord = words.find((w) => SIZE_WORD_REGEXP.test(w));
+      if (sizeWord === undefined) throw new UsageError("batch frame without --size", "5.5.2");
+      size = Number(sizeWord.slice("--size=".length));
+    } catch (err) {
+      const error = toMailError(err);
+      await log(config, "warning", { ...fields, event: "refused", reason: error.message });
+      await reply("-", error);
+      return EX_PROTOCOL;
+    }
+    let id = words.find((w) => w.startsWith("--id="))?.slice(5).replace(/[^A-Za-z0-9._-]/g, "?") ||
+      "-";
+    let error: MailError | undefined;
+    let text = "delivered";
+    const body = input.limited(size);
+    try {
+      const req = parseSendmailArgs([PROGRAM, ...words]);
+      id = req.id ?? "-";
+      describe(req, fields);
+      if (req.id === undefined || req.sha256 === undefined) {
+        throw new UsageError("batch frame without --id or --sha256", "5.5.2");
+      }
+      checkPolicy(req, config);
+      if (await isDuplicate(record, req)) {
+        fields.event = "duplicate";
+        text = "already delivered";
+      } else {
+        const spool = await deliver(config, req, body, fields);
+        await record?.add(req.id, spool.sha256);
+      }
+    } catch (err) {
+      error = toMailError(err);
+    }
+    // Whatever happened, the next frame starts after this one's bytes.
+    await withIdle(drain(body), config.idleTimeoutMs).catch(() => {});
+    const level = error === undefined ? "info" : isTemporary(error.exitCode) ? "err" : "warning";
+    await log(config, level, {
+      ...fields,
+      ...(error && {
+        event: isTemporary(error.exitCode) ? "deferred" : "refused",
+        reason: error.message,
+        detail: error.detail || undefined,
+      }),
+      exit: error?.exitCode ?? EX_OK,
+      ms: elapsed(started),
+    });
+    await reply(id, error, text);
+    if (body.left > 0) return error?.exitCode ?? EX_TEMPFAIL; // input ended inside a frame
+  }
+  await reply("-", new UsageError("too many frames in one batch", "5.5.3"));
+  return EX_USAGE;
+}
+
+/** Races `promise` against an idle timeout. */
+async function withIdle<T>(promise: Promise<T>, ms: number): Promise<T> {
+  const signal = AbortSignal.timeout(ms);
+  const idle = new Promise<never>((_, reject) =>
+    signal.addEventListener("abort", () =>
+      reject(new MailError(EX_TEMPFAIL, "4.4.2", "timed out waiting for the next message")))
+  );
+  return await Promise.race([promise, idle]);
 }
 
 async function main(): Promise<number> {
   const started = performance.now();
   let config: RelayConfig = DEFAULT_CONFIG;
-  const fields: LogFields = {};
+  const fields: LogFields = { event: "sent" };
   try {
     const admin = parseAdminArgs(Deno.args);
     config = admin.config;
     fields.label = config.label || undefined;
     fields.client = Deno.env.get("SSH_CONNECTION")?.split(" ")[0];
-    const req = parseSendmailArgs(
-      requestWords(admin.rest, Deno.env.get("SSH_ORIGINAL_COMMAND")),
-    );
-    fields.sender = req.sender === undefined ? undefined : `<${req.sender}>`;
-    fields.rcpts = req.recipients.length;
-    if (req.extractRecipients) fields.t = true;
-    checkPolicy(req, config);
-    await deliver(config, req, fields);
-    await log(config, "info", { event: "sent", ...fields, exit: EX_OK, ms: elapsed(started) });
+    const words = requestWords(admin.rest, Deno.env.get("SSH_ORIGINAL_COMMAND"));
+    if (isBatchRequest(words)) {
+      const { event: _, ...base } = fields;
+      return await batch(config, base);
+    }
+    await single(config, words, fields);
+    await log(config, "info", { ...fields, exit: EX_OK, ms: elapsed(started) });
     return EX_OK;
   } catch (err) {
     const error = toMailError(err);
     await log(config, isTemporary(error.exitCode) ? "err" : "warning", {
-      event: isTemporary(error.exitCode) ? "deferred" : "refused",
       ...fields,
+      event: isTemporary(error.exitCode) ? "deferred" : "refused",
       exit: error.exitCode,
       reason: error.message,
       detail: error.detail || undefined,
@@ -123,7 +285,7 @@ function elapsed(since: number): number {
 function log(config: RelayConfig, level: "info" | "warning" | "err", fields: LogFields) {
   const sink = createSyslog(
     { logger: LOGGER_PATH, socket: config.syslogSocket, tag: PROGRAM, pid: Deno.pid },
-    (level) => LOG_LEVELS[level] <= LOG_LEVELS[config.logLevel],
+    (l) => LOG_LEVELS[l] <= LOG_LEVELS[config.logLevel],
   );
   return sink.log(level, formatLogLine(fields));
 }
@@ -132,6 +294,7 @@ if (import.meta.main) {
   // A stray rejection must still end in one line and a deferral, never a stack.
   globalThis.addEventListener("unhandledrejection", (e) => {
     e.preventDefault();
+    Deno.stderr.writeSync(new TextEncoder().encode(`4.3.0 ${PROGRAM}: internal error\n`));
     Deno.exit(EX_TEMPFAIL);
   });
   Deno.exit(await main());

@@ -10,6 +10,8 @@
 export const SENDMAIL_PATH = "/usr/sbin/sendmail";
 /** Where the relay spools a message before handing it to sendmail. */
 export const SPOOL_DIR = "/tmp";
+/** Where the relay keeps its duplicate record (survives a reboot, unlike /tmp). */
+export const STATE_DIR = "/var/tmp";
 /** The syslog socket. */
 export const SYSLOG_SOCKET = "/dev/log";
 /** util-linux logger(1), which writes the relay's syslog lines. */

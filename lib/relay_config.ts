@@ -8,7 +8,7 @@
 import { domainOf, isEnvelopeAddress } from "./address.ts";
 import { DataError, MailError, PolicyError } from "./errors.ts";
 import { EX_TEMPFAIL } from "./exit_codes.ts";
-import { SENDMAIL_PATH, SPOOL_DIR, SYSLOG_SOCKET } from "./layout.ts";
+import { SENDMAIL_PATH, SPOOL_DIR, STATE_DIR, SYSLOG_SOCKET } from "./layout.ts";
 import type { SendmailRequest } from "./sendmail_args.ts";
 
 /** syslog severities, most severe first (RFC 5424 numbers). */
@@ -35,6 +35,10 @@ export interface RelayConfig {
   spoolDir: string;
   idleTimeoutMs: number;
   sendmailTimeoutMs: number;
+  /** Where the duplicate record lives. */
+  stateDir: string;
+  /** How long a delivered id is remembered. */
+  dedupDays: number;
 }
 
 /** Defaults: Postfix's message_size_limit and smtpd_recipient_limit. */
@@ -50,6 +54,8 @@ export const DEFAULT_CONFIG: Readonly<RelayConfig> = {
   spoolDir: SPOOL_DIR,
   idleTimeoutMs: 300_000,
   sendmailTimeoutMs: 300_000,
+  stateDir: STATE_DIR,
+  dedupDays: 7,
 };
 
 /** A mistake in the forced command: the relay's fault, so mail is deferred. */
@@ -103,6 +109,11 @@ const ADMIN_OPTIONS: Readonly<
     if (!v.startsWith("/")) throw new ConfigError("--spool-dir wants an absolute path");
     c.spoolDir = v;
   },
+  "--state-dir": (c, v) => {
+    if (!v.startsWith("/")) throw new ConfigError("--state-dir wants an absolute path");
+    c.stateDir = v;
+  },
+  "--dedup-days": (c, v) => (c.dedupDays = count("--dedup-days", v)),
   "--idle-timeout": (c, v) => (c.idleTimeoutMs = count("--idle-timeout", v) * 1000),
   "--sendmail-timeout": (c, v) => (c.sendmailTimeoutMs = count("--sendmail-timeout", v) * 1000),
 };

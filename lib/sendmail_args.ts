@@ -22,6 +22,8 @@ export interface SendmailRequest {
   size: number | undefined;
   /** Declared SHA-256 of the message, lower-case hex (integrity extension). */
   sha256: string | undefined;
+  /** Message id for the relay's duplicate record (integrity extension). */
+  id: string | undefined;
 }
 
 type Field = "sender" | "dsnNotify" | "dsnReturn" | "fullName";
@@ -64,14 +66,15 @@ const OPTIONS: Readonly<Record<string, OptionRule>> = {
 /** Value options that also take their value attached (`-fADDR`). */
 const ATTACHED_REGEXP = /^-([frNRF])(.+)$/s;
 /** DSN NOTIFY values. */
-const DSN_NOTIFY_REGEXP =
-  /^(never|(success|failure|delay)(,(success|failure|delay))*)$/i;
+const DSN_NOTIFY_REGEXP = /^(never|(success|failure|delay)(,(success|failure|delay))*)$/i;
 /** DSN RET values. */
 const DSN_RETURN_REGEXP = /^(full|hdrs)$/i;
 /** Integrity extension: declared size. */
 const SIZE_REGEXP = /^--size=(0|[1-9][0-9]{0,14})$/;
 /** Integrity extension: declared SHA-256. */
 const SHA256_REGEXP = /^--sha256=([0-9a-f]{64})$/;
+/** Integrity extension: message id (see lib/batch.ts ID_REGEXP). */
+const ID_WORD_REGEXP = /^--id=([A-Za-z0-9][A-Za-z0-9._-]{7,63})$/;
 /** Program names the first word may carry: a bare name or a path. */
 const PROGRAM_REGEXP = /^([A-Za-z0-9._/-]*\/)?(r?sendmail)$/;
 /** A full name for -F: printable, no quotes games needed since it is dropped. */
@@ -135,7 +138,7 @@ function checkValue(field: Field, value: string, req: SendmailRequest): void {
  * import { parseSendmailArgs } from "./sendmail_args.ts";
  * deepStrictEqual(parseSendmailArgs(["sendmail", "-i", "-f", "a@b.example", "c@d.example"]), {
  *   sender: "a@b.example", extractRecipients: false, recipients: ["c@d.example"],
- *   size: undefined, sha256: undefined,
+ *   size: undefined, sha256: undefined, id: undefined,
  * });
  * ```
  */
@@ -151,6 +154,7 @@ export function parseSendmailArgs(words: readonly string[]): SendmailRequest {
     recipients: [],
     size: undefined,
     sha256: undefined,
+    id: undefined,
   };
   let options = true;
   for (let i = 0; i < rest.length; i++) {
@@ -192,6 +196,12 @@ export function parseSendmailArgs(words: readonly string[]): SendmailRequest {
         req.sha256 = sha[1]!;
         continue;
       }
+      const id = ID_WORD_REGEXP.exec(word);
+      if (id) {
+        if (req.id !== undefined) throw new UsageError("id given twice");
+        req.id = id[1]!;
+        continue;
+      }
       throw new UsageError(`option ${describeWord(word)} is not allowed`);
     }
     if (!isEnvelopeAddress(word)) {
@@ -214,7 +224,7 @@ export function parseSendmailArgs(words: readonly string[]): SendmailRequest {
  * import { deepStrictEqual } from "node:assert/strict";
  * import { toSendmailArgv } from "./sendmail_args.ts";
  * deepStrictEqual(
- *   toSendmailArgv("/usr/sbin/sendmail", { sender: "", extractRecipients: true, recipients: [], size: undefined, sha256: undefined }),
+ *   toSendmailArgv("/usr/sbin/sendmail", { sender: "", extractRecipients: true, recipients: [], size: undefined, sha256: undefined, id: undefined }),
  *   ["/usr/sbin/sendmail", "-oi", "-f", "", "-t", "--"],
  * );
  * ```

@@ -20,9 +20,14 @@ export const MAX_WORD_LENGTH = 4096;
 const SAFE_BARE_REGEXP = /^[A-Za-z0-9@%+=:,./_-]$/;
 /** A whole word that needs no quotes. */
 const SAFE_WORD_REGEXP = /^[A-Za-z0-9@%+=:,./_-]+$/;
-/** C0 controls, DEL, C1 controls and Unicode line separators (CR, LF, NUL, TAB …). */
+/**
+ * C0 controls, DEL, C1 controls, Unicode line separators, and the invisible
+ * format characters (zero-width, bidi overrides, BOM) that can spoof a log
+ * line or an address: CR, LF, NUL, TAB, U+202E …
+ */
 // deno-lint-ignore no-control-regex
-export const CONTROL_REGEXP = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+export const CONTROL_REGEXP =
+  /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/;
 
 /** True when `text` holds a control character (including CR, LF, TAB, NUL). */
 export function hasControl(text: string): boolean {

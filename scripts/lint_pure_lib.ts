@@ -6,7 +6,13 @@
  */
 
 /** lib/ modules allowed to perform I/O. */
-const EFFECTFUL = ["/lib/pipeline.ts", "/lib/syslog.ts"];
+const EFFECTFUL = [
+  "/lib/pipeline.ts",
+  "/lib/syslog.ts",
+  "/lib/dedup.ts",
+  "/lib/queue.ts",
+  "/lib/flush.ts",
+];
 
 const plugin: Deno.lint.Plugin = {
   name: "rsendmail",

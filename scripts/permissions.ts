@@ -14,6 +14,7 @@ import {
   SERVER_ENV,
   SPOOL_DIR,
   SSH_PATH,
+  STATE_DIR,
   LOGGER_PATH,
 } from "../lib/layout.ts";
 
@@ -24,9 +25,10 @@ import {
  */
 export const SERVER_FLAGS: readonly string[] = [
   `--allow-run=${SENDMAIL_PATH},${LOGGER_PATH}`,
-  `-R=${SPOOL_DIR}`,
-  `-W=${SPOOL_DIR}`,
+  `-R=${SPOOL_DIR},${STATE_DIR}`,
+  `-W=${SPOOL_DIR},${STATE_DIR}`,
   `-E=${SERVER_ENV.join(",")}`,
+  "-S=uid",
 ];
 
 /** sshsendmail: run only ssh (and cat, for nullmailer's fd 3). */

@@ -1,5 +1,5 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import fc from "npm:fast-check";
+import fc from "npm:fast-check@4.10.2";
 import { UsageError } from "../../lib/errors.ts";
 import { EX_USAGE } from "../../lib/exit_codes.ts";
 import {

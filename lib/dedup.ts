@@ -1,0 +1,74 @@
+/**
+ * The relay's short record of what it delivered, per key label, so that a
+ * message retried after a connection cut ("delivered, but the client never
+ * heard") is answered "already delivered" instead of being sent twice.
+ * Effectful edge module.
+ *
+ * Layout: `STATE_DIR/rsendmail-<uid>/<label>/<id>` holding the message's
+ * SHA-256; the directory is 0700 and must belong to the relay account.
+ *
+ * @module
+ */
+
+/** A per-label record of delivered message ids. */
+export interface DeliveryRecord {
+  /** True when `id` was delivered with this exact SHA-256. */
+  has(id: string, sha256: string): Promise<boolean>;
+  /** Records a delivery. */
+  add(id: string, sha256: string): Promise<void>;
+  /** Forgets deliveries older than the retention. */
+  prune(now: number): Promise<void>;
+}
+
+/**
+ * Opens (creating if needed) the record for `label`. Returns undefined when
+ * the directory cannot be made private to this account: no record, no
+ * duplicate suppression, but deliveries go on.
+ */
+export async function openDeliveryRecord(
+  stateDir: string,
+  label: string,
+  retentionMs: number,
+): Promise<DeliveryRecord | undefined> {
+  const uid = Deno.uid();
+  const top = `${stateDir}/rsendmail-${uid}`;
+  const dir = `${top}/${label || "_"}`;
+  try {
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    for (const d of [top, dir]) {
+      const info = await Deno.lstat(d);
+      if (!info.isDirectory || info.uid !== uid || ((info.mode ?? 0) & 0o077) !== 0) {
+        return undefined;
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  return {
+    async has(id, sha256) {
+      try {
+        return (await Deno.readTextFile(`${dir}/${id}`)).trim() === sha256;
+      } catch {
+        return false;
+      }
+    },
+    async add(id, sha256) {
+      try {
+        await Deno.writeTextFile(`${dir}/${id}`, `${sha256}\n`, { mode: 0o600 });
+      } catch {
+        // A record we cannot write costs a possible duplicate, never a message.
+      }
+    },
+    async prune(now) {
+      try {
+        for await (const entry of Deno.readDir(dir)) {
+          const path = `${dir}/${entry.name}`;
+          const info = await Deno.lstat(path);
+          if ((info.mtime?.getTime() ?? now) < now - retentionMs) await Deno.remove(path);
+        }
+      } catch {
+        // Best effort.
+      }
+    },
+  };
+}
