@@ -19,8 +19,11 @@ import {
   parseConfigFile,
 } from "./lib/client_config.ts";
 import { DataError, MailError, TempError, toMailError, UsageError } from "./lib/errors.ts";
-import { EX_OK, EX_TEMPFAIL } from "./lib/exit_codes.ts";
-import { CAT_PATH, SPOOL_DIR, SSH_PATH } from "./lib/layout.ts";
+import { EX_NOINPUT, EX_OK, EX_TEMPFAIL, isTemporary } from "./lib/exit_codes.ts";
+import { CAT_PATH, QUEUE_ROOT, SPOOL_DIR, SSH_PATH } from "./lib/layout.ts";
+import { flushQueue } from "./lib/flush.ts";
+import { openQueue, type Queue } from "./lib/queue.ts";
+import { formatAge, newMessageId, queueHeader } from "./lib/queue_entry.ts";
 import { NM, parseEnvelope, parseNullmailerOptions } from "./lib/nullmailer.ts";
 import {
   type ByteReader,
@@ -38,6 +41,8 @@ const VERSION = "0.1.0";
 const LOCAL_MAX_SIZE = 2 ** 40;
 const LOCAL_IDLE_MS = 3_600_000;
 const SSH_TIMEOUT_MS = 600_000;
+/** ssh's connection-sharing socket, private to the user (ssh expands %d and %C). */
+const CONTROL_PATH = "%d/.ssh/sshsendmail-%C";
 
 const USAGE = `usage: sshsendmail [--host [USER@]HOST]... [--user U] [--port P] [--identity KEY]
                    [--known-hosts FILE] [--ssh-option K=V]... [--reuse] [--mta postfix|nullmailer]
@@ -149,13 +154,18 @@ function sshEnv(): Record<string, string> {
 }
 
 /** Sends one spooled message, trying each relay in order. Returns undefined on success. */
-async function send(settings: ClientSettings, req: SendmailRequest, spool: Spooled) {
+async function send(
+  settings: ClientSettings,
+  req: SendmailRequest,
+  spool: Spooled,
+  id?: string,
+) {
   const remote = remoteCommand(
     settings,
     req,
-    settings.integrity ? { size: spool.size, sha256: spool.sha256 } : undefined,
+    settings.integrity ? { size: spool.size, sha256: spool.sha256, id } : undefined,
   );
-  const controlPath = settings.reuse ? "%d/.ssh/sshsendmail-%C" : undefined;
+  const controlPath = settings.reuse ? CONTROL_PATH : undefined;
   let failure;
   for (const host of settings.hosts) {
     const result = await runWithSpool(
@@ -193,37 +203,152 @@ function nullmailerCode(err: MailError): number {
   return NM.tempFail;
 }
 
+/** This process's uid (Linux always has one). */
+function myUid(): number {
+  return Deno.uid() ?? -1;
+}
+
+/** The queue directory of this user (or the configured one). */
+function queueDirOf(settings: ClientSettings): string {
+  return settings.queueDir ?? `${QUEUE_ROOT}/${myUid()}`;
+}
+
+/** Every queue to work on: this user's, or with --all (root) every user's. */
+async function queuesFor(settings: ClientSettings, all: boolean): Promise<Queue[]> {
+  if (!all) return [await openQueue(queueDirOf(settings), myUid())];
+  const queues: Queue[] = [];
+  for await (const e of Deno.readDir(QUEUE_ROOT)) {
+    if (!e.isDirectory) continue;
+    const dir = `${QUEUE_ROOT}/${e.name}`;
+    const owner = (await Deno.lstat(dir)).uid;
+    if (owner !== null) queues.push(await openQueue(dir, owner));
+  }
+  return queues;
+}
+
+async function listQueue(settings: ClientSettings, all: boolean): Promise<number> {
+  const now = Date.now();
+  const rows: string[] = [];
+  for (const queue of await queuesFor(settings, all)) {
+    for (const e of await queue.list()) {
+      const h = e.header;
+      rows.push(
+        [
+          h.id,
+          formatAge(now - h.created).padStart(7),
+          String(h.size).padStart(9),
+          `<${h.sender ?? ""}>`,
+          h.recipients.join(", ") || "(-t)",
+          e.state ? `[${e.state.attempts}x] ${e.state.lastError}` : "",
+        ].join("  "),
+      );
+    }
+  }
+  const out = rows.length === 0
+    ? "Mail queue is empty\n"
+    : `ID                                 AGE      SIZE  SENDER  RECIPIENTS  LAST ERROR\n${
+      rows.join("\n")
+    }\n-- ${rows.length} message${rows.length === 1 ? "" : "s"} in queue\n`;
+  await Deno.stdout.write(new TextEncoder().encode(out));
+  return EX_OK;
+}
+
+async function flush(settings: ClientSettings, all: boolean, due: boolean): Promise<number> {
+  let failure: string | undefined;
+  for (const queue of await queuesFor(settings, all)) {
+    const lock = await queue.lock();
+    try {
+      const result = await flushQueue(queue, settings, {
+        sshPath: SSH_PATH,
+        env: sshEnv(),
+        program: PROGRAM,
+        hostname: Deno.hostname(),
+        maxAgeMs: settings.maxAgeMs,
+        now: Date.now(),
+        force: !due,
+        controlPath: settings.reuse ? CONTROL_PATH : undefined,
+      });
+      if (result.failure) failure = result.failure.line;
+    } finally {
+      lock.close();
+    }
+  }
+  if (failure === undefined) return EX_OK;
+  await Deno.stderr.write(new TextEncoder().encode(`${failure}\n`));
+  return EX_TEMPFAIL;
+}
+
+/**
+ * Standalone mode: a message the relay cannot take now goes into the
+ * offline queue and the caller hears success. Returns false when it could
+ * not be queued (the caller then hears the relay's failure).
+ */
+async function enqueue(
+  settings: ClientSettings,
+  req: SendmailRequest,
+  spool: Spooled,
+  id: string,
+): Promise<boolean> {
+  try {
+    const queue = await openQueue(queueDirOf(settings), myUid());
+    await queue.enqueue(queueHeader(id, req, spool, Date.now()), spool);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function main(): Promise<number> {
   const path = invokedPath();
+  const name = path.slice(path.lastIndexOf("/") + 1);
   let mta: Mta = defaultMta(path, Deno.args);
   try {
-    const args = parseClientArgs(Deno.args, mta);
+    if (name === "newaliases") return EX_OK;
+    const args = parseClientArgs(name === "mailq" ? ["--list", ...Deno.args] : Deno.args, mta);
     mta = args.mta;
-    if (args.help) {
+    if (args.command === "help") {
       await Deno.stdout.write(new TextEncoder().encode(USAGE));
       return EX_OK;
     }
-    if (args.version) {
+    if (args.command === "version") {
       await Deno.stdout.write(new TextEncoder().encode(`${PROGRAM} ${VERSION}\n`));
       return EX_OK;
     }
     let settings = args.settings;
+    if (mta !== "nullmailer" && !args.configured) settings = await loadConfig(args.configFile);
+    switch (args.command) {
+      case "list":
+        return await listQueue(settings, args.all);
+      case "flush":
+        return await flush(settings, args.all, args.due);
+      case "remove": {
+        const queue = await openQueue(queueDirOf(settings), myUid());
+        if (await queue.remove(args.removeId ?? "")) return EX_OK;
+        throw new MailError(EX_NOINPUT, "5.1.0", "no such message in the queue");
+      }
+    }
     let req = args.request;
     let spool: Spooled;
     if (mta === "nullmailer") {
       settings = parseNullmailerOptions(await readOptionsBlock(Deno.stdin, 1 << 16));
       ({ req, spool } = await readNullmailerMessage());
     } else {
-      if (!args.configured) settings = await loadConfig(args.configFile);
       spool = await spoolMessage(Deno.stdin, {
         dir: SPOOL_DIR,
         maxSize: LOCAL_MAX_SIZE,
         idleTimeoutMs: LOCAL_IDLE_MS,
       });
     }
-    const failure = await send(settings, req!, spool);
+    const id = mta === "sendmail" ? newMessageId(crypto.randomUUID()) : undefined;
+    const failure = await send(settings, req!, spool, id);
     if (failure === undefined) return EX_OK;
     const code = mta === "nullmailer" ? failure.nullmailer : failure.sysexit;
+    if (
+      mta === "sendmail" && id !== undefined && settings.queue && isTemporary(code) &&
+      await enqueue(settings, req!, spool, id)
+    ) {
+      return EX_OK; // queued: the flush delivers it when the relay is back
+    }
     const line = mta === "nullmailer" ? failure.line : matchClass(failure.line, code);
     await Deno.stderr.write(new TextEncoder().encode(`${line}\n`));
     return code;

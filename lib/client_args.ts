@@ -34,6 +34,11 @@ const OWN_OPTIONS = {
   config: { type: "string" },
   help: { type: "boolean" },
   version: { type: "boolean" },
+  flush: { type: "boolean" },
+  list: { type: "boolean" },
+  remove: { type: "string" },
+  all: { type: "boolean" },
+  due: { type: "boolean" },
 } as const;
 
 /** Sendmail options that take the next word as their value. */
@@ -51,9 +56,18 @@ export interface ClientArgs {
   configFile: string | undefined;
   /** The sendmail request (undefined in nullmailer mode: it comes on fd 3). */
   request: SendmailRequest | undefined;
-  help: boolean;
-  version: boolean;
+  /** What to do: send a message (the default), or a queue or info command. */
+  command: ClientCommand;
+  /** The queue id for `--remove`. */
+  removeId: string | undefined;
+  /** `--flush --all`: every user's queue (root). */
+  all: boolean;
+  /** `--flush --due`: only messages whose backoff has passed (timers); else all now. */
+  due: boolean;
 }
+
+/** The client's commands besides sending. */
+export type ClientCommand = "send" | "flush" | "list" | "remove" | "help" | "version";
 
 /**
  * The null sender as callers spell it: Postfix pipe(8) expands an empty
@@ -180,10 +194,19 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
     }
     mta = values.mta;
   }
-  const help = values.help ?? false;
-  const version = values.version ?? false;
+  const command: ClientCommand = values.help
+    ? "help"
+    : values.version
+    ? "version"
+    : values.flush
+    ? "flush"
+    : values.list
+    ? "list"
+    : values.remove !== undefined
+    ? "remove"
+    : "send";
   let request: SendmailRequest | undefined;
-  if (mta !== "nullmailer" && !help && !version) {
+  if (mta !== "nullmailer" && command === "send") {
     const words = mta === "postfix" ? quoteAddressWords(mail) : mail;
     request = normalizeSender(parseSendmailArgs(["sendmail", ...words]));
   } else if (mail.length > 0 && mta === "nullmailer") {
@@ -195,7 +218,9 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
     configured: settings.hosts.length > 0,
     configFile: values.config,
     request,
-    help,
-    version,
+    command,
+    removeId: values.remove,
+    all: values.all ?? false,
+    due: values.due ?? false,
   };
 }

@@ -7,6 +7,7 @@
 
 import { MailError } from "./errors.ts";
 import { EX_TEMPFAIL } from "./exit_codes.ts";
+import { parseDuration } from "./queue_entry.ts";
 import { hasControl } from "./words.ts";
 
 /** Default config file of the standalone mode. */
@@ -29,6 +30,12 @@ export interface ClientSettings {
   reuse: boolean;
   /** Send size and SHA-256 (off only for an upstream 1.1.4 relay). */
   integrity: boolean;
+  /** Standalone mode: queue a message the relay could not take for now. */
+  queue: boolean;
+  /** The queue directory (default: a private one per user under QUEUE_ROOT). */
+  queueDir: string | undefined;
+  /** Age after which a queued message is given up, in ms. */
+  maxAgeMs: number;
 }
 
 /** Defaults for every mode. */
@@ -44,6 +51,9 @@ export function defaultSettings(): ClientSettings {
     connectTimeout: 10,
     reuse: false,
     integrity: true,
+    queue: true,
+    queueDir: undefined,
+    maxAgeMs: 30 * 86_400_000,
   };
 }
 
@@ -124,7 +134,20 @@ export function applySetting(s: ClientSettings, key: string, value: string): voi
       if (!/^[1-9][0-9]{0,3}$/.test(value)) throw new ClientConfigError("invalid connect_timeout");
       s.connectTimeout = Number(value);
       return;
+    case "queue_dir":
+    case "queue-dir":
+      if (!value.startsWith("/")) throw new ClientConfigError(`${key} wants an absolute path`);
+      s.queueDir = value;
+      return;
+    case "max_age":
+    case "max-age": {
+      const ms = parseDuration(value);
+      if (ms === undefined || ms === 0) throw new ClientConfigError("max_age wants e.g. 30d");
+      s.maxAgeMs = ms;
+      return;
+    }
     case "reuse":
+    case "queue":
     case "integrity": {
       const v = YES_NO[value.toLowerCase()];
       if (v === undefined) throw new ClientConfigError(`${key} wants yes or no`);

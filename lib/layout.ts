@@ -18,6 +18,8 @@ export const SYSLOG_SOCKET = "/dev/log";
 export const LOGGER_PATH = "/usr/bin/logger";
 /** The ssh client the satellite runs. */
 export const SSH_PATH = "/usr/bin/ssh";
+/** Parent of the satellite's per-user offline queues (1777, like /tmp). */
+export const QUEUE_ROOT = "/var/spool/sshsendmail";
 /** Streams nullmailer's fd 3 (Deno cannot open inherited descriptors). */
 export const CAT_PATH = "/bin/cat";
 /** Environment variables the relay reads. */

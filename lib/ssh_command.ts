@@ -66,10 +66,11 @@ export function sshArgv(
   return argv;
 }
 
-/** Integrity data of a spooled message. */
+/** Integrity data of a spooled message, and its id for the relay's duplicate record. */
 export interface Integrity {
   size: number;
   sha256: string;
+  id?: string | undefined;
 }
 
 /**
@@ -87,6 +88,7 @@ export function remoteCommand(
     ...(req.sender === undefined ? [] : ["-f", req.sender]),
     ...(req.extractRecipients ? ["-t"] : []),
     ...(integrity ? [`--size=${integrity.size}`, `--sha256=${integrity.sha256}`] : []),
+    ...(integrity?.id ? [`--id=${integrity.id}`] : []),
     "--",
     ...req.recipients,
   ]);

@@ -16,6 +16,7 @@ import {
   SSH_PATH,
   STATE_DIR,
   LOGGER_PATH,
+  QUEUE_ROOT,
 } from "../lib/layout.ts";
 
 /**
@@ -31,11 +32,14 @@ export const SERVER_FLAGS: readonly string[] = [
   "-S=uid",
 ];
 
-/** sshsendmail: run only ssh (and cat, for nullmailer's fd 3). */
+/**
+ * sshsendmail: run only ssh (and cat, for nullmailer's fd 3); write only its
+ * spool and the offline queues.
+ */
 export const CLIENT_FLAGS: readonly string[] = [
   `--allow-run=${SSH_PATH},${CAT_PATH}`,
   "-R",
-  `-W=${SPOOL_DIR}`,
+  `-W=${SPOOL_DIR},${QUEUE_ROOT}`,
   "-E",
   "-S=hostname,uid",
 ];
