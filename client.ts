@@ -24,6 +24,7 @@ import { CAT_PATH, QUEUE_ROOT, SPOOL_DIR, SSH_PATH } from "./lib/layout.ts";
 import { flushQueue } from "./lib/flush.ts";
 import { openQueue, type Queue } from "./lib/queue.ts";
 import { formatAge, newMessageId, queueHeader } from "./lib/queue_entry.ts";
+import { runSetup, runTest, type SetupContext } from "./lib/setup.ts";
 import { NM, parseEnvelope, parseNullmailerOptions } from "./lib/nullmailer.ts";
 import {
   type ByteReader,
@@ -165,7 +166,7 @@ async function send(
     req,
     settings.integrity ? { size: spool.size, sha256: spool.sha256, id } : undefined,
   );
-  const controlPath = settings.reuse ? CONTROL_PATH : undefined;
+  const controlPath = settings.reuse && await hasSshDir() ? CONTROL_PATH : undefined;
   let failure;
   for (const host of settings.hosts) {
     const result = await runWithSpool(
@@ -266,7 +267,7 @@ async function flush(settings: ClientSettings, all: boolean, due: boolean): Prom
         maxAgeMs: settings.maxAgeMs,
         now: Date.now(),
         force: !due,
-        controlPath: settings.reuse ? CONTROL_PATH : undefined,
+        controlPath: settings.reuse && await hasSshDir() ? CONTROL_PATH : undefined,
       });
       if (result.failure) failure = result.failure.line;
     } finally {
@@ -298,12 +299,67 @@ async function enqueue(
   }
 }
 
+/** ssh keeps its control socket in ~/.ssh; without that directory, no reuse. */
+async function hasSshDir(): Promise<boolean> {
+  const home = Deno.env.get("HOME");
+  if (!home) return false;
+  try {
+    return (await Deno.stat(`${home}/.ssh`)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/** The test message of `setup` and `--test`. */
+async function sendTest(settings: ClientSettings, address: string) {
+  const req = parseSendmailArgs(["sendmail", "-i", "--", address]);
+  const host = Deno.hostname();
+  const text = [
+    `From: sshsendmail <root@${host}>`,
+    `To: <${address}>`,
+    `Subject: sshsendmail test from ${host}`,
+    `Date: ${new Date().toUTCString()}`,
+    "",
+    `This test message left ${host} through sshsendmail and the relay's rsendmail.`,
+    "",
+  ].join("\n");
+  const bytes = new TextEncoder().encode(text);
+  let at = 0;
+  const spool = await spoolMessage({
+    read(p) {
+      if (at >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(p.length, bytes.length - at);
+      p.set(bytes.subarray(at, at + n));
+      at += n;
+      return Promise.resolve(n);
+    },
+  }, { dir: SPOOL_DIR, maxSize: LOCAL_MAX_SIZE, idleTimeoutMs: LOCAL_IDLE_MS });
+  return await send(settings, req, spool, newMessageId(crypto.randomUUID()));
+}
+
+function setupContext(configFile: string | undefined): SetupContext {
+  return {
+    sshPath: SSH_PATH,
+    env: sshEnv(),
+    hostname: Deno.hostname(),
+    configFile: configFile ?? Deno.env.get("SSHSENDMAIL_CONFIG") ?? DEFAULT_CONFIG_FILE,
+    sendTest,
+    say: async (line) => {
+      await Deno.stdout.write(new TextEncoder().encode(`${line}\n`));
+    },
+  };
+}
+
 async function main(): Promise<number> {
   const path = invokedPath();
   const name = path.slice(path.lastIndexOf("/") + 1);
   let mta: Mta = defaultMta(path, Deno.args);
   try {
     if (name === "newaliases") return EX_OK;
+    if (Deno.args[0] === "setup") {
+      mta = "sendmail";
+      return await runSetup(Deno.args.slice(1), setupContext(undefined));
+    }
     const args = parseClientArgs(name === "mailq" ? ["--list", ...Deno.args] : Deno.args, mta);
     mta = args.mta;
     if (args.command === "help") {
@@ -321,6 +377,8 @@ async function main(): Promise<number> {
         return await listQueue(settings, args.all);
       case "flush":
         return await flush(settings, args.all, args.due);
+      case "test":
+        return await runTest(settings, args.testAddress ?? "", setupContext(args.configFile));
       case "remove": {
         const queue = await openQueue(queueDirOf(settings), myUid());
         if (await queue.remove(args.removeId ?? "")) return EX_OK;

@@ -39,6 +39,7 @@ const OWN_OPTIONS = {
   remove: { type: "string" },
   all: { type: "boolean" },
   due: { type: "boolean" },
+  test: { type: "string" },
 } as const;
 
 /** Sendmail options that take the next word as their value. */
@@ -60,6 +61,8 @@ export interface ClientArgs {
   command: ClientCommand;
   /** The queue id for `--remove`. */
   removeId: string | undefined;
+  /** The address for `--test`. */
+  testAddress: string | undefined;
   /** `--flush --all`: every user's queue (root). */
   all: boolean;
   /** `--flush --due`: only messages whose backoff has passed (timers); else all now. */
@@ -67,7 +70,7 @@ export interface ClientArgs {
 }
 
 /** The client's commands besides sending. */
-export type ClientCommand = "send" | "flush" | "list" | "remove" | "help" | "version";
+export type ClientCommand = "send" | "flush" | "list" | "remove" | "test" | "help" | "version";
 
 /**
  * The null sender as callers spell it: Postfix pipe(8) expands an empty
@@ -204,6 +207,8 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
     ? "list"
     : values.remove !== undefined
     ? "remove"
+    : values.test !== undefined
+    ? "test"
     : "send";
   let request: SendmailRequest | undefined;
   if (mta !== "nullmailer" && command === "send") {
@@ -220,6 +225,7 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
     request,
     command,
     removeId: values.remove,
+    testAddress: values.test,
     all: values.all ?? false,
     due: values.due ?? false,
   };

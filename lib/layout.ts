@@ -20,6 +20,8 @@ export const LOGGER_PATH = "/usr/bin/logger";
 export const SSH_PATH = "/usr/bin/ssh";
 /** Parent of the satellite's per-user offline queues (1777, like /tmp). */
 export const QUEUE_ROOT = "/var/spool/sshsendmail";
+/** What `sshsendmail setup` writes: the key directory and the config file. */
+export const CLIENT_ETC = ["/etc/sshsendmail", "/etc/sshsendmail.conf"] as const;
 /** Streams nullmailer's fd 3 (Deno cannot open inherited descriptors). */
 export const CAT_PATH = "/bin/cat";
 /** Environment variables the relay reads. */

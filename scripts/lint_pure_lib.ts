@@ -12,6 +12,7 @@ const EFFECTFUL = [
   "/lib/dedup.ts",
   "/lib/queue.ts",
   "/lib/flush.ts",
+  "/lib/setup.ts",
 ];
 
 const plugin: Deno.lint.Plugin = {

@@ -10,6 +10,7 @@
 
 import {
   CAT_PATH,
+  CLIENT_ETC,
   SENDMAIL_PATH,
   SERVER_ENV,
   SPOOL_DIR,
@@ -34,12 +35,12 @@ export const SERVER_FLAGS: readonly string[] = [
 
 /**
  * sshsendmail: run only ssh (and cat, for nullmailer's fd 3); write only its
- * spool and the offline queues.
+ * spool, the offline queues, and what `setup` writes under /etc.
  */
 export const CLIENT_FLAGS: readonly string[] = [
   `--allow-run=${SSH_PATH},${CAT_PATH}`,
   "-R",
-  `-W=${SPOOL_DIR},${QUEUE_ROOT}`,
+  `-W=${[SPOOL_DIR, QUEUE_ROOT, ...CLIENT_ETC].join(",")}`,
   "-E",
   "-S=hostname,uid",
 ];

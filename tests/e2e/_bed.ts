@@ -310,7 +310,9 @@ export async function startRelay(): Promise<Relay> {
         `ListenAddress 127.0.0.1:${port}`,
         `HostKey ${hostKey}`,
         `PidFile ${pidFile}`,
-        `AuthorizedKeysFile ${authorizedKeys}`,
+        // The bed's own file first; the account's ~/.ssh/authorized_keys
+        // too, for `sshsendmail setup --install-with`.
+        `AuthorizedKeysFile ${authorizedKeys} .ssh/authorized_keys`,
         "AuthorizedPrincipalsFile none",
         `AllowUsers ${RELAY_USER}`,
         "PermitRootLogin no",

@@ -1,0 +1,315 @@
+/**
+ * `sshsendmail setup`: from nothing to a working satellite, each step
+ * reported. Makes a dedicated Ed25519 key (Web Crypto, no ssh-keygen),
+ * records the relay's host key and shows its fingerprint, prints (or, over
+ * the relay admin's own login, installs) the authorized_keys line, writes
+ * the config file, and sends a test message. Runs only ssh. Effectful edge
+ * module.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { applySetting, ClientConfigError, type ClientSettings, defaultSettings } from "./client_config.ts";
+import {
+  blobOf,
+  ed25519Blob,
+  fingerprint,
+  privateKeyFile,
+  publicKeyLine,
+  seedFromPkcs8,
+} from "./openssh_key.ts";
+import type { Failure } from "./ssh_command.ts";
+import { quoteWords } from "./words.ts";
+
+/** What setup needs from the edge. */
+export interface SetupContext {
+  sshPath: string;
+  env: Record<string, string>;
+  hostname: string;
+  configFile: string;
+  /** Sends a test message with these settings; undefined on success. */
+  sendTest(settings: ClientSettings, address: string): Promise<Failure | undefined>;
+  say(line: string): Promise<void>;
+}
+
+const SETUP_OPTIONS = {
+  host: { type: "string" },
+  port: { type: "string" },
+  identity: { type: "string" },
+  "known-hosts": { type: "string" },
+  rsendmail: { type: "string" },
+  label: { type: "string" },
+  "allow-sender": { type: "string", multiple: true },
+  "max-size": { type: "string" },
+  "install-with": { type: "string" },
+  "admin-identity": { type: "string" },
+  test: { type: "string" },
+} as const;
+
+const DEFAULT_DIR = "/etc/sshsendmail";
+const LABEL_REGEXP = /^[A-Za-z0-9._@+-]{1,64}$/;
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function sha256(data: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(data)));
+}
+
+/** Step 1: the key pair; made only if `identity` does not exist yet. */
+async function ensureKey(identity: string, comment: string): Promise<{ line: string; made: boolean }> {
+  if (await exists(identity)) {
+    try {
+      return { line: (await Deno.readTextFile(`${identity}.pub`)).trim(), made: false };
+    } catch {
+      throw new ClientConfigError(`${identity} exists but ${identity}.pub does not`);
+    }
+  }
+  const dir = identity.slice(0, identity.lastIndexOf("/")) || "/";
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]) as CryptoKeyPair;
+  const seed = seedFromPkcs8(new Uint8Array(await crypto.subtle.exportKey("pkcs8", pair.privateKey)));
+  const pub = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const check = crypto.getRandomValues(new Uint32Array(1))[0]!;
+  await Deno.writeTextFile(identity, privateKeyFile(seed, pub, comment, check), {
+    createNew: true,
+    mode: 0o600,
+  });
+  const line = publicKeyLine(pub, comment);
+  await Deno.writeTextFile(`${identity}.pub`, `${line}\n`, { mode: 0o644 });
+  return { line, made: true };
+}
+
+async function ssh(ctx: SetupContext, args: string[], stdin?: string) {
+  const child = new Deno.Command(ctx.sshPath, {
+    args,
+    clearEnv: true,
+    env: ctx.env,
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
+
+function firstLine(text: string): string {
+  return text.split("\n").map((l) => l.trim()).find(Boolean)?.replace(/[^ -~]/g, "?") ?? "";
+}
+
+/**
+ * Step 2: connects once without authenticating, so ssh records the relay's
+ * host key (accept-new: a changed key is refused), then fingerprints what it
+ * recorded.
+ */
+async function recordHostKey(ctx: SetupContext, s: ClientSettings, host: string): Promise<string[]> {
+  const kh = s.knownHosts!;
+  await Deno.mkdir(kh.slice(0, kh.lastIndexOf("/")) || "/", { recursive: true, mode: 0o700 });
+  const r = await ssh(ctx, [
+    "-T",
+    "-o", "BatchMode=yes",
+    "-o", "StrictHostKeyChecking=accept-new",
+    "-o", `UserKnownHostsFile=${kh}`,
+    "-o", "HashKnownHosts=no",
+    "-o", "PubkeyAuthentication=no",
+    "-o", "PasswordAuthentication=no",
+    "-o", "KbdInteractiveAuthentication=no",
+    "-o", "GSSAPIAuthentication=no",
+    "-o", `ConnectTimeout=${s.connectTimeout}`,
+    ...(s.port ? ["-p", String(s.port)] : []),
+    "--", host, "true",
+  ]);
+  if (/Could not resolve|Connection refused|timed out|IDENTIFICATION HAS CHANGED|No route/i.test(r.stderr)) {
+    throw new ClientConfigError(`cannot reach the relay: ${firstLine(r.stderr)}`);
+  }
+  const name = host.slice(host.indexOf("@") + 1);
+  const pattern = s.port && s.port !== 22 ? `[${name}]:${s.port}` : name;
+  const prints: string[] = [];
+  for (const line of (await Deno.readTextFile(kh).catch(() => "")).split("\n")) {
+    const [hosts, type] = line.trim().split(/\s+/);
+    if (!hosts || !type || !hosts.split(",").includes(pattern)) continue;
+    const blob = blobOf(line);
+    if (blob) prints.push(`${type} ${fingerprint(await sha256(blob))}`);
+  }
+  if (prints.length === 0) throw new ClientConfigError("the relay's host key was not recorded");
+  return prints;
+}
+
+/** Step 3b: appends the line to the relay user's authorized_keys over the admin's login. */
+async function installKey(
+  ctx: SetupContext,
+  s: ClientSettings,
+  host: string,
+  admin: string,
+  relayUser: string,
+  line: string,
+  adminIdentity: string | undefined,
+): Promise<string> {
+  const name = host.slice(host.indexOf("@") + 1);
+  // One login for all steps (one password prompt at most), through a
+  // control socket in a private directory.
+  const private_ = await Deno.makeTempDir({ prefix: "sshsendmail-setup-" });
+  try {
+    return await installKeyVia(ctx, s, name, admin, relayUser, line, adminIdentity, private_);
+  } finally {
+    await Deno.remove(private_, { recursive: true }).catch(() => {});
+  }
+}
+
+async function installKeyVia(
+  ctx: SetupContext,
+  s: ClientSettings,
+  name: string,
+  admin: string,
+  relayUser: string,
+  line: string,
+  adminIdentity: string | undefined,
+  controlDir: string,
+): Promise<string> {
+  const base = [
+    "-T",
+    "-o", "ControlMaster=auto",
+    "-o", `ControlPath=${controlDir}/cm-%C`,
+    "-o", "ControlPersist=30",
+    "-o", `UserKnownHostsFile=${s.knownHosts}`,
+    "-o", "StrictHostKeyChecking=yes",
+    ...(adminIdentity ? ["-i", adminIdentity, "-o", "IdentitiesOnly=yes"] : []),
+    ...(s.port ? ["-p", String(s.port)] : []),
+    "-l", admin,
+    "--", name,
+  ];
+  const remote = async (words: string[], stdin?: string) => await ssh(ctx, [...base, quoteWords(words)], stdin);
+  const pw = await remote(["getent", "passwd", relayUser]);
+  const home = pw.stdout.split(":")[5];
+  if (pw.code !== 0 || !home || !home.startsWith("/")) {
+    throw new ClientConfigError(`no account ${relayUser} on the relay (${firstLine(pw.stderr) || "getent"})`);
+  }
+  const file = `${home}/.ssh/authorized_keys`;
+  const dir = await remote(["install", "-d", "-m", "700", "-o", relayUser, `${home}/.ssh`]);
+  if (dir.code !== 0) throw new ClientConfigError(`cannot prepare ${home}/.ssh: ${firstLine(dir.stderr)}`);
+  const present = await remote(["grep", "-qxF", line, file]);
+  if (present.code !== 0) {
+    const t = await remote(["tee", "-a", file], `${line}\n`);
+    if (t.code !== 0) throw new ClientConfigError(`cannot write ${file}: ${firstLine(t.stderr)}`);
+  }
+  for (const words of [["chown", relayUser, file], ["chmod", "600", file]]) {
+    const r = await remote(words);
+    if (r.code !== 0) throw new ClientConfigError(`cannot fix ${file}: ${firstLine(r.stderr)}`);
+  }
+  await ssh(ctx, ["-O", "exit", ...base]).catch(() => {});
+  return present.code === 0 ? `already in ${file}` : `added to ${file}`;
+}
+
+function configText(s: ClientSettings, host: string): string {
+  return [
+    "# Written by sshsendmail setup. See sshsendmail(8).",
+    `host = ${host}`,
+    ...(s.port ? [`port = ${s.port}`] : []),
+    `identity = ${s.identity}`,
+    `known_hosts = ${s.knownHosts}`,
+    "",
+  ].join("\n");
+}
+
+/** Runs `sshsendmail setup …`. Returns the exit code; throws MailError on a fault. */
+export async function runSetup(argv: readonly string[], ctx: SetupContext): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: [...argv], options: SETUP_OPTIONS, strict: true }));
+  } catch (err) {
+    throw new ClientConfigError(`setup: ${err instanceof Error ? err.message.split("\n")[0] : ""}`);
+  }
+  if (values.host === undefined) throw new ClientConfigError("setup needs --host [USER@]RELAY");
+  const s = defaultSettings();
+  applySetting(s, "host", values.host);
+  const host = s.hosts[0]!;
+  if (values.port) applySetting(s, "port", values.port);
+  applySetting(s, "identity", values.identity ?? `${DEFAULT_DIR}/id_ed25519`);
+  applySetting(s, "known-hosts", values["known-hosts"] ?? `${DEFAULT_DIR}/known_hosts`);
+  const relayUser = host.includes("@") ? host.slice(0, host.indexOf("@")) : "rsendmail";
+  const target = host.includes("@") ? host : `${relayUser}@${host}`;
+  s.hosts = [target];
+  const label = values.label ?? ctx.hostname.split(".")[0] ?? "satellite";
+  if (!LABEL_REGEXP.test(label)) throw new ClientConfigError("setup: invalid --label");
+  const rsendmail = values.rsendmail ?? "/usr/sbin/rsendmail";
+  if (!/^\/[A-Za-z0-9._/-]+$/.test(rsendmail)) throw new ClientConfigError("setup: invalid --rsendmail");
+  const policy: string[] = [];
+  for (const a of values["allow-sender"] ?? []) {
+    if (!/^@?[A-Za-z0-9._+'-]+(@[A-Za-z0-9.-]+)?$/.test(a)) {
+      throw new ClientConfigError("setup: invalid --allow-sender");
+    }
+    policy.push("--allow-sender", a);
+  }
+  if (values["max-size"]) {
+    if (!/^[1-9][0-9]{0,11}$/.test(values["max-size"])) throw new ClientConfigError("setup: invalid --max-size");
+    policy.push("--max-size", values["max-size"]);
+  }
+  await ctx.say(`sshsendmail setup: relay ${target}${s.port ? ` port ${s.port}` : ""}`);
+
+  const key = await ensureKey(s.identity!, `sshsendmail@${ctx.hostname}`);
+  const keyPrint = fingerprint(await sha256(blobOf(key.line) ?? ed25519Blob(new Uint8Array(32))));
+  await ctx.say(`[1/5] key: ${key.made ? "created" : "kept"} ${s.identity} (ssh-ed25519 ${keyPrint})`);
+
+  const prints = await recordHostKey(ctx, s, target);
+  await ctx.say(`[2/5] relay host key recorded in ${s.knownHosts}: ${prints.join(", ")}`);
+  await ctx.say("      compare on the relay: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub");
+
+  const forced = [rsendmail, "--label", label, "--require-integrity", ...policy].join(" ");
+  const authorized = `restrict,command="${forced}" ${key.line}`;
+  if (values["install-with"]) {
+    const where = await installKey(
+      ctx,
+      s,
+      target,
+      values["install-with"],
+      relayUser,
+      authorized,
+      values["admin-identity"],
+    );
+    await ctx.say(`[3/5] authorized_keys line ${where} (through ${values["install-with"]}@relay):`);
+  } else {
+    await ctx.say(`[3/5] add this line to ~${relayUser}/.ssh/authorized_keys on the relay:`);
+  }
+  await ctx.say(`      ${authorized}`);
+
+  if (await exists(ctx.configFile)) {
+    await Deno.copyFile(ctx.configFile, `${ctx.configFile}.bak`);
+  }
+  await Deno.writeTextFile(ctx.configFile, configText(s, target), { mode: 0o644 });
+  await ctx.say(`[4/5] config: wrote ${ctx.configFile}`);
+
+  if (values.test === undefined) {
+    await ctx.say("[5/5] test message: skipped (run: sshsendmail --test ADDRESS)");
+    return 0;
+  }
+  return await runTest(s, values.test, ctx, "[5/5] ");
+}
+
+/** Sends a test message and reports it (`sshsendmail --test ADDR`, setup's last step). */
+export async function runTest(
+  s: ClientSettings,
+  address: string,
+  ctx: SetupContext,
+  prefix = "",
+): Promise<number> {
+  const failure = await ctx.sendTest(s, address);
+  if (failure === undefined) {
+    await ctx.say(`${prefix}test message to ${address}: accepted by the relay`);
+    return 0;
+  }
+  await ctx.say(`${prefix}test message to ${address}: FAILED: ${failure.line}`);
+  return failure.sysexit;
+}
