@@ -1,0 +1,143 @@
+/**
+ * The permission sandbox of each built artefact: the exact flags in the
+ * shebang of dist/rsendmail and dist/sshsendmail are the ones kept in
+ * scripts/permissions.ts, and a probe run under those same flags is refused
+ * everything outside them (attack: code execution inside the relay or the
+ * client trying to run a shell, read secrets, or reach the network), while
+ * what the programs need stays granted (positive controls).
+ *
+ * @module
+ */
+
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { CLIENT_FLAGS, RUN_FLAGS, SERVER_FLAGS } from "../../scripts/permissions.ts";
+
+const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+
+async function shebangOf(path: string): Promise<string[]> {
+  const head = (await Deno.readTextFile(path)).split("\n", 1)[0]!;
+  const parts = head.replace(/^#!\/usr\/bin\/env -S /, "").split(" ");
+  return parts;
+}
+
+/** Runs a JS probe with exactly the artefact's deno and flags; returns its JSON verdicts. */
+async function probe(program: string, code: string): Promise<Record<string, string>> {
+  const [deno, run, ...flags] = await shebangOf(`${root}/dist/${program}`);
+  strictEqual(run, "run");
+  const dir = await Deno.makeTempDir({ prefix: "rsm-sandbox-" });
+  const file = `${dir}/probe`;
+  await Deno.writeTextFile(file, code);
+  const out = await new Deno.Command(deno!, {
+    args: ["run", ...flags, file],
+    stdout: "piped",
+    stderr: "piped",
+    env: { SSH_ORIGINAL_COMMAND: "x", HOME: "/root" },
+  }).output();
+  await Deno.remove(dir, { recursive: true });
+  const text = new TextDecoder().decode(out.stdout);
+  ok(out.success, `probe failed: ${new TextDecoder().decode(out.stderr)}`);
+  return JSON.parse(text);
+}
+
+const PROBE_LIB = `
+const verdict = {};
+async function attempt(name, fn) {
+  try { await fn(); verdict[name] = "granted"; }
+  catch (e) { verdict[name] = (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) ? "denied" : "granted:" + e.name; }
+}
+const run = (p, args = []) => new Deno.Command(p, { args, stdout: "null", stderr: "null", stdin: "null" }).output();
+`;
+
+Deno.test("dist/ artefacts carry exactly the permission flags of scripts/permissions.ts", async () => {
+  const server = await shebangOf(`${root}/dist/rsendmail`);
+  const client = await shebangOf(`${root}/dist/sshsendmail`);
+  deepStrictEqual(server.slice(1), ["run", ...RUN_FLAGS, ...SERVER_FLAGS]);
+  deepStrictEqual(client.slice(1), ["run", ...RUN_FLAGS, ...CLIENT_FLAGS]);
+  for (const flags of [server, client]) {
+    ok(!flags.some((f) => f === "-A" || f.startsWith("--allow-all")), "never -A");
+    ok(flags[0]!.startsWith("/"), "the runtime is reached by an absolute path, not PATH");
+  }
+});
+
+Deno.test("rsendmail's sandbox refuses a shell, other programs, secrets, the network", async () => {
+  const v = await probe("rsendmail", PROBE_LIB + `
+await attempt("run /bin/sh", () => run("/bin/sh", ["-c", "true"]));
+await attempt("run sh by name", () => run("sh"));
+await attempt("run /usr/bin/ssh", () => run("/usr/bin/ssh", ["-V"]));
+await attempt("run /bin/sendmail (other path)", () => run("/usr/lib/sendmail", ["-bv", "x"]));
+await attempt("read /etc/passwd", () => Deno.readTextFile("/etc/passwd"));
+await attempt("read /etc/shadow", () => Deno.readTextFile("/etc/shadow"));
+await attempt("read ~/.ssh", () => Deno.readDir("/root/.ssh")[Symbol.asyncIterator]().next());
+await attempt("write /etc/x", () => Deno.writeTextFile("/etc/rsm-sandbox-x", "x"));
+await attempt("write /usr/sbin/sendmail", () => Deno.writeTextFile("/usr/sbin/sendmail", "x", { append: true }));
+await attempt("tcp 127.0.0.1:22", () => Deno.connect({ hostname: "127.0.0.1", port: 22 }));
+await attempt("listen tcp", () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+await attempt("env HOME", () => { Deno.env.get("HOME"); });
+await attempt("env LD_PRELOAD", () => { Deno.env.get("LD_PRELOAD"); });
+await attempt("ffi", () => Deno.dlopen("/lib/x86_64-linux-gnu/libc.so.6", {}));
+// positive controls: what the relay needs
+await attempt("env SSH_ORIGINAL_COMMAND", () => { Deno.env.get("SSH_ORIGINAL_COMMAND"); });
+await attempt("write spool /tmp", async () => { const p = "/tmp/rsm-sandbox-" + crypto.randomUUID(); await Deno.writeTextFile(p, "x"); await Deno.remove(p); });
+await attempt("run /usr/sbin/sendmail", () => run("/usr/sbin/sendmail", ["-bv", "nobody"]));
+await attempt("run /usr/bin/logger", () => run("/usr/bin/logger", ["--socket-errors=off", "-u", "/nonexistent", "x"]));
+await attempt("uid", () => Deno.uid());
+console.log(JSON.stringify(verdict));
+`);
+  for (
+    const name of [
+      "run /bin/sh",
+      "run sh by name",
+      "run /usr/bin/ssh",
+      "run /bin/sendmail (other path)",
+      "read /etc/passwd",
+      "read /etc/shadow",
+      "read ~/.ssh",
+      "write /etc/x",
+      "write /usr/sbin/sendmail",
+      "tcp 127.0.0.1:22",
+      "listen tcp",
+      "env HOME",
+      "env LD_PRELOAD",
+      "ffi",
+    ]
+  ) strictEqual(v[name], "denied", `${name}: ${v[name]}`);
+  for (
+    const name of [
+      "env SSH_ORIGINAL_COMMAND",
+      "write spool /tmp",
+      "run /usr/sbin/sendmail",
+      "run /usr/bin/logger",
+      "uid",
+    ]
+  ) strictEqual(v[name], "granted", `${name}: ${v[name]}`);
+});
+
+Deno.test("sshsendmail's sandbox runs only ssh (and cat for nullmailer's fd 3)", async () => {
+  const v = await probe("sshsendmail", PROBE_LIB + `
+await attempt("run /bin/sh", () => run("/bin/sh", ["-c", "true"]));
+await attempt("run /usr/bin/ssh-keygen", () => run("/usr/bin/ssh-keygen", ["-V"]));
+await attempt("run /usr/sbin/sendmail", () => run("/usr/sbin/sendmail", ["-bv", "x"]));
+await attempt("write /usr/bin/ssh", () => Deno.writeTextFile("/usr/bin/ssh", "x", { append: true }));
+await attempt("write /root/.ssh", () => Deno.writeTextFile("/root/.ssh/rsm-sandbox-x", "x"));
+await attempt("tcp 127.0.0.1:22", () => Deno.connect({ hostname: "127.0.0.1", port: 22 }));
+await attempt("ffi", () => Deno.dlopen("/lib/x86_64-linux-gnu/libc.so.6", {}));
+await attempt("run /usr/bin/ssh", () => run("/usr/bin/ssh", ["-V"]));
+await attempt("run /bin/cat", () => run("/bin/cat", ["/dev/null"]));
+await attempt("write /tmp", async () => { const p = "/tmp/rsm-sandbox-" + crypto.randomUUID(); await Deno.writeTextFile(p, "x"); await Deno.remove(p); });
+console.log(JSON.stringify(verdict));
+`);
+  for (
+    const name of [
+      "run /bin/sh",
+      "run /usr/bin/ssh-keygen",
+      "run /usr/sbin/sendmail",
+      "write /usr/bin/ssh",
+      "write /root/.ssh",
+      "tcp 127.0.0.1:22",
+      "ffi",
+    ]
+  ) strictEqual(v[name], "denied", `${name}: ${v[name]}`);
+  for (const name of ["run /usr/bin/ssh", "run /bin/cat", "write /tmp"]) {
+    strictEqual(v[name], "granted", `${name}: ${v[name]}`);
+  }
+});
