@@ -1,0 +1,114 @@
+/**
+ * `sshsendmail setup` from nothing to a delivered test message against the
+ * real relay bed: key made, host key recorded, authorized_keys line
+ * installed over an admin login, config written, test message delivered;
+ * then `--test ADDR` alone repeats the last step. And the refusals: a relay
+ * whose host key changed is not trusted, a host starting with `-` is refused.
+ *
+ * @module
+ */
+
+import { match, ok, strictEqual } from "node:assert/strict";
+import { run, startPostfix, startRelay, takeMail } from "./_bed.ts";
+
+const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+const client = `${root}/dist/sshsendmail`;
+
+Deno.test({
+  name: "sshsendmail setup: from nothing to a delivered test message",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const relay = await startRelay();
+    const postfix = await startPostfix();
+    const box = postfix.mailbox("rsmsetup");
+    const admin = await relay.addKey(""); // the relay admin's own, unrestricted login
+    const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "rsm-setup-" });
+    const env = { SSHSENDMAIL_CONFIG: `${dir}/sshsendmail.conf` };
+    const installed = `/home/${relay.user}/.ssh/authorized_keys`;
+    try {
+      await t.step("setup creates, records, installs, writes and tests", async () => {
+        const r = await run(client, [
+          "setup",
+          "--host", `${relay.user}@${relay.host}`,
+          "--port", String(relay.port),
+          "--identity", `${dir}/keys/id_ed25519`,
+          "--known-hosts", `${dir}/keys/known_hosts`,
+          "--rsendmail", `${root}/dist/rsendmail`,
+          "--install-with", relay.user,
+          "--admin-identity", admin,
+          "--allow-sender", "@relay.test",
+          "--test", "rsmsetup@relay.test",
+        ], { check: false, env });
+        strictEqual(r.code, 0, r.stdout + r.stderr);
+        strictEqual(r.stderr, "");
+        match(r.stdout, /\[1\/5\] key: created .*SHA256:/);
+        match(r.stdout, /\[2\/5\] relay host key recorded .*ssh-ed25519 SHA256:/);
+        match(r.stdout, /\[3\/5\] authorized_keys line added to/);
+        match(r.stdout, /restrict,command=".*\/dist\/rsendmail --label \S+ --require-integrity --allow-sender @relay.test" ssh-ed25519 AAAA/);
+        match(r.stdout, /\[4\/5\] config: wrote/);
+        match(r.stdout, /\[5\/5\] test message to rsmsetup@relay.test: accepted by the relay/);
+        const mail = new TextDecoder().decode(await takeMail(box));
+        match(mail, /^Subject: sshsendmail test from /m);
+        const key = await Deno.stat(`${dir}/keys/id_ed25519`);
+        strictEqual((key.mode ?? 0) & 0o777, 0o600);
+        // the key ssh-keygen can read is the key the relay accepted
+        const pub = await run("/usr/bin/ssh-keygen", ["-y", "-f", `${dir}/keys/id_ed25519`]);
+        ok((await Deno.readTextFile(`${dir}/keys/id_ed25519.pub`)).startsWith(pub.stdout.trim()));
+      });
+
+      await t.step("a second setup keeps the key and does not add the line twice", async () => {
+        const r = await run(client, [
+          "setup", "--host", `${relay.user}@${relay.host}`, "--port", String(relay.port),
+          "--identity", `${dir}/keys/id_ed25519`, "--known-hosts", `${dir}/keys/known_hosts`,
+          "--rsendmail", `${root}/dist/rsendmail`, "--install-with", relay.user,
+          "--admin-identity", admin, "--allow-sender", "@relay.test",
+        ], { check: false, env });
+        strictEqual(r.code, 0, r.stdout + r.stderr);
+        match(r.stdout, /key: kept/);
+        match(r.stdout, /already in/);
+        const lines = (await Deno.readTextFile(installed)).split("\n").filter((l) =>
+          l.includes("sshsendmail@")
+        );
+        strictEqual(lines.length, 1);
+      });
+
+      await t.step("--test ADDR alone repeats the last step", async () => {
+        const r = await run(client, ["--test", "rsmsetup@relay.test"], { check: false, env });
+        strictEqual(r.code, 0, r.stdout + r.stderr);
+        match(r.stdout, /accepted by the relay/);
+        match(new TextDecoder().decode(await takeMail(box)), /sshsendmail test/);
+      });
+
+      await t.step("attack: a relay whose host key changed is refused (positive control above)", async () => {
+        const kh = `${dir}/keys/known_hosts`;
+        const text = await Deno.readTextFile(kh);
+        // replace the recorded key with another valid ed25519 key
+        const other = (await Deno.readTextFile(`${dir}/keys/id_ed25519.pub`)).split(" ")[1]!;
+        await Deno.writeTextFile(kh, text.replace(/(ssh-ed25519 )\S+/, `$1${other}`));
+        const r = await run(client, ["--test", "rsmsetup@relay.test"], { check: false, env });
+        strictEqual(r.code, 75);
+        match(r.stdout, /FAILED: 4\.7\.0 .*host key verification failed/);
+        await Deno.writeTextFile(kh, text);
+      });
+
+      await t.step("attack: a host starting with - is refused before ssh runs", async () => {
+        const r = await run(client, ["setup", "--host=-oProxyCommand=touch /tmp/pwned-setup"], {
+          check: false,
+          env,
+        });
+        strictEqual(r.code, 75);
+        match(r.stderr, /^4\.3\.5 sshsendmail: invalid relay host/);
+        ok(!(await Deno.stat("/tmp/pwned-setup").catch(() => undefined)));
+      });
+    } finally {
+      const text = await Deno.readTextFile(installed).catch(() => "");
+      await Deno.writeTextFile(
+        installed,
+        text.split("\n").filter((l) => !l.includes("sshsendmail@")).join("\n"),
+      ).catch(() => {});
+      await relay.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
