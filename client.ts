@@ -37,7 +37,7 @@ import { parseSendmailArgs, type SendmailRequest } from "./lib/sendmail_args.ts"
 import { classifyExit, remoteCommand, sshArgv } from "./lib/ssh_command.ts";
 
 const PROGRAM = "sshsendmail";
-const VERSION = "0.1.0";
+const VERSION = "0.2.0";
 /** Local spool limits: the relay enforces the real size limit. */
 const LOCAL_MAX_SIZE = 2 ** 40;
 const LOCAL_IDLE_MS = 3_600_000;

@@ -45,6 +45,16 @@ import { createSyslog } from "./lib/syslog.ts";
 import { hasControl, tokenizeWords } from "./lib/words.ts";
 
 const PROGRAM = "rsendmail";
+/** The release, shared with sshsendmail. */
+export const VERSION = "0.2.0";
+const USAGE = `usage: rsendmail [--sendmail PATH] [--allow-sender ADDR|@DOMAIN]... [--max-size BYTES]
+                 [--max-recipients N] [--label NAME] [--require-integrity]
+                 [--log-level LEVEL] [--idle-timeout S] [--sendmail-timeout S]
+                 [--state-dir DIR] [--dedup-days N] [--syslog-socket PATH]
+Runs as an SSH forced command: restrict,command="rsendmail --label NAME ..." KEY
+The request comes from SSH_ORIGINAL_COMMAND and may only send mail.
+See rsendmail(8).
+`;
 const DAY_MS = 86_400_000;
 const SIZE_WORD_REGEXP = /^--size=(0|[1-9][0-9]{0,14})$/;
 
@@ -246,7 +256,23 @@ async function withIdle<T>(promise: Promise<T>, ms: number): Promise<T> {
   return await Promise.race([promise, idle]);
 }
 
+/**
+ * `--help` and `--version` answer only a local admin: never a peer (whose
+ * session sets SSH_CONNECTION), so no help text ever reaches the network.
+ */
+async function localInfo(): Promise<boolean> {
+  const arg = Deno.args.length === 1 ? Deno.args[0] : undefined;
+  if (arg !== "--help" && arg !== "--version") return false;
+  if (Deno.env.get("SSH_CONNECTION") !== undefined) return false;
+  if (Deno.env.get("SSH_ORIGINAL_COMMAND") !== undefined) return false;
+  await Deno.stdout.write(
+    new TextEncoder().encode(arg === "--help" ? USAGE : `${PROGRAM} ${VERSION}\n`),
+  );
+  return true;
+}
+
 async function main(): Promise<number> {
+  if (await localInfo()) return EX_OK;
   const started = performance.now();
   let config: RelayConfig = DEFAULT_CONFIG;
   const fields: LogFields = { event: "sent" };
