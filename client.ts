@@ -25,6 +25,16 @@ import { flushQueue } from "./lib/flush.ts";
 import { openQueue, type Queue } from "./lib/queue.ts";
 import { formatAge, newMessageId, queueHeader } from "./lib/queue_entry.ts";
 import { runSetup, runTest, type SetupContext } from "./lib/setup.ts";
+import { openBatchChannel } from "./lib/batch_channel.ts";
+import { frameWordsOf } from "./lib/flush.ts";
+import {
+  hasFromHeader,
+  type LocalPolicy,
+  parseAliases,
+  qualify,
+  rewriteRecipients,
+} from "./lib/local_mail.ts";
+import { serveSmtp } from "./lib/smtp_server.ts";
 import { NM, parseEnvelope, parseNullmailerOptions } from "./lib/nullmailer.ts";
 import {
   type ByteReader,
@@ -41,6 +51,8 @@ const VERSION = "0.2.0";
 /** Local spool limits: the relay enforces the real size limit. */
 const LOCAL_MAX_SIZE = 2 ** 40;
 const LOCAL_IDLE_MS = 3_600_000;
+/** SIZE advertised in -bs mode (the relay's own limit decides in the end). */
+const SMTP_MAX_SIZE = 52_428_800;
 const SSH_TIMEOUT_MS = 600_000;
 /** ssh's connection-sharing socket, private to the user (ssh expands %d and %C). */
 const CONTROL_PATH = "%d/.ssh/sshsendmail-%C";
@@ -310,6 +322,135 @@ async function hasSshDir(): Promise<boolean> {
   }
 }
 
+/** Reads a file's text, or undefined when it cannot be read. */
+async function readText(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The login name of this process's uid, from /etc/passwd (Deno has no getpwuid). */
+async function loginName(): Promise<string> {
+  const uid = String(myUid());
+  for (const line of (await readText("/etc/passwd"))?.split("\n") ?? []) {
+    const f = line.split(":");
+    if (f[2] === uid && f[0]) return f[0];
+  }
+  return Deno.env.get("LOGNAME") ?? Deno.env.get("USER") ?? "root";
+}
+
+/** The standalone mode's local policy: mail domain, local names, adminaddr, aliases. */
+async function localPolicy(settings: ClientSettings): Promise<LocalPolicy> {
+  const host = Deno.hostname().toLowerCase();
+  const mailname = (await readText("/etc/mailname"))?.trim().toLowerCase();
+  const domain = settings.domain ?? (mailname || host);
+  const aliases = settings.aliasesFile === undefined
+    ? new Map<string, string[]>()
+    : parseAliases(
+      (await readText(settings.aliasesFile)) ??
+        (() => {
+          throw new ClientConfigError(`cannot read aliases file ${settings.aliasesFile}`);
+        })(),
+    );
+  return {
+    adminaddr: settings.adminaddr,
+    aliases,
+    domain,
+    localDomains: [...new Set(["localhost", "localhost.localdomain", host, host.split(".")[0]!, domain])],
+  };
+}
+
+/**
+ * Standalone mode does what a whole MTA would do before mail leaves: local
+ * recipients to adminaddr/aliases, the envelope sender qualified (login@domain
+ * when there is no -f), and a From: header added only when there is none.
+ */
+async function prepareLocal(
+  settings: ClientSettings,
+  req: SendmailRequest,
+  spool: Spooled,
+): Promise<{ req: SendmailRequest; spool: Spooled }> {
+  const policy = await localPolicy(settings);
+  const sender = qualify(req.sender ?? await loginName(), policy.domain);
+  const recipients = rewriteRecipients(req.recipients, policy);
+  const checked = parseSendmailArgs([
+    "sendmail",
+    "-f",
+    sender,
+    ...(req.extractRecipients ? ["-t"] : []),
+    "--",
+    ...recipients,
+  ]);
+  const head = new Uint8Array(65536);
+  await spool.file.seek(0, Deno.SeekMode.Start);
+  const n = (await spool.file.read(head)) ?? 0;
+  if (hasFromHeader(new TextDecoder().decode(head.subarray(0, n))) || sender === "") {
+    return { req: checked, spool };
+  }
+  const prefix = new TextEncoder().encode(`From: ${sender}\n`);
+  let sent = 0;
+  await spool.file.seek(0, Deno.SeekMode.Start);
+  const withFrom = await spoolMessage({
+    read(p) {
+      if (sent < prefix.length) {
+        const k = Math.min(p.length, prefix.length - sent);
+        p.set(prefix.subarray(sent, sent + k));
+        sent += k;
+        return Promise.resolve(k);
+      }
+      return spool.file.read(p);
+    },
+  }, { dir: SPOOL_DIR, maxSize: LOCAL_MAX_SIZE, idleTimeoutMs: LOCAL_IDLE_MS });
+  return { req: checked, spool: withFrom }; // the caller closes both spools
+}
+
+/** `sshsendmail -bs`: an SMTP session whose messages share one batch session. */
+async function smtp(settings: ClientSettings): Promise<number> {
+  const channel = openBatchChannel(settings, {
+    sshPath: SSH_PATH,
+    env: sshEnv(),
+    program: PROGRAM,
+    controlPath: settings.reuse && await hasSshDir() ? CONTROL_PATH : undefined,
+  });
+  try {
+    await serveSmtp(Deno.stdin, Deno.stdout, {
+      options: { hostname: Deno.hostname(), maxSize: SMTP_MAX_SIZE, maxRecipients: 1000 },
+      idleMs: 300_000,
+      spoolDir: SPOOL_DIR,
+      async deliver(envelope, received) {
+        const base: SendmailRequest = {
+          sender: envelope.sender,
+          extractRecipients: false,
+          recipients: envelope.recipients,
+          size: undefined,
+          sha256: undefined,
+          id: undefined,
+        };
+        const { req, spool } = await prepareLocal(settings, base, received);
+        const id = newMessageId(crypto.randomUUID());
+        const header = queueHeader(id, req, spool, Date.now());
+        const answer = await channel.send(frameWordsOf(header), spool);
+        if (spool !== received) spool.file.close();
+        if ("code" in answer && answer.code === 0) return `250 2.0.0 Ok: sent as ${id}`;
+        const temporary = "code" in answer ? isTemporary(answer.code) : true;
+        const line = "code" in answer ? `${answer.status} ${answer.text}` : answer.line;
+        if (!temporary) {
+          return `${/^5\.[17]\./.test(line) ? 550 : 554} ${line}`;
+        }
+        if (settings.queue && await enqueue(settings, req, spool, id)) {
+          return `250 2.0.0 Ok: queued as ${id} (relay: ${line.replace(/^\d\.\d+\.\d+ /, "")})`;
+        }
+        return `451 ${line.replace(/^5\./, "4.")}`;
+      },
+    });
+  } finally {
+    await channel.close();
+  }
+  return EX_OK;
+}
+
 /** The test message of `setup` and `--test`. */
 async function sendTest(settings: ClientSettings, address: string) {
   const req = parseSendmailArgs(["sendmail", "-i", "--", address]);
@@ -377,6 +518,8 @@ async function main(): Promise<number> {
         return await listQueue(settings, args.all);
       case "flush":
         return await flush(settings, args.all, args.due);
+      case "smtp":
+        return await smtp(settings);
       case "test":
         return await runTest(settings, args.testAddress ?? "", setupContext(args.configFile));
       case "remove": {
@@ -397,6 +540,7 @@ async function main(): Promise<number> {
         idleTimeoutMs: LOCAL_IDLE_MS,
       });
     }
+    if (mta === "sendmail") ({ req, spool } = await prepareLocal(settings, req!, spool));
     const id = mta === "sendmail" ? newMessageId(crypto.randomUUID()) : undefined;
     const failure = await send(settings, req!, spool, id);
     if (failure === undefined) return EX_OK;

@@ -70,7 +70,15 @@ export interface ClientArgs {
 }
 
 /** The client's commands besides sending. */
-export type ClientCommand = "send" | "flush" | "list" | "remove" | "test" | "help" | "version";
+export type ClientCommand =
+  | "send"
+  | "smtp"
+  | "flush"
+  | "list"
+  | "remove"
+  | "test"
+  | "help"
+  | "version";
 
 /**
  * The null sender as callers spell it: Postfix pipe(8) expands an empty
@@ -143,9 +151,12 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
   const own: string[] = [];
   const mail: string[] = [];
   let operands = false;
+  let smtp = false;
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i]!;
-    if (operands) {
+    if (!operands && word === "-bs") {
+      smtp = true; // SMTP on stdin/stdout (Symfony Mailer, Laravel)
+    } else if (operands) {
       mail.push(word);
     } else if (word === "--") {
       operands = true;
@@ -209,9 +220,19 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
     ? "remove"
     : values.test !== undefined
     ? "test"
+    : smtp
+    ? "smtp"
     : "send";
   let request: SendmailRequest | undefined;
-  if (mta !== "nullmailer" && command === "send") {
+  if (command === "smtp") {
+    if (mta === "nullmailer") throw new UsageError("-bs is not a nullmailer mode");
+    // Only flags may come with -bs (Laravel passes -i): no recipients, no -t.
+    const req = parseSendmailArgs(["sendmail", ...mail, "-t"]);
+    if (req.recipients.length > 0 || mail.includes("-t")) {
+      throw new UsageError("-bs takes no recipients and no -t");
+    }
+    request = normalizeSender(req);
+  } else if (mta !== "nullmailer" && command === "send") {
     const words = mta === "postfix" ? quoteAddressWords(mail) : mail;
     request = normalizeSender(parseSendmailArgs(["sendmail", ...words]));
   } else if (mail.length > 0 && mta === "nullmailer") {

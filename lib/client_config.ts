@@ -7,6 +7,7 @@
 
 import { MailError } from "./errors.ts";
 import { EX_TEMPFAIL } from "./exit_codes.ts";
+import { isEnvelopeAddress } from "./address.ts";
 import { parseDuration } from "./queue_entry.ts";
 import { hasControl } from "./words.ts";
 
@@ -36,6 +37,12 @@ export interface ClientSettings {
   queueDir: string | undefined;
   /** Age after which a queued message is given up, in ms. */
   maxAgeMs: number;
+  /** Standalone: where mail for local users goes (nullmailer's adminaddr). */
+  adminaddr: string[];
+  /** Standalone: an /etc/aliases-style file for local recipients. */
+  aliasesFile: string | undefined;
+  /** Standalone: the mail domain (default /etc/mailname, else the host name). */
+  domain: string | undefined;
 }
 
 /** Defaults for every mode. */
@@ -54,6 +61,9 @@ export function defaultSettings(): ClientSettings {
     queue: true,
     queueDir: undefined,
     maxAgeMs: 30 * 86_400_000,
+    adminaddr: [],
+    aliasesFile: undefined,
+    domain: undefined,
   };
 }
 
@@ -146,6 +156,24 @@ export function applySetting(s: ClientSettings, key: string, value: string): voi
       s.maxAgeMs = ms;
       return;
     }
+    case "adminaddr":
+      for (const a of value.split(/[\s,]+/).filter(Boolean)) {
+        if (!isEnvelopeAddress(a) || !a.includes("@")) {
+          throw new ClientConfigError("adminaddr wants full addresses");
+        }
+        s.adminaddr.push(a);
+      }
+      return;
+    case "aliases":
+      if (!value.startsWith("/")) throw new ClientConfigError("aliases wants an absolute path");
+      s.aliasesFile = value;
+      return;
+    case "domain":
+      if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(value)) {
+        throw new ClientConfigError("invalid domain");
+      }
+      s.domain = value.toLowerCase();
+      return;
     case "reuse":
     case "queue":
     case "integrity": {

@@ -44,7 +44,8 @@ export interface FlushOptions {
   controlPath?: string | undefined;
 }
 
-function frameWordsOf(h: QueueHeader): string[] {
+/** The request words of one batch frame for a queued (or about to be queued) message. */
+export function frameWordsOf(h: QueueHeader): string[] {
   return [
     "-oi",
     ...(h.sender === null ? [] : ["-f", h.sender]),

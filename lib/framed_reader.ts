@@ -61,6 +61,34 @@ export class FramedReader {
   }
 
   /**
+   * Reads one raw line without its LF (a CR stays). Returns null at a clean
+   * end of input, the rest of the input if it ends without a LF, and
+   * "too-long" (after skipping through the LF) for a line over `max` bytes.
+   */
+  async readRawLine(max: number): Promise<Uint8Array | null | "too-long"> {
+    let skipping = false;
+    for (;;) {
+      const nl = this.#buffer.indexOf(0x0a);
+      if (nl >= 0) {
+        const line = this.#buffer.subarray(0, nl);
+        this.#buffer = this.#buffer.subarray(nl + 1);
+        return skipping || nl > max ? "too-long" : line;
+      }
+      if (this.#buffer.length > max) {
+        skipping = true;
+        this.#buffer = new Uint8Array(0);
+      }
+      if (!(await this.#fill())) {
+        if (skipping) return "too-long";
+        if (this.#buffer.length === 0) return null;
+        const rest = this.#buffer;
+        this.#buffer = new Uint8Array(0);
+        return rest;
+      }
+    }
+  }
+
+  /**
    * A reader that yields at most `n` more bytes (fewer if the input ends);
    * `left` tells how many of the `n` it has not delivered yet.
    */

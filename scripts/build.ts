@@ -9,6 +9,8 @@
  *
  * Environment: RSENDMAIL_DENO overrides the Deno path written into the
  * shebangs (default: the Deno running this script, symlinks resolved).
+ * `--out DIR` writes the bundles to DIR instead of dist/ (scripts/package.ts
+ * builds the packaged copies, whose shebang names another Deno, there).
  *
  * @module
  */
@@ -43,7 +45,10 @@ async function run(deno: string, args: string[]): Promise<void> {
 async function main(): Promise<void> {
   const deno = Deno.execPath();
   const compile = Deno.args.includes("--compile");
-  await Deno.mkdir(compile ? "dist/native" : "dist", { recursive: true });
+  const outAt = Deno.args.indexOf("--out");
+  const out = outAt < 0 ? "dist" : Deno.args[outAt + 1];
+  if (out === undefined || out === "") throw new Error("--out wants a directory");
+  await Deno.mkdir(compile ? "dist/native" : out, { recursive: true });
   for (const program of PROGRAMS) {
     if (compile) {
       await run(deno, [
@@ -58,16 +63,16 @@ async function main(): Promise<void> {
       ]);
       continue;
     }
-    const tmp = `dist/.${program.name}.js`;
+    const tmp = `${out}/.${program.name}.js`;
     await run(deno, ["bundle", "-q", "--platform=deno", "-o", tmp, program.entry]);
     const body = await Deno.readTextFile(tmp);
     const interpreter = Deno.env.get("RSENDMAIL_DENO") ?? await Deno.realPath(deno);
     await Deno.writeTextFile(
-      `dist/${program.name}`,
+      `${out}/${program.name}`,
       `${shebangFor(interpreter, program.flags)}\n${body}`,
       { mode: 0o755 },
     );
-    await Deno.chmod(`dist/${program.name}`, 0o755);
+    await Deno.chmod(`${out}/${program.name}`, 0o755);
     await Deno.remove(tmp);
   }
 }

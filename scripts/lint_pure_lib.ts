@@ -13,6 +13,8 @@ const EFFECTFUL = [
   "/lib/queue.ts",
   "/lib/flush.ts",
   "/lib/setup.ts",
+  "/lib/batch_channel.ts",
+  "/lib/smtp_server.ts",
 ];
 
 const plugin: Deno.lint.Plugin = {

@@ -304,20 +304,14 @@ async function drainQueue(conf: string, queue: Queue, rounds = 5): Promise<numbe
   return rounds;
 }
 
-/** Waits until no process runs ssh with this identity (a killed client's orphan). */
+/** Waits until no ssh runs with this identity (a killed client's orphan), via pgrep(1). */
 async function waitForSsh(identity: string, timeoutMs = 10000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    let found = false;
-    for await (const e of Deno.readDir("/proc")) {
-      if (!/^\d+$/.test(e.name)) continue;
-      const cmd = await Deno.readTextFile(`/proc/${e.name}/cmdline`).catch(() => "");
-      if (cmd.startsWith("/usr/bin/ssh\0") && cmd.includes(`\0${identity}\0`)) {
-        found = true;
-        break;
-      }
-    }
-    if (!found || Date.now() > deadline) return;
+  while (Date.now() < deadline) {
+    const res = await run("/usr/bin/pgrep", ["-f", `^/usr/bin/ssh .*-i ${identity} `], {
+      check: false,
+    });
+    if (res.code !== 0) return;
     await sleep(20);
   }
 }
@@ -327,7 +321,7 @@ async function waitForSsh(identity: string, timeoutMs = 10000): Promise<void> {
 Deno.test("queue: fault injection, 200 cuts over a batch, 0 partial, 0 lost", async () => {
   const bed = await startBed();
   const collect = new Collector(bed.box);
-  const WORKERS = 2;
+  const WORKERS = 4;
   const TRIALS = 200;
   const SIZES = [300, 1500, 6000, 66_000, 20_000, 1_000_000, 90_000, 400, 140_000, 3000];
   const fill = SIZES.map((s, i) => filler(s, 1000 + i));
@@ -363,6 +357,8 @@ Deno.test("queue: fault injection, 200 cuts over a batch, 0 partial, 0 lost", as
     const cuts = Array.from({ length: TRIALS }, () => Math.floor(random() * total));
     let cutFlushesOk = 0;
     let extraFlushes = 0;
+    /** How many trials left k messages of 10 for the direct flush. */
+    const leftAfterCut: number[] = [];
     const worker = async (w: number) => {
       for (let trial = w; trial < TRIALS; trial += WORKERS) {
         await enqueueBatch(w, trial);
@@ -370,7 +366,10 @@ Deno.test("queue: fault injection, 200 cuts over a batch, 0 partial, 0 lost", as
         const res = await client(viaProxy[w]!, ["--flush"]);
         assert.ok(res.code === 0 || res.code === 75, `cut flush: ${res.code} ${res.stderr}`);
         if (res.code === 0) cutFlushesOk++;
-        extraFlushes += await drainQueue(direct[w]!, queues[w]!);
+        const left = (await namesIn(`${queues[w]!.dir}/new`)).length;
+        leftAfterCut[left] = (leftAfterCut[left] ?? 0) + 1;
+        const flushes = await drainQueue(direct[w]!, queues[w]!);
+        extraFlushes += flushes;
       }
     };
     await Promise.all(Array.from({ length: WORKERS }, (_, w) => worker(w)));
@@ -379,7 +378,10 @@ Deno.test("queue: fault injection, 200 cuts over a batch, 0 partial, 0 lost", as
     console.log(
       `fault injection: ${TRIALS} trials, ${t.partial} partial, ${t.lost.length} lost, ` +
         `${t.duplicates} duplicates (batch ${total} bytes up; ${cutFlushesOk} cut flushes ` +
-        `still completed; ${extraFlushes} direct flushes; ${collect.unknown} unknown mails)`,
+        `still completed; ${extraFlushes} direct flushes; ${collect.unknown} unknown mails; ` +
+        `messages left after the cut → trials: ${
+          leftAfterCut.map((n, k) => `${k}→${n}`).filter((_, k) => leftAfterCut[k]).join(" ")
+        })`,
     );
     assert.equal(t.partial, 0, `partial: ${collect.partial.join(" ")}`);
     assert.deepEqual(t.lost, [], "lost");
@@ -507,11 +509,15 @@ Deno.test("queue: kill -9 during enqueue and during flush, 100 trials", async ()
       const list = await client(direct, ["--list"]);
       assert.equal(list.code, 0, list.stderr);
     }
+    await collect.settle([], 0, 1000);
+    const before = collect.count.size;
+    const left = (await namesIn(`${qdir}/new`)).length;
     await drainQueue(direct, queue);
     await collect.settle(must);
     t = collect.tally(must);
     console.log(
       `kill during flush: 50 trials, ${flushKilled} killed (flush ${tFlush.toFixed(0)} ms); ` +
+        `${before} delivered before the final flush, ${left} left for it; ` +
         `${must.size} messages: ${t.partial} partial, ${t.lost.length} lost, ` +
         `${t.duplicates} duplicates`,
     );

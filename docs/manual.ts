@@ -1,0 +1,501 @@
+/**
+ * The one source of the manual pages rsendmail(8) and sshsendmail(8):
+ * structured sections that scripts/man.ts renders as man(7) roff into
+ * dist/man/. The text follows README.md (its "rsendmail(8)" and
+ * "sshsendmail(8)" sections and the client's settings); paths come from
+ * lib/layout.ts, so the pages name what the code and its sandbox use.
+ *
+ * Inline markup in every text: `literal` (bold: commands, options, files)
+ * and «PLACEHOLDER» (italic: a value to fill in). Nothing else is special;
+ * roff escapes are added by the renderer.
+ *
+ * @module
+ */
+
+import {
+  LOGGER_PATH,
+  QUEUE_ROOT,
+  SENDMAIL_PATH,
+  SERVER_ENV,
+  SPOOL_DIR,
+  SSH_PATH,
+  STATE_DIR,
+} from "../lib/layout.ts";
+
+/** One block of a section's body. */
+export type Block =
+  /** A filled paragraph. */
+  | { p: string }
+  /** A tagged paragraph: the term (an option, a code), then its description paragraphs. */
+  | { tp: string; body: string[] }
+  /** Verbatim lines (commands, files), indented, not filled. */
+  | { pre: string }
+  /** A bulleted list of filled items. */
+  | { list: string[] }
+  /** A subsection heading. */
+  | { ss: string };
+
+/** A top-level section (`.SH`). */
+export interface Section {
+  title: string;
+  blocks: Block[];
+}
+
+/** One manual page. */
+export interface Page {
+  name: string;
+  section: 8;
+  /** The NAME line's description, after `name \-`. */
+  summary: string;
+  sections: Section[];
+}
+
+/** The packages' shared name prefix; the pages say where the package puts things. */
+export const PACKAGE = "rsendmail-ng";
+
+const seeAlso = (self: string): Section => ({
+  title: "SEE ALSO",
+  blocks: [{
+    p: [
+      self === "rsendmail" ? "`sshsendmail`(8)" : "`rsendmail`(8)",
+      "`sshd`(8)",
+      "`sshd_config`(5)",
+      "`ssh`(1)",
+      "`ssh-keygen`(1)",
+      "`sendmail`(1)",
+      "`pipe`(8)",
+      "`nullmailer-send`(8)",
+      "`logger`(1)",
+      "`systemd.timer`(5)",
+    ].join(", ") + ".",
+  }],
+});
+
+const rsendmail: Page = {
+  name: "rsendmail",
+  section: 8,
+  summary: "restricted sendmail for an SSH forced command",
+  sections: [
+    {
+      title: "SYNOPSIS",
+      blocks: [
+        {
+          p: "`restrict,command=\"`/usr/sbin/rsendmail` [`«ADMIN OPTIONS»`]\"` «KEY» (a line of the relay account's `~/.ssh/authorized_keys`)",
+        },
+        { p: "`rsendmail` [«ADMIN OPTIONS»] [`sendmail` «REQUEST»…]" },
+      ],
+    },
+    {
+      title: "DESCRIPTION",
+      blocks: [
+        {
+          p: "`rsendmail` runs on a mail relay as the forced command of an SSH key. It accepts only \"send this message\", refuses everything else with one line and a sysexits code, and hands the message to the real sendmail with an argv it rebuilds itself. No shell, ever. A satellite sends with `sshsendmail`(8); the key can send mail and do nothing else.",
+        },
+        {
+          p: "The request comes from `SSH_ORIGINAL_COMMAND`. Without a forced command (`ssh relay rsendmail -f a@b c@d` with an unrestricted key) the request is the argv after the admin options. No request at all (`ssh relay`) is a usage error at once; stdin is never waited on.",
+        },
+        {
+          p: `stdin is spooled to a 0600 file in \`${SPOOL_DIR}\` that is unlinked the moment it is created (it cannot linger, even after \`kill -9\`), counted and hashed; the size limit and the idle timeout apply while reading; the declared size and SHA-256 are checked; only then does sendmail start, with a cleared environment (\`PATH=/usr/sbin:/usr/bin:/sbin:/bin\`, \`LANG=C\`: no \`MAIL_CONFIG\`, no \`LD_*\`) and the spool on its stdin. The relay runs exactly «SENDMAIL» \`-oi\` [\`-f\` «SENDER»] [\`-t\`] \`--\` «RCPT»…`,
+        },
+        {
+          p: "The request `rsendmail --batch` (sent by `sshsendmail --flush`) reads several framed messages on one connection, each with its envelope, size and SHA-256, and answers each on its own line.",
+        },
+        {
+          p: `Every message may carry an id; the relay records what it delivered per key label (\`${STATE_DIR}/rsendmail-\`«UID»\`/\`«LABEL»\`/\`, kept \`--dedup-days\`) and answers "already delivered" to a repeat, so a connection cut after delivery never sends a message twice.`,
+        },
+      ],
+    },
+    {
+      title: "OPTIONS",
+      blocks: [
+        {
+          p: "Admin options come only from the forced command's argv, never from the peer.",
+        },
+        {
+          tp: "`--sendmail` «PATH»",
+          body: [
+            `The real sendmail (default \`${SENDMAIL_PATH}\`; the build's permission must grant it).`,
+          ],
+        },
+        {
+          tp: "`--allow-sender` «ADDR», `--allow-sender @`«DOMAIN»",
+          body: [
+            "Repeatable; envelope senders this key may use (`-f`). The null sender and no `-f` (the relay account) stay allowed.",
+          ],
+        },
+        {
+          tp: "`--max-size` «BYTES»",
+          body: ["Largest message, default 10240000 (Postfix's `message_size_limit`)."],
+        },
+        {
+          tp: "`--max-recipients` «N»",
+          body: ["Most command-line recipients, default 1000."],
+        },
+        { tp: "`--label` «NAME»", body: ["Names the key in the log and in the duplicate record."] },
+        {
+          tp: "`--require-integrity`",
+          body: ["Refuse requests without `--size`/`--sha256`."],
+        },
+        {
+          tp: "`--log-level` «LEVEL»",
+          body: [
+            "`err`, `warning`, `notice`, `info` (default), `debug`; upstream's `--loglevel` is accepted.",
+          ],
+        },
+        {
+          tp: "`--idle-timeout` «S», `--sendmail-timeout` «S»",
+          body: ["Seconds; default 300 each."],
+        },
+        {
+          tp: "`--dedup-days` «N»",
+          body: ["How long the duplicate record keeps a message id, default 7."],
+        },
+        {
+          tp: "`--syslog-socket` «PATH», `--spool-dir` «DIR», `--state-dir` «DIR»",
+          body: ["For builds that grant other paths."],
+        },
+      ],
+    },
+    {
+      title: "REQUEST GRAMMAR",
+      blocks: [
+        {
+          p: "Exact match, fail closed. The command is split with a strict tokenizer: POSIX single quotes, double quotes (without `$` or backquote) and backslash; no expansion; control characters (NUL, CR, LF, TAB …), unbalanced quotes, unquoted shell metacharacters and absurd lengths (64 KiB command, 4096 words, 4096-character word) are refused.",
+        },
+        { p: "The first word is `sendmail` or `rsendmail` (bare or a path). Then:" },
+        {
+          list: [
+            "recipients, never starting with `-` (even after `--`): `local`, `local@domain`, `\"quoted local\"@domain`; bare `root` is allowed;",
+            "`-t`, `-f` «ADDR», `-f`«ADDR», `-r` «ADDR» (`''` or `<>`: the null sender), `-i`, `-oi`, `-v`, `-N` «DSN», `-R` «RET»;",
+            "the harmless report and queue flags callers pass, all dropped: `-oem -oep -oee -oeq -oew -odi -odb -om -bm -B8BITMIME -B7BIT -F` «NAME» `-V`;",
+            "`--`, and the integrity extension `--size=`«N» `--sha256=`«HEX» sent by `sshsendmail`.",
+          ],
+        },
+        {
+          p: "Refused with EX_USAGE and one line such as `5.5.4 rsendmail: option -bp is not allowed`: `-bp -bi -bd -bs -bv -bh -bH -q`… `-C -X -O -o`… (but the flags above) `-h -d -G -L -A`…, any peer long option (`--loglevel`, `--help`, …), option clusters, anything else.",
+        },
+      ],
+    },
+    {
+      title: "SECURITY",
+      blocks: [
+        {
+          p: "The peer controls the whole request string and the message. It never reaches a shell; every word is looked up exactly; sendmail's argv is rebuilt from parsed values; sendmail's environment is cleared. `restrict` in `authorized_keys` disables forwarding, pty and `~/.ssh/rc`.",
+        },
+        {
+          p: `The process runs in Deno's permission sandbox (flags in the program's first line): it may run only \`${SENDMAIL_PATH}\` and \`${LOGGER_PATH}\`, read and write only \`${SPOOL_DIR}\` and \`${STATE_DIR}\`, read only the variables \`${
+            SERVER_ENV.join("` and `")
+          }\`, and has no network access at all.`,
+        },
+        {
+          p: "A stolen key can send mail as the senders its line allows, up to its size limit, and nothing else: no shell, no files, no forwarding.",
+        },
+      ],
+    },
+    {
+      title: "ENVIRONMENT",
+      blocks: [
+        { tp: "`SSH_ORIGINAL_COMMAND`", body: ["The request."] },
+        { tp: "`SSH_CONNECTION`", body: ["The client address, for the log."] },
+        { p: "Nothing else is read." },
+      ],
+    },
+    {
+      title: "EXIT STATUS",
+      blocks: [
+        { tp: "0", body: ["Delivered to sendmail (silent)."] },
+        { tp: "64", body: ["Request outside the grammar (`5.5.`x)."] },
+        {
+          tp: "65",
+          body: [
+            "Bad address (`5.1.3`, `5.1.7`), message too big (`5.3.4`), hash mismatch (`5.6.0`), too many recipients (`5.5.3`).",
+          ],
+        },
+        { tp: "77", body: ["Sender not allowed (`5.7.1`), integrity required (`5.7.0`)."] },
+        {
+          tp: "75",
+          body: [
+            "Message truncated in transit (`4.4.2`), idle timeout, sendmail killed, timed out, missing or failing with a non-sysexits code, relay misconfiguration (`4.3.5`) and internal errors: everything that a retry can fix, or that is the relay's own fault, defers.",
+          ],
+        },
+        {
+          p: "sendmail's own sysexits code passes through (Postfix's sendmail exits 75 for all its errors).",
+        },
+      ],
+    },
+    {
+      title: "LOGGING",
+      blocks: [
+        {
+          p: "One line per request through `logger`(1) to `/dev/log`, facility mail, tag `rsendmail`: `event=sent label=`… `client=`«IP» `sender=<`…`> rcpts=`«N» `size=`«N» `sha256=`«PREFIX» `exit=0 ms=`«N» at info; refusals at warning and deferrals at err with `reason=`. Values are sanitised (no CR/LF, quoted, truncated). No `/dev/log`, or a syslogd that stops reading: no log, no noise, no delay past 250 ms.",
+        },
+      ],
+    },
+    {
+      title: "FILES",
+      blocks: [
+        { tp: "`/usr/sbin/rsendmail`", body: [`This program (package ${PACKAGE}-relay).`] },
+        { tp: `\`/usr/lib/${PACKAGE}/deno\``, body: ["The Deno runtime it runs on."] },
+        { tp: `\`${SENDMAIL_PATH}\``, body: ["The relay's real sendmail."] },
+        {
+          tp: `\`${SPOOL_DIR}/rsendmail-\`*`,
+          body: ["The spool of one message, unlinked at creation."],
+        },
+        {
+          tp: `\`${STATE_DIR}/rsendmail-\`«UID»\`/\``,
+          body: ["The duplicate record, per key label."],
+        },
+        { tp: "`~/.ssh/authorized_keys`", body: ["The relay account's keys and forced commands."] },
+      ],
+    },
+    {
+      title: "EXAMPLES",
+      blocks: [
+        { p: "One line per satellite key in the relay account's `~/.ssh/authorized_keys`:" },
+        {
+          pre:
+            'restrict,command="/usr/sbin/rsendmail --label laptop1 --allow-sender @example.net --require-integrity" ssh-ed25519 AAAA... laptop1',
+        },
+        {
+          p: "The account's login shell must be a real shell: sshd runs the forced command through it. `sshsendmail setup` on the satellite prints this line (or installs it).",
+        },
+      ],
+    },
+    seeAlso("rsendmail"),
+  ],
+};
+
+const sshsendmail: Page = {
+  name: "sshsendmail",
+  section: 8,
+  summary: "send mail through SSH to a relay running rsendmail",
+  sections: [
+    {
+      title: "SYNOPSIS",
+      blocks: [
+        {
+          p: "`sshsendmail` [`--host` [«USER»`@`]«HOST»]… [`--user` «U»] [`--port` «P»] [`--identity` «FILE»] [`--known-hosts` «FILE»] [`--ssh-option` «K»`=`«V»]… [`--reuse`] [`--no-integrity`] [`--connect-timeout` «S»] [`--relay-command` «NAME»] [`--mta postfix`|`nullmailer`|`sendmail`] [`--config` «FILE»] [«SENDMAIL OPTIONS»] [`--`] «RECIPIENT»…",
+        },
+        { p: "`sshsendmail --flush` [`--due`] [`--all`]" },
+        { p: "`sshsendmail --list` | `--remove` «ID» | `--test` «ADDRESS»" },
+        {
+          p: "`sshsendmail setup --host` [«USER»`@`]«RELAY» [`--port` «P»] [`--label` «NAME»] [`--allow-sender` «ADDR»]… [`--max-size` «BYTES»] [`--install-with` «ADMIN»] [`--test` «ADDRESS»]",
+        },
+        { p: "`sshsendmail --help` | `--version`" },
+      ],
+    },
+    {
+      title: "DESCRIPTION",
+      blocks: [
+        {
+          p: "`sshsendmail` runs on a satellite (a laptop, a VM, a container host) and sends the message on stdin to a relay whose SSH key runs `rsendmail`(8) as its forced command. It serves as a plain `sendmail` for cron, mutt, mailx, git send-email, Emacs and PHP, as a Postfix `pipe`(8) transport, and as a nullmailer 2.x protocol module.",
+        },
+        {
+          p: "With `--host`: Postfix pipe mode. Without: standalone mode, settings from the configuration file. Run as `.../nullmailer/sshsendmail` with no arguments: nullmailer mode (the options block on stdin, the envelope and message on fd 3). Invoked as `mailq` it lists the offline queue. Upstream's `--mta=postfix` and `--loglevel` are accepted.",
+        },
+        {
+          p: "The message is spooled locally (bounded memory), its size and SHA-256 go to the relay, and the relay refuses to deliver anything else. Every remote word is quoted so that both the relay's tokenizer and a plain POSIX shell (a key without `command=`) see exactly the intended words. Hosts and users starting with `-` are refused. ssh runs as:",
+        },
+        {
+          pre: [
+            `${SSH_PATH} -T -e none -a -x -o BatchMode=yes -o ConnectTimeout=10 \\`,
+            "  -o ServerAliveInterval=15 -o ServerAliveCountMax=4 \\",
+            "  -o ClearAllForwardings=yes ... -- HOST \\",
+            "  'rsendmail -oi -f ... --size=N --sha256=H -- RCPT...'",
+          ].join("\n"),
+        },
+        { ss: "Offline queue (standalone mode)" },
+        {
+          p: `When the relay cannot take a message for now (unreachable, timed out, authentication refused, or a temporary refusal), standalone \`sshsendmail\` writes it to an offline queue and the caller hears success. The queue is \`${QUEUE_ROOT}/\`«UID»\`/\` (the parent is 1777 like \`/tmp\`; the queue is created 0700 on first use), Maildir-style: \`tmp/\`, \`new/\`, retry state in \`state/\`, given-up messages in \`failed/\`. A message is removed only after the relay accepted it.`,
+        },
+        {
+          p: "After `max_age` (default `30d`) a message moves to `failed/` and its sender gets a notice (\"Undelivered Mail Returned to Sender\", null sender) through the relay; a permanent refusal during a flush does the same. `queue = no` turns the queue off (the caller then sees exit 75). Postfix and nullmailer keep their own queues, so those modes do not use it.",
+        },
+        { ss: "Setup" },
+        {
+          p: "`sshsendmail setup` creates a dedicated ed25519 key (`/etc/sshsendmail/id_ed25519`) if there is none, shows the relay's host key fingerprint and records it (`/etc/sshsendmail/known_hosts`), prints the `authorized_keys` line `restrict,command=\"/usr/sbin/rsendmail --label` «NAME» `--require-integrity` …`\"` «KEY» (or, with `--install-with` «ADMIN», the relay admin's own login, installs it), writes `/etc/sshsendmail.conf`, and with `--test` sends a test message, reporting each step.",
+        },
+      ],
+    },
+    {
+      title: "OPTIONS",
+      blocks: [
+        {
+          tp: "`--host` [«USER»`@`]«HOST»",
+          body: ["The relay; repeatable: tried in order when a relay cannot be reached."],
+        },
+        { tp: "`--user` «U», `--port` «P»", body: ["Relay account and SSH port."] },
+        { tp: "`--identity` «FILE»", body: ["The private key."] },
+        { tp: "`--known-hosts` «FILE»", body: ["The relay's recorded host key."] },
+        { tp: "`--ssh-option` «K»`=`«V»", body: ["Passed to ssh as `-o`; repeatable."] },
+        {
+          tp: "`--reuse`",
+          body: ["Keep one ssh connection open for 60 s (ControlPath `~/.ssh/sshsendmail-%C`)."],
+        },
+        {
+          tp: "`--no-integrity`",
+          body: ["Send no `--size`/`--sha256` (only for an upstream 1.1.4 relay)."],
+        },
+        { tp: "`--connect-timeout` «S»", body: ["Seconds, default 10."] },
+        { tp: "`--relay-command` «NAME»", body: ["The remote program, default `rsendmail`."] },
+        {
+          tp: "`--mta postfix`|`nullmailer`|`sendmail`",
+          body: ["Which caller's conventions to follow (exit codes, input)."],
+        },
+        { tp: "`--config` «FILE»", body: ["Another configuration file."] },
+        {
+          tp: "`--flush` [`--due`] [`--all`]",
+          body: [
+            "Send every waiting message of the offline queue now, over one ssh session (the relay's batch mode). `--due`: only what its backoff allows (1 min doubling to 1 h; for timers). `--all` (root): every user's queue. Concurrent flushes wait on a lock.",
+          ],
+        },
+        {
+          tp: "`--list`",
+          body: ["List the queue: id, age, size, sender, recipients, attempts and last error."],
+        },
+        { tp: "`--remove` «ID»", body: ["Drop one queued message."] },
+        { tp: "`--test` «ADDRESS»", body: ["Send a test message with the configured settings."] },
+        { tp: "`--help`, `--version`", body: ["Print usage or the version and exit 0."] },
+        { ss: "Sendmail options" },
+        {
+          p: "Recipients, `-t`, `-f` «ADDR»/`-f`«ADDR»/`-r` «ADDR» (`''`, `<>` and `MAILER-DAEMON` are the null sender), `-i`, `-oi`, `-oem`, `-oee`, `-oep`, `-oeq`, `-oew`, `-odi`, `-odb`, `-om`, `-bm`, `-B8BITMIME`/`-B7BIT`, `-F` «NAME»/`-F`«NAME», `-v`, `-V`, `-N` «DSN», `-R` «RET», `--`. Everything else (`-bp`, `-bd`, `-bi`, `-bs`, `-q`…, `-C`, `-X`, `-O`, …) is refused with exit 64 and one line.",
+        },
+      ],
+    },
+    {
+      title: "CONFIGURATION",
+      blocks: [
+        {
+          p: "`/etc/sshsendmail.conf` (or `SSHSENDMAIL_CONFIG`, or `--config`): `key = value` lines, `#` comments.",
+        },
+        {
+          tp: "`host`",
+          body: ["Repeatable or a list: tried in order when a relay cannot be reached."],
+        },
+        {
+          tp: "`user`, `port`, `identity`, `known_hosts`, `ssh_option`",
+          body: ["As the options above (`ssh_option` is `KEY=VALUE`, repeatable)."],
+        },
+        { tp: "`relay_command`", body: ["Default `rsendmail`."] },
+        { tp: "`connect_timeout`", body: ["Seconds, default 10."] },
+        { tp: "`reuse`", body: ["`yes`: keep one ssh connection open for 60 s."] },
+        { tp: "`integrity`", body: ["Default `yes`; `no` only for an upstream 1.1.4 relay."] },
+        {
+          tp: "`queue`, `queue_dir`, `max_age`",
+          body: [
+            "The offline queue: on (`yes`, default) or off, its directory, and how long a message may wait (default `30d`; `s`, `m`, `h`, `d` units).",
+          ],
+        },
+        {
+          p: "The key must be readable by every user who sends mail. The calling account's `~/.ssh/config` applies to the connection.",
+        },
+      ],
+    },
+    {
+      title: "SECURITY",
+      blocks: [
+        {
+          p: `The program runs in Deno's permission sandbox (flags in its first line): it may run only \`${SSH_PATH}\` and \`/bin/cat\` (nullmailer's fd 3), and write only its spool, \`${QUEUE_ROOT}\`, \`/etc/sshsendmail\` and \`/etc/sshsendmail.conf\`. The relay side decides what the key may do; see \`rsendmail\`(8).`,
+        },
+      ],
+    },
+    {
+      title: "ENVIRONMENT",
+      blocks: [
+        {
+          tp: "`SSHSENDMAIL_CONFIG`",
+          body: [
+            "Names another configuration file. cron passes the daemon's environment, not the crontab's, to the mailer, so real deployments use `/etc/sshsendmail.conf`.",
+          ],
+        },
+        { tp: "`HOME`", body: ["Where ssh finds `~/.ssh/config` and the `--reuse` socket."] },
+      ],
+    },
+    {
+      title: "EXIT STATUS",
+      blocks: [
+        { tp: "0", body: ["Sent, or queued for later in standalone mode (silent)."] },
+        { tp: "64", body: ["A sendmail option that is not accepted."] },
+        {
+          tp: "75",
+          body: [
+            "ssh's own failure (255), with a line naming the cause: `4.4.3` cannot resolve the relay's host name, `4.4.1` connection refused by the relay, `4.4.1` connection to the relay timed out, `4.7.0` relay host key verification failed, `4.7.0` authentication refused by the relay, `4.3.5` relay program not found (remote 127), `4.4.2` connection to the relay lost. A local configuration fault is `4.3.5` and 75.",
+          ],
+        },
+        {
+          p: "Otherwise the relay's sysexits code passes through with its one line. In Postfix mode every local fault defers (75) except a malformed address (65). In nullmailer mode a relay's permanent refusal is 34 (bounced); network, authentication and relay-side temporary failures are 2, 7, 8, 9, 10, 15, 16, 20 (kept and retried); ssh's 255 is never passed through.",
+        },
+      ],
+    },
+    {
+      title: "FILES",
+      blocks: [
+        { tp: "`/usr/sbin/sshsendmail`", body: [`This program (package ${PACKAGE}-client).`] },
+        { tp: `\`/usr/lib/${PACKAGE}/deno\``, body: ["The Deno runtime it runs on."] },
+        { tp: "`/etc/sshsendmail.conf`", body: ["Settings of standalone mode."] },
+        {
+          tp: "`/etc/sshsendmail/id_ed25519`, `/etc/sshsendmail/known_hosts`",
+          body: ["The key and the relay's host key, as `setup` writes them."],
+        },
+        { tp: `\`${QUEUE_ROOT}/\``, body: ["The offline queues, one per user."] },
+        {
+          tp: "`sshsendmail-flush.service`, `sshsendmail-flush.timer`",
+          body: [
+            "systemd units that retry the queues every 5 minutes, system-wide (every user's queue) and per user; not enabled by installation.",
+          ],
+        },
+      ],
+    },
+    {
+      title: "EXAMPLES",
+      blocks: [
+        { ss: "First run" },
+        { pre: "sshsendmail setup --host rsendmail@relay.example.net --test you@example.net" },
+        { ss: "Standalone sendmail (cron, mutt, mailx, git send-email, Emacs, PHP)" },
+        {
+          pre: [
+            "ln -sf /usr/sbin/sshsendmail /usr/sbin/sendmail",
+            "cat > /etc/sshsendmail.conf <<'EOF'",
+            "host = rsendmail@relay.example.net",
+            "identity = /etc/sshsendmail/id_ed25519",
+            "known_hosts = /etc/sshsendmail/known_hosts",
+            "EOF",
+          ].join("\n"),
+        },
+        { ss: "Retrying the offline queue" },
+        {
+          pre: [
+            "systemctl enable --now sshsendmail-flush.timer",
+            "systemctl --user enable --now sshsendmail-flush.timer",
+            "*/5 * * * * root sshsendmail --flush --due --all   # /etc/cron.d/",
+          ].join("\n"),
+        },
+        { ss: "Postfix pipe(8) transport" },
+        { p: "`master.cf`:" },
+        {
+          pre: [
+            "rsendmail unix - n n - - pipe flags=q user=mail",
+            "  argv=/usr/sbin/sshsendmail --host ${nexthop}",
+            "  --identity /var/mail/.ssh/id_ed25519 -f ${sender} -- ${recipient}",
+          ].join("\n"),
+        },
+        {
+          p: "`main.cf`: `default_transport = rsendmail` and `relayhost = rsendmail@relay.example.net` (so `${nexthop}` is «USER»`@`«HOST»). Every failure that is not the relay's permanent refusal exits 75 with a `4.x.x` line, so Postfix defers and retries.",
+        },
+        { ss: "nullmailer 2.x" },
+        {
+          pre: [
+            "ln -s /usr/sbin/sshsendmail /usr/lib/nullmailer/sshsendmail",
+            "echo 'relay.example.net sshsendmail --user=rsendmail' \\",
+            "  '--identity=/etc/sshsendmail/id_ed25519' \\",
+            "  '--known-hosts=/etc/sshsendmail/known_hosts' > /etc/nullmailer/remotes",
+          ].join("\n"),
+        },
+      ],
+    },
+    seeAlso("sshsendmail"),
+  ],
+};
+
+/** Both pages, in the order they are generated. */
+export const PAGES: readonly Page[] = [rsendmail, sshsendmail];

@@ -1,0 +1,133 @@
+/**
+ * One SSH session to the relay in batch mode, used message by message: each
+ * send writes one frame and waits for its reply, so a caller (the `-bs`
+ * SMTP session) can answer each message with the relay's verdict while all
+ * of them share one connection. Effectful edge module.
+ *
+ * @module
+ */
+
+import { frameHeader, parseReply, type BatchReply } from "./batch.ts";
+import type { ClientSettings } from "./client_config.ts";
+import type { Spooled } from "./pipeline.ts";
+import { classifyExit, type Failure, sshArgv } from "./ssh_command.ts";
+import { quoteWords } from "./words.ts";
+
+/** How to reach the relay. */
+export interface ChannelOptions {
+  sshPath: string;
+  env: Record<string, string>;
+  program: string;
+  controlPath?: string | undefined;
+}
+
+/** A message-by-message batch session. */
+export interface BatchChannel {
+  /** Sends one frame (request words without the program) and its body. */
+  send(words: string[], spool: Spooled): Promise<BatchReply | Failure>;
+  /** Ends the batch and the session. */
+  close(): Promise<void>;
+}
+
+const CHUNK = 65536;
+
+interface Session {
+  child: Deno.ChildProcess;
+  writer: WritableStreamDefaultWriter<Uint8Array>;
+  lines: AsyncGenerator<string>;
+  stderr: Promise<string>;
+}
+
+async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let rest = "";
+  for await (const chunk of stream) {
+    rest += decoder.decode(chunk, { stream: true });
+    let nl;
+    while ((nl = rest.indexOf("\n")) >= 0) {
+      yield rest.slice(0, nl);
+      rest = rest.slice(nl + 1);
+    }
+    if (rest.length > 65536) return;
+  }
+}
+
+/** Opens lazily: nothing is spawned until the first send. */
+export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): BatchChannel {
+  let session: Session | undefined;
+  let hostIndex = 0;
+  let answered = 0;
+  const encoder = new TextEncoder();
+
+  const spawn = (host: string): Session => {
+    const remote = quoteWords([settings.relayCommand, "--batch"]);
+    const child = new Deno.Command(o.sshPath, {
+      args: sshArgv(o.sshPath, settings, host, remote, o.controlPath).slice(1),
+      clearEnv: true,
+      env: o.env,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    return {
+      child,
+      writer: child.stdin.getWriter(),
+      lines: linesOf(child.stdout),
+      stderr: new Response(child.stderr).text(),
+    };
+  };
+
+  const end = async (s: Session): Promise<Failure | undefined> => {
+    await s.writer.close().catch(() => {});
+    const status = await s.child.status;
+    return classifyExit(status.code, await s.stderr, o.program);
+  };
+
+  const attempt = async (s: Session, words: string[], spool: Spooled): Promise<BatchReply | undefined> => {
+    try {
+      await s.writer.write(encoder.encode(`${frameHeader(words)}\n`));
+      await spool.file.seek(0, Deno.SeekMode.Start);
+      for (;;) {
+        const buffer = new Uint8Array(CHUNK);
+        const n = await spool.file.read(buffer);
+        if (n === null) break;
+        await s.writer.write(buffer.subarray(0, n));
+      }
+    } catch {
+      // The session is gone: no reply will come.
+    }
+    const next = await s.lines.next();
+    return next.done ? undefined : parseReply(next.value);
+  };
+
+  return {
+    async send(words, spool) {
+      for (;;) {
+        session ??= spawn(settings.hosts[hostIndex]!);
+        const reply = await attempt(session, words, spool);
+        if (reply) {
+          answered++;
+          return reply;
+        }
+        const failure = await end(session) ?? {
+          line: `4.4.2 ${o.program}: relay ended the session`,
+          sysexit: 75,
+          nullmailer: 16,
+          connectPhase: false,
+        };
+        session = undefined;
+        if (failure.connectPhase && answered === 0 && hostIndex + 1 < settings.hosts.length) {
+          hostIndex++;
+          continue;
+        }
+        return failure;
+      }
+    },
+    async close() {
+      if (!session) return;
+      await session.writer.write(encoder.encode("END\n")).catch(() => {});
+      await end(session);
+      session = undefined;
+    },
+  };
+}

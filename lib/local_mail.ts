@@ -1,0 +1,113 @@
+/**
+ * What a whole MTA would do locally before mail leaves a satellite, pure:
+ * map local recipients (bare names, `@localhost`, `@<this host>`) to the
+ * admin address or through an aliases file (nullmailer's `adminaddr`,
+ * /etc/aliases syntax), and qualify the envelope sender with the mail
+ * domain.
+ *
+ * @module
+ */
+
+import { isEnvelopeAddress } from "./address.ts";
+
+/** Local delivery settings. */
+export interface LocalPolicy {
+  /** Where local recipients go (empty: they stay as they are). */
+  adminaddr: string[];
+  /** name → targets, from an aliases file. */
+  aliases: Map<string, string[]>;
+  /** The mail domain (from /etc/mailname or the host name). */
+  domain: string;
+  /** Domains that mean "this machine": localhost, the host names, the mail domain. */
+  localDomains: string[];
+}
+
+const MAX_ALIAS_DEPTH = 8;
+
+/**
+ * Parses /etc/aliases syntax: `name: target, target`, `#` comments, lines
+ * starting with whitespace continue the previous entry. Pipes, files and
+ * :include: have no meaning here and are dropped.
+ *
+ * @example Usage
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { parseAliases } from "./local_mail.ts";
+ * deepStrictEqual(parseAliases("root: ops@example.net,\n  me@example.net\n# x\n").get("root"), ["ops@example.net", "me@example.net"]);
+ * ```
+ */
+export function parseAliases(text: string): Map<string, string[]> {
+  const entries: string[] = [];
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/\r$/, "");
+    if (/^\s*#/.test(line) || line.trim() === "") continue;
+    if (/^\s/.test(line) && entries.length > 0) entries[entries.length - 1] += ` ${line.trim()}`;
+    else entries.push(line.trim());
+  }
+  const map = new Map<string, string[]>();
+  for (const entry of entries) {
+    const colon = entry.indexOf(":");
+    if (colon <= 0) continue;
+    const name = entry.slice(0, colon).trim().toLowerCase();
+    const targets = entry.slice(colon + 1).split(",").map((t) => t.trim())
+      .filter((t) => t !== "" && !t.startsWith("|") && !t.startsWith("/") && !t.startsWith(":include:"))
+      .filter(isEnvelopeAddress);
+    map.set(name, targets);
+  }
+  return map;
+}
+
+/** The local part when `address` means a user of this machine, else undefined. */
+export function localUser(address: string, policy: LocalPolicy): string | undefined {
+  const at = address.lastIndexOf("@");
+  if (at < 0) return address.toLowerCase();
+  const domain = address.slice(at + 1).toLowerCase().replace(/\.$/, "");
+  return policy.localDomains.includes(domain) ? address.slice(0, at).toLowerCase() : undefined;
+}
+
+/**
+ * Rewrites recipients: aliases first (recursively), then what is still local
+ * goes to `adminaddr`. Duplicates are dropped, order kept.
+ *
+ * @example Usage
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { rewriteRecipients } from "./local_mail.ts";
+ * const policy = { adminaddr: ["ops@example.net"], aliases: new Map(), domain: "sat.example.net", localDomains: ["localhost", "sat.example.net"] };
+ * deepStrictEqual(rewriteRecipients(["root", "x@localhost", "a@b.example"], policy), ["ops@example.net", "a@b.example"]);
+ * ```
+ */
+export function rewriteRecipients(recipients: readonly string[], policy: LocalPolicy): string[] {
+  const out: string[] = [];
+  const add = (a: string) => {
+    if (!out.includes(a)) out.push(a);
+  };
+  const expand = (address: string, depth: number) => {
+    const user = localUser(address, policy);
+    if (user === undefined) return add(address);
+    const targets = policy.aliases.get(user);
+    if (targets && depth < MAX_ALIAS_DEPTH) {
+      for (const t of targets) {
+        if (localUser(t, policy) === user) add(policy.adminaddr.length ? policy.adminaddr[0]! : t);
+        else expand(t, depth + 1);
+      }
+      return;
+    }
+    if (policy.adminaddr.length > 0) policy.adminaddr.forEach(add);
+    else add(address);
+  };
+  for (const r of recipients) expand(r, 0);
+  return out;
+}
+
+/** `name` → `name@domain`; qualified addresses and the null sender stay. */
+export function qualify(address: string, domain: string): string {
+  return address === "" || address.includes("@") ? address : `${address}@${domain}`;
+}
+
+/** True when the header section (up to the first empty line) has a From: field. */
+export function hasFromHeader(head: string): boolean {
+  const end = head.search(/\r?\n\r?\n/);
+  const headers = end < 0 ? head : head.slice(0, end);
+  return /^from:/im.test(headers);
+}
