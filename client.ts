@@ -53,7 +53,6 @@ const LOCAL_MAX_SIZE = 2 ** 40;
 const LOCAL_IDLE_MS = 3_600_000;
 /** SIZE advertised in -bs mode (the relay's own limit decides in the end). */
 const SMTP_MAX_SIZE = 52_428_800;
-const SSH_TIMEOUT_MS = 600_000;
 /** ssh's connection-sharing socket, private to the user (ssh expands %d and %C). */
 const CONTROL_PATH = "%d/.ssh/sshsendmail-%C";
 
@@ -184,13 +183,23 @@ async function send(
     const result = await runWithSpool(
       sshArgv(SSH_PATH, settings, host, remote, controlPath),
       spool,
-      { timeoutMs: SSH_TIMEOUT_MS, env: sshEnv() },
+      { timeoutMs: settings.sshTimeout * 1000, env: sshEnv(), captureStdout: settings.integrity },
     );
     if (result.code === undefined) {
       return {
         line: `4.4.2 ${PROGRAM}: ssh ${result.timedOut ? "timed out" : "was killed"}`,
         sysexit: EX_TEMPFAIL,
         nullmailer: 8,
+        connectPhase: false,
+      };
+    }
+    if (result.code === 0 && result.stdout !== "") {
+      // rsendmail is silent on success: output there is not rsendmail speaking.
+      // Defer (the relay's duplicate record absorbs a repeat if it did deliver).
+      return {
+        line: `4.5.0 ${PROGRAM}: the relay answered with unexpected output`,
+        sysexit: EX_TEMPFAIL,
+        nullmailer: 16,
         connectPhase: false,
       };
     }

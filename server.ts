@@ -74,6 +74,22 @@ function requestWords(rest: string[], original: string | undefined): string[] {
   return [PROGRAM, ...rest];
 }
 
+/**
+ * SSH_ORIGINAL_COMMAND holds the peer's raw bytes; Deno refuses to decode
+ * one that is not UTF-8 (InvalidData). That is the peer's malformed
+ * request (64), not a relay fault to retry (75).
+ */
+function originalCommand(): string | undefined {
+  try {
+    return Deno.env.get("SSH_ORIGINAL_COMMAND");
+  } catch (err) {
+    if (err instanceof Deno.errors.InvalidData) {
+      throw new UsageError("request is not valid UTF-8", "5.5.2");
+    }
+    throw err;
+  }
+}
+
 /** Reads the message, verifies it, runs sendmail. Throws a MailError unless delivered. */
 async function deliver(
   config: RelayConfig,
@@ -281,7 +297,7 @@ async function main(): Promise<number> {
     config = admin.config;
     fields.label = config.label || undefined;
     fields.client = Deno.env.get("SSH_CONNECTION")?.split(" ")[0];
-    const words = requestWords(admin.rest, Deno.env.get("SSH_ORIGINAL_COMMAND"));
+    const words = requestWords(admin.rest, originalCommand());
     if (isBatchRequest(words)) {
       const { event: _, ...base } = fields;
       return await batch(config, base);

@@ -80,16 +80,17 @@ const rsendmail: Page = {
       title: "SYNOPSIS",
       blocks: [
         {
-          p: "`restrict,command=\"`/usr/sbin/rsendmail` [`«ADMIN OPTIONS»`]\"` «KEY» (a line of the relay account's `~/.ssh/authorized_keys`)",
+          p: '`restrict,command="`/usr/sbin/rsendmail` [`«ADMIN OPTIONS»`]"` «KEY» (a line of the relay account\'s `~/.ssh/authorized_keys`)',
         },
         { p: "`rsendmail` [«ADMIN OPTIONS»] [`sendmail` «REQUEST»…]" },
+        { p: "`rsendmail --help` | `--version`" },
       ],
     },
     {
       title: "DESCRIPTION",
       blocks: [
         {
-          p: "`rsendmail` runs on a mail relay as the forced command of an SSH key. It accepts only \"send this message\", refuses everything else with one line and a sysexits code, and hands the message to the real sendmail with an argv it rebuilds itself. No shell, ever. A satellite sends with `sshsendmail`(8); the key can send mail and do nothing else.",
+          p: '`rsendmail` runs on a mail relay as the forced command of an SSH key. It accepts only "send this message", refuses everything else with one line and a sysexits code, and hands the message to the real sendmail with an argv it rebuilds itself. No shell, ever. A satellite sends with `sshsendmail`(8); the key can send mail and do nothing else.',
         },
         {
           p: "The request comes from `SSH_ORIGINAL_COMMAND`. Without a forced command (`ssh relay rsendmail -f a@b c@d` with an unrestricted key) the request is the argv after the admin options. No request at all (`ssh relay`) is a usage error at once; stdin is never waited on.",
@@ -154,6 +155,12 @@ const rsendmail: Page = {
           tp: "`--syslog-socket` «PATH», `--spool-dir` «DIR», `--state-dir` «DIR»",
           body: ["For builds that grant other paths."],
         },
+        {
+          tp: "`--help`, `--version`",
+          body: [
+            "Print usage or the version and exit 0, for a local admin only: as the only argument, and never when `SSH_CONNECTION` or `SSH_ORIGINAL_COMMAND` is set (a peer's `--help` is refused like any other option).",
+          ],
+        },
       ],
     },
     {
@@ -165,7 +172,7 @@ const rsendmail: Page = {
         { p: "The first word is `sendmail` or `rsendmail` (bare or a path). Then:" },
         {
           list: [
-            "recipients, never starting with `-` (even after `--`): `local`, `local@domain`, `\"quoted local\"@domain`; bare `root` is allowed;",
+            'recipients, never starting with `-` (even after `--`): `local`, `local@domain`, `"quoted local"@domain`; bare `root` is allowed;',
             "`-t`, `-f` «ADDR», `-f`«ADDR», `-r` «ADDR» (`''` or `<>`: the null sender), `-i`, `-oi`, `-v`, `-N` «DSN», `-R` «RET»;",
             "the harmless report and queue flags callers pass, all dropped: `-oem -oep -oee -oeq -oew -odi -odb -om -bm -B8BITMIME -B7BIT -F` «NAME» `-V`;",
             "`--`, and the integrity extension `--size=`«N» `--sha256=`«HEX» sent by `sshsendmail`.",
@@ -276,6 +283,7 @@ const sshsendmail: Page = {
         {
           p: "`sshsendmail` [`--host` [«USER»`@`]«HOST»]… [`--user` «U»] [`--port` «P»] [`--identity` «FILE»] [`--known-hosts` «FILE»] [`--ssh-option` «K»`=`«V»]… [`--reuse`] [`--no-integrity`] [`--connect-timeout` «S»] [`--relay-command` «NAME»] [`--mta postfix`|`nullmailer`|`sendmail`] [`--config` «FILE»] [«SENDMAIL OPTIONS»] [`--`] «RECIPIENT»…",
         },
+        { p: "`sshsendmail -bs` [`-i`] [`-f` «ADDR»]" },
         { p: "`sshsendmail --flush` [`--due`] [`--all`]" },
         { p: "`sshsendmail --list` | `--remove` «ID» | `--test` «ADDRESS»" },
         {
@@ -309,7 +317,7 @@ const sshsendmail: Page = {
           p: `When the relay cannot take a message for now (unreachable, timed out, authentication refused, or a temporary refusal), standalone \`sshsendmail\` writes it to an offline queue and the caller hears success. The queue is \`${QUEUE_ROOT}/\`«UID»\`/\` (the parent is 1777 like \`/tmp\`; the queue is created 0700 on first use), Maildir-style: \`tmp/\`, \`new/\`, retry state in \`state/\`, given-up messages in \`failed/\`. A message is removed only after the relay accepted it.`,
         },
         {
-          p: "After `max_age` (default `30d`) a message moves to `failed/` and its sender gets a notice (\"Undelivered Mail Returned to Sender\", null sender) through the relay; a permanent refusal during a flush does the same. `queue = no` turns the queue off (the caller then sees exit 75). Postfix and nullmailer keep their own queues, so those modes do not use it.",
+          p: 'After `max_age` (default `30d`) a message moves to `failed/` and its sender gets a notice ("Undelivered Mail Returned to Sender", null sender) through the relay; a permanent refusal during a flush does the same. `queue = no` turns the queue off (the caller then sees exit 75). Postfix and nullmailer keep their own queues, so those modes do not use it.',
         },
         { ss: "Setup" },
         {
@@ -358,7 +366,7 @@ const sshsendmail: Page = {
         { tp: "`--help`, `--version`", body: ["Print usage or the version and exit 0."] },
         { ss: "Sendmail options" },
         {
-          p: "Recipients, `-t`, `-f` «ADDR»/`-f`«ADDR»/`-r` «ADDR» (`''`, `<>` and `MAILER-DAEMON` are the null sender), `-i`, `-oi`, `-oem`, `-oee`, `-oep`, `-oeq`, `-oew`, `-odi`, `-odb`, `-om`, `-bm`, `-B8BITMIME`/`-B7BIT`, `-F` «NAME»/`-F`«NAME», `-v`, `-V`, `-N` «DSN», `-R` «RET», `--`. Everything else (`-bp`, `-bd`, `-bi`, `-bs`, `-q`…, `-C`, `-X`, `-O`, …) is refused with exit 64 and one line.",
+          p: "Recipients, `-t`, `-f` «ADDR»/`-f`«ADDR»/`-r` «ADDR» (`''`, `<>` and `MAILER-DAEMON` are the null sender), `-i`, `-oi`, `-oem`, `-oee`, `-oep`, `-oeq`, `-oew`, `-odi`, `-odb`, `-om`, `-bm`, `-B8BITMIME`/`-B7BIT`, `-F` «NAME»/`-F`«NAME», `-v`, `-V`, `-N` «DSN», `-R` «RET», `--`. `-bs` (no recipients, no `-t`) speaks SMTP on stdin and stdout, as Symfony Mailer and Laravel expect; the messages of one dialogue share one batch session. Everything else (`-bp`, `-bd`, `-bi`, `-q`…, `-C`, `-X`, `-O`, …) is refused with exit 64 and one line.",
         },
       ],
     },
@@ -384,6 +392,12 @@ const sshsendmail: Page = {
           tp: "`queue`, `queue_dir`, `max_age`",
           body: [
             "The offline queue: on (`yes`, default) or off, its directory, and how long a message may wait (default `30d`; `s`, `m`, `h`, `d` units).",
+          ],
+        },
+        {
+          tp: "`adminaddr`, `aliases`, `domain`",
+          body: [
+            "Local recipients: where mail for a local user goes (full addresses, like nullmailer's `adminaddr`), an `/etc/aliases`-style file, and the mail domain of the default sender «LOGIN»`@`«DOMAIN» (default `/etc/mailname`, else the host name).",
           ],
         },
         {
@@ -496,6 +510,27 @@ const sshsendmail: Page = {
     seeAlso("sshsendmail"),
   ],
 };
+
+/**
+ * The commented example /etc/sshsendmail.conf that the client package (a
+ * conffile) and scripts/install ship.
+ */
+export const EXAMPLE_CONFIG =
+  `# /etc/sshsendmail.conf: settings of sshsendmail(8) in standalone mode
+# (as /usr/sbin/sendmail for cron, mutt, mailx, git send-email, PHP ...).
+# \`sshsendmail setup --host rsendmail@relay.example.net\` writes this file.
+# key = value lines; see sshsendmail(8), CONFIGURATION.
+#
+#host = rsendmail@relay.example.net
+#identity = /etc/sshsendmail/id_ed25519
+#known_hosts = /etc/sshsendmail/known_hosts
+#port = 22
+#connect_timeout = 10
+#reuse = no
+#integrity = yes
+#queue = yes
+#max_age = 30d
+`;
 
 /** Both pages, in the order they are generated. */
 export const PAGES: readonly Page[] = [rsendmail, sshsendmail];

@@ -27,6 +27,13 @@ export interface ClientSettings {
   /** Program name the relay runs (shown to a relay without a forced command). */
   relayCommand: string;
   connectTimeout: number;
+  /**
+   * Seconds one ssh session may take in all (connect, send, the relay's
+   * answer). A relay that accepts and then hangs is given up after this
+   * (the message defers or is queued); ssh's keepalives cannot see it,
+   * since the relay's sshd still answers them.
+   */
+  sshTimeout: number;
   /** Reuse one connection (ControlMaster/ControlPersist). */
   reuse: boolean;
   /** Send size and SHA-256 (off only for an upstream 1.1.4 relay). */
@@ -56,6 +63,7 @@ export function defaultSettings(): ClientSettings {
     sshOptions: [],
     relayCommand: "rsendmail",
     connectTimeout: 10,
+    sshTimeout: 600,
     reuse: false,
     integrity: true,
     queue: true,
@@ -143,6 +151,11 @@ export function applySetting(s: ClientSettings, key: string, value: string): voi
     case "connect_timeout":
       if (!/^[1-9][0-9]{0,3}$/.test(value)) throw new ClientConfigError("invalid connect_timeout");
       s.connectTimeout = Number(value);
+      return;
+    case "ssh-timeout":
+    case "ssh_timeout":
+      if (!/^[1-9][0-9]{0,5}$/.test(value)) throw new ClientConfigError("invalid ssh_timeout");
+      s.sshTimeout = Number(value);
       return;
     case "queue_dir":
     case "queue-dir":

@@ -13,6 +13,7 @@ import type { Queue, QueueEntry } from "./queue.ts";
 import {
   backoffMs,
   failureNotice,
+  formatAge,
   newMessageId,
   type QueueHeader,
 } from "./queue_entry.ts";
@@ -124,7 +125,7 @@ export async function flushQueue(
   const due: QueueEntry[] = [];
   for (const entry of await queue.list()) {
     if (entry.header.created + o.maxAgeMs < o.now) {
-      await giveUp(queue, entry, `not delivered within ${Math.round(o.maxAgeMs / 86_400_000)} days (${entry.state?.lastError ?? "relay unreachable"})`, o);
+      await giveUp(queue, entry, `not delivered within ${formatAge(o.maxAgeMs)} (${entry.state?.lastError ?? "relay unreachable"})`, o);
       result.expired++;
     } else if (o.force || (entry.state?.nextAttempt ?? 0) <= o.now) {
       due.push(entry);

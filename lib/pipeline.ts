@@ -121,6 +121,8 @@ export interface SpawnResult {
   timedOut: boolean;
   /** The first bytes of the child's stderr, for the log. */
   stderr: string;
+  /** The first bytes of its stdout ("" unless captureStdout). */
+  stdout: string;
 }
 
 /** How to run sendmail. */
@@ -128,6 +130,8 @@ export interface SendmailOptions {
   timeoutMs: number;
   /** The child's whole environment (default SENDMAIL_ENV). */
   env?: Readonly<Record<string, string>>;
+  /** Keep the first bytes of stdout (default: stdout is /dev/null). */
+  captureStdout?: boolean;
 }
 
 /** The only environment sendmail sees: no MAIL_CONFIG, no LD_*. */
@@ -136,6 +140,8 @@ export const SENDMAIL_ENV: Readonly<Record<string, string>> = {
   LANG: "C",
 };
 const STDERR_CAP = 4096;
+/** How long a finished child's pipes may stay open (held by a grandchild). */
+const PIPE_GRACE_MS = 500;
 
 /**
  * Runs `argv` (an absolute program path first) with the spooled message on
@@ -157,7 +163,7 @@ export async function runWithSpool(
       clearEnv: true,
       env: { ...(options.env ?? SENDMAIL_ENV) },
       stdin: "piped",
-      stdout: "null",
+      stdout: options.captureStdout ? "piped" : "null",
       stderr: "piped",
       signal,
     }).spawn();
@@ -172,13 +178,23 @@ export async function runWithSpool(
   }
   const feed = feedSpool(spool, child.stdin);
   const stderr = readCapped(child.stderr, STDERR_CAP);
+  const stdout = options.captureStdout ? readCapped(child.stdout, STDERR_CAP) : undefined;
   const status = await child.status;
-  await feed;
+  // The child is gone, but a grandchild it left behind (postdrop, a shell's
+  // sleep) may still hold its pipes open: wait a moment for them, never for
+  // the grandchild, or a hung sendmail would outlive the timeout.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    Promise.all([feed, stderr.done, stdout?.done]),
+    new Promise((resolve) => timer = setTimeout(resolve, PIPE_GRACE_MS)),
+  ]);
+  clearTimeout(timer);
   return {
     code: status.signal === null ? status.code : undefined,
     signal: status.signal ?? undefined,
     timedOut: signal.aborted,
-    stderr: await stderr,
+    stderr: stderr.text(),
+    stdout: stdout?.text() ?? "",
   };
 }
 
@@ -203,14 +219,21 @@ async function feedSpool(spool: Spooled, sink: WritableStream<Uint8Array>): Prom
   }
 }
 
-async function readCapped(
+/** Reads a stream to its end, keeping the first `cap` characters; text() is what came so far. */
+function readCapped(
   stream: ReadableStream<Uint8Array>,
   cap: number,
-): Promise<string> {
+): { done: Promise<void>; text(): string } {
   const decoder = new TextDecoder();
   let text = "";
-  for await (const chunk of stream) {
-    if (text.length < cap) text += decoder.decode(chunk, { stream: true });
-  }
-  return text.slice(0, cap);
+  const done = (async () => {
+    try {
+      for await (const chunk of stream) {
+        if (text.length < cap) text += decoder.decode(chunk, { stream: true });
+      }
+    } catch {
+      // the pipe broke: keep what came
+    }
+  })();
+  return { done, text: () => text.slice(0, cap) };
 }

@@ -285,11 +285,15 @@ export async function runSetup(argv: readonly string[], ctx: SetupContext): Prom
   }
   await ctx.say(`      ${authorized}`);
 
-  if (await exists(ctx.configFile)) {
-    await Deno.copyFile(ctx.configFile, `${ctx.configFile}.bak`);
-  }
+  // The previous config is kept beside the key (a directory setup may write).
+  const keyDir = s.identity!.slice(0, s.identity!.lastIndexOf("/"));
+  const backup = `${keyDir}/sshsendmail.conf.previous`;
+  const previous = await Deno.readTextFile(ctx.configFile).catch(() => undefined);
+  if (previous !== undefined) await Deno.writeTextFile(backup, previous, { mode: 0o644 });
   await Deno.writeTextFile(ctx.configFile, configText(s, target), { mode: 0o644 });
-  await ctx.say(`[4/5] config: wrote ${ctx.configFile}`);
+  await ctx.say(
+    `[4/5] config: wrote ${ctx.configFile}${previous === undefined ? "" : ` (previous kept as ${backup})`}`,
+  );
 
   if (values.test === undefined) {
     await ctx.say("[5/5] test message: skipped (run: sshsendmail --test ADDRESS)");

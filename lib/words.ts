@@ -23,11 +23,14 @@ const SAFE_WORD_REGEXP = /^[A-Za-z0-9@%+=:,./_-]+$/;
 /**
  * C0 controls, DEL, C1 controls, Unicode line separators, and the invisible
  * format characters (zero-width, bidi overrides, BOM) that can spoof a log
- * line or an address: CR, LF, NUL, TAB, U+202E …
+ * line or an address: CR, LF, NUL, TAB, U+202E … Also U+FFFD, the
+ * replacement character: it is what a lossy UTF-8 decoder makes of a byte
+ * that is not UTF-8 (a batch frame line), so it never stands for what the
+ * peer sent.
  */
 // deno-lint-ignore no-control-regex
 export const CONTROL_REGEXP =
-  /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/;
+  /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufffd]/;
 
 /** True when `text` holds a control character (including CR, LF, TAB, NUL). */
 export function hasControl(text: string): boolean {

@@ -1,6 +1,7 @@
 /**
  * `deno task man`: renders docs/manual.ts, the one source of both manual
- * pages, as man(7) roff into dist/man/rsendmail.8 and dist/man/sshsendmail.8.
+ * pages, as man(7) roff into dist/man/rsendmail.8 and dist/man/sshsendmail.8,
+ * next to sshsendmail.conf.example (`--out DIR`: another directory).
  * Check a page with `MANWIDTH=80 man --warnings -l dist/man/rsendmail.8`.
  *
  * The page date is SOURCE_DATE_EPOCH when set (reproducible builds), else
@@ -10,13 +11,13 @@
  * @module
  */
 
-import { type Block, type Page, PAGES } from "../docs/manual.ts";
+import { type Block, EXAMPLE_CONFIG, type Page, PAGES } from "../docs/manual.ts";
 
 /** Reads the one VERSION constant (client.ts) that programs, pages and packages share. */
 export async function readVersion(root = "."): Promise<string> {
   const text = await Deno.readTextFile(`${root}/client.ts`);
   const m = /^const VERSION = "([0-9][0-9A-Za-z.+~-]*)";$/m.exec(text);
-  if (m === null) throw new Error("client.ts holds no `const VERSION = \"…\";` line");
+  if (m === null) throw new Error('client.ts holds no `const VERSION = "…";` line');
   return m[1]!;
 }
 
@@ -53,9 +54,7 @@ export function inline(text: string): string {
   for (const m of text.matchAll(re)) {
     if (/[«»]/.test(m[1] ?? "")) throw new Error(`a placeholder inside a literal in: ${text}`);
     out += escape(text.slice(last, m.index), false);
-    out += m[1] !== undefined
-      ? `\\fB${escape(m[1], true)}\\fR`
-      : `\\fI${escape(m[2]!, false)}\\fR`;
+    out += m[1] !== undefined ? `\\fB${escape(m[1], true)}\\fR` : `\\fI${escape(m[2]!, false)}\\fR`;
     last = m.index + m[0].length;
   }
   out += escape(text.slice(last), false);
@@ -128,7 +127,10 @@ async function pageDate(root: string): Promise<string> {
   return when.toISOString().slice(0, 10);
 }
 
-/** Writes every page into `outDir` (default dist/man); returns the paths written. */
+/**
+ * Writes every page and the example configuration into `outDir` (default
+ * dist/man); returns the pages' paths.
+ */
 export async function writePages(outDir = "dist/man", root = "."): Promise<string[]> {
   const version = await readVersion(root);
   const date = await pageDate(root);
@@ -139,12 +141,16 @@ export async function writePages(outDir = "dist/man", root = "."): Promise<strin
     await Deno.writeTextFile(path, render(page, version, date));
     written.push(path);
   }
+  await Deno.writeTextFile(`${outDir}/sshsendmail.conf.example`, EXAMPLE_CONFIG);
   return written;
 }
 
 if (import.meta.main) {
   try {
-    for (const path of await writePages()) console.log(path);
+    const at = Deno.args.indexOf("--out");
+    const out = at < 0 ? "dist/man" : Deno.args[at + 1];
+    if (out === undefined || out === "") throw new Error("--out wants a directory");
+    for (const path of await writePages(out)) console.log(path);
   } catch (err) {
     console.error(err instanceof Error ? err.message : String(err));
     Deno.exit(1);

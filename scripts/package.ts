@@ -8,6 +8,11 @@
  *   sshsendmail-flush units (system and user; not enabled), and
  *   /var/spool/sshsendmail (1777, made by postinst).
  *
+ * Purging the relay leaves the duplicate record (/var/tmp/rsendmail-UID/):
+ * it is runtime state that any rsendmail of that account shares (a copy from
+ * scripts/install, a test build), and /var/tmp ages it out. Purging the
+ * client removes /etc/sshsendmail/ and the offline queues unless mail waits.
+ *
  * The names and paths do not clash with Debian's `rsendmail` package (which
  * owns /usr/bin/rsendmail and /usr/bin/sshsendmail). The bundles are built
  * into dist/pkgbuild/ with RSENDMAIL_DENO=/usr/lib/rsendmail-ng/deno, so
@@ -19,7 +24,7 @@
  * @module
  */
 
-import { PACKAGE } from "../docs/manual.ts";
+import { EXAMPLE_CONFIG, PACKAGE } from "../docs/manual.ts";
 import { readVersion, writePages } from "./man.ts";
 
 /** Where the runtime package puts Deno; the bundles' shebangs name it. */
@@ -29,23 +34,6 @@ const OUT = "dist/pkg";
 const DENO_SOURCE = "node_modules/deno";
 const MAINTAINER = Deno.env.get("RSENDMAIL_MAINTAINER") ??
   "rsendmail-ng maintainers <rsendmail-ng@localhost>";
-
-/** What the client package ships as /etc/sshsendmail.conf. */
-export const EXAMPLE_CONFIG = `# /etc/sshsendmail.conf: settings of sshsendmail(8) in standalone mode
-# (as /usr/sbin/sendmail for cron, mutt, mailx, git send-email, PHP ...).
-# \`sshsendmail setup --host rsendmail@relay.example.net\` writes this file.
-# key = value lines; see sshsendmail(8), CONFIGURATION.
-#
-#host = rsendmail@relay.example.net
-#identity = /etc/sshsendmail/id_ed25519
-#known_hosts = /etc/sshsendmail/known_hosts
-#port = 22
-#connect_timeout = 10
-#reuse = no
-#integrity = yes
-#queue = yes
-#max_age = 30d
-`;
 
 /** One file of a package: its path in the package and where its bytes come from. */
 interface Entry {
@@ -130,13 +118,6 @@ if [ "$1" = purge ]; then
 fi
 `);
 
-const RELAY_POSTRM = hook(`
-if [ "$1" = purge ]; then
-  # The duplicate records of every relay account (rsendmail(8), FILES).
-  rm -rf /var/tmp/rsendmail-[0-9]*
-fi
-`);
-
 function copyright(extra = ""): Uint8Array {
   return text(
     `Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n` +
@@ -154,11 +135,18 @@ async function build(spec: Spec, version: string): Promise<string> {
   const docs = `/usr/share/doc/${spec.name}`;
   const files: Entry[] = [
     ...spec.files,
-    { path: `${docs}/copyright`, mode: 0o644, from: spec.name.endsWith("runtime")
-      ? copyright(`\nFiles: usr/lib/${PACKAGE}/deno\nCopyright: the Deno authors\nLicense: MIT\n` +
-        (await Deno.readTextFile(`${DENO_SOURCE}/LICENSE`).catch(() => ""))
-          .split("\n").map((l) => (l.trim() === "" ? " ." : ` ${l}`)).join("\n") + "\n")
-      : copyright() },
+    {
+      path: `${docs}/copyright`,
+      mode: 0o644,
+      from: spec.name.endsWith("runtime")
+        ? copyright(
+          `\nFiles: usr/lib/${PACKAGE}/deno\nCopyright: the Deno authors\nLicense: MIT\n` +
+            (await Deno.readTextFile(`${DENO_SOURCE}/LICENSE`).catch(() => ""))
+              .split("\n").map((l) => (l.trim() === "" ? " ." : ` ${l}`)).join("\n") +
+            "\n",
+        )
+        : copyright(),
+    },
   ];
   for (const f of files) {
     const dest = `${root}${f.path}`;
@@ -249,10 +237,12 @@ export async function buildPackages(): Promise<string[]> {
   });
   const units: Entry[] = [];
   for (const u of ["sshsendmail-flush.service", "sshsendmail-flush.timer"]) {
-    for (const [from, to] of [["contrib/systemd", "/lib/systemd/system"], [
-      "contrib/systemd/user",
-      "/usr/lib/systemd/user",
-    ]]) {
+    for (
+      const [from, to] of [["contrib/systemd", "/lib/systemd/system"], [
+        "contrib/systemd/user",
+        "/usr/lib/systemd/user",
+      ]]
+    ) {
       units.push({
         path: `${to}/${u}`,
         mode: 0o644,
@@ -280,8 +270,8 @@ export async function buildPackages(): Promise<string[]> {
       description: "restricted sendmail for SSH forced commands (relay side)",
       long: [
         "rsendmail runs on a mail relay as the forced command of an SSH key",
-        "(restrict,command=\"/usr/sbin/rsendmail ...\" in authorized_keys): it",
-        "accepts only \"send this message\", checks its size and SHA-256, and",
+        '(restrict,command="/usr/sbin/rsendmail ..." in authorized_keys): it',
+        'accepts only "send this message", checks its size and SHA-256, and',
         "hands it to the local sendmail with an argv it rebuilds itself. No",
         "shell, ever; a stolen key can send mail and do nothing else.",
         "",
@@ -293,7 +283,6 @@ export async function buildPackages(): Promise<string[]> {
         man("rsendmail"),
         readme(`${PACKAGE}-relay`),
       ],
-      scripts: { postrm: RELAY_POSTRM },
     },
     {
       name: `${PACKAGE}-client`,
