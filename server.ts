@@ -47,7 +47,8 @@ import { hasControl, tokenizeWords } from "./lib/words.ts";
 const PROGRAM = "rsendmail";
 /** The release, shared with sshsendmail. */
 export const VERSION = "0.2.0";
-const USAGE = `usage: rsendmail [--sendmail PATH] [--allow-sender ADDR|@DOMAIN]... [--max-size BYTES]
+const USAGE =
+  `usage: rsendmail [--sendmail PATH] [--allow-sender ADDR|@DOMAIN]... [--max-size BYTES]
                  [--max-recipients N] [--label NAME] [--require-integrity]
                  [--log-level LEVEL] [--idle-timeout S] [--sendmail-timeout S]
                  [--state-dir DIR] [--dedup-days N] [--syslog-socket PATH]
@@ -160,12 +161,17 @@ async function single(config: RelayConfig, words: string[], fields: LogFields): 
   const record = req.id === undefined
     ? undefined
     : await openDeliveryRecord(config.stateDir, config.label, config.dedupDays * DAY_MS);
-  if (await isDuplicate(record, req)) {
-    fields.event = "duplicate";
-    return;
+  const release = record && req.id ? await record.claim(req.id) : undefined;
+  try {
+    if (await isDuplicate(record, req)) {
+      fields.event = "duplicate";
+      return;
+    }
+    const spool = await deliver(config, req, Deno.stdin, fields);
+    if (req.id !== undefined) await record?.add(req.id, spool.sha256);
+  } finally {
+    await release?.();
   }
-  const spool = await deliver(config, req, Deno.stdin, fields);
-  if (req.id !== undefined) await record?.add(req.id, spool.sha256);
 }
 
 /**
@@ -232,12 +238,17 @@ async function batch(config: RelayConfig, base: LogFields): Promise<number> {
         throw new UsageError("batch frame without --id or --sha256", "5.5.2");
       }
       checkPolicy(req, config);
-      if (await isDuplicate(record, req)) {
-        fields.event = "duplicate";
-        text = "already delivered";
-      } else {
-        const spool = await deliver(config, req, body, fields);
-        await record?.add(req.id, spool.sha256);
+      const release = await record?.claim(req.id);
+      try {
+        if (await isDuplicate(record, req)) {
+          fields.event = "duplicate";
+          text = "already delivered";
+        } else {
+          const spool = await deliver(config, req, body, fields);
+          await record?.add(req.id, spool.sha256);
+        }
+      } finally {
+        await release?.();
       }
     } catch (err) {
       error = toMailError(err);
@@ -266,8 +277,10 @@ async function batch(config: RelayConfig, base: LogFields): Promise<number> {
 async function withIdle<T>(promise: Promise<T>, ms: number): Promise<T> {
   const signal = AbortSignal.timeout(ms);
   const idle = new Promise<never>((_, reject) =>
-    signal.addEventListener("abort", () =>
-      reject(new MailError(EX_TEMPFAIL, "4.4.2", "timed out waiting for the next message")))
+    signal.addEventListener(
+      "abort",
+      () => reject(new MailError(EX_TEMPFAIL, "4.4.2", "timed out waiting for the next message")),
+    )
   );
   return await Promise.race([promise, idle]);
 }

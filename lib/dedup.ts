@@ -18,7 +18,16 @@ export interface DeliveryRecord {
   add(id: string, sha256: string): Promise<void>;
   /** Forgets deliveries older than the retention. */
   prune(now: number): Promise<void>;
+  /**
+   * Takes the id's delivery lock, waiting while another relay process holds
+   * it (a retry racing the cut session's still-running relay). Returns the
+   * release function.
+   */
+  claim(id: string): Promise<() => Promise<void>>;
 }
+
+/** A lock older than this belongs to a relay that died: it is broken. */
+const STALE_LOCK_MS = 15 * 60_000;
 
 /**
  * Opens (creating if needed) the record for `label`. Returns undefined when
@@ -57,6 +66,25 @@ export async function openDeliveryRecord(
         await Deno.writeTextFile(`${dir}/${id}`, `${sha256}\n`, { mode: 0o600 });
       } catch {
         // A record we cannot write costs a possible duplicate, never a message.
+      }
+    },
+    async claim(id) {
+      const lock = `${dir}/${id}.lock`;
+      for (;;) {
+        try {
+          (await Deno.open(lock, { write: true, createNew: true, mode: 0o600 })).close();
+          return async () => {
+            await Deno.remove(lock).catch(() => {});
+          };
+        } catch (err) {
+          if (!(err instanceof Deno.errors.AlreadyExists)) return async () => {};
+          const info = await Deno.lstat(lock).catch(() => undefined);
+          if (info && Date.now() - (info.mtime?.getTime() ?? 0) > STALE_LOCK_MS) {
+            await Deno.remove(lock).catch(() => {});
+            continue;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
       }
     },
     async prune(now) {

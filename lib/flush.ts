@@ -122,6 +122,7 @@ export async function flushQueue(
     expired: 0,
     failure: undefined,
   };
+  await queue.sweepTmp(o.now);
   const due: QueueEntry[] = [];
   for (const entry of await queue.list()) {
     if (entry.header.created + o.maxAgeMs < o.now) {

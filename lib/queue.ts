@@ -125,6 +125,17 @@ export class Queue {
     return out.sort((a, b) => a.header.created - b.header.created);
   }
 
+  /** Removes what a killed enqueue left in tmp/ (older than an hour). */
+  async sweepTmp(now: number): Promise<void> {
+    for await (const e of Deno.readDir(`${this.dir}/tmp`)) {
+      const path = `${this.dir}/tmp/${e.name}`;
+      const info = await Deno.lstat(path).catch(() => undefined);
+      if (info && now - (info.mtime?.getTime() ?? now) > 3_600_000) {
+        await Deno.remove(path).catch(() => {});
+      }
+    }
+  }
+
   /** Records a failed attempt. */
   async setState(id: string, state: QueueState): Promise<void> {
     const tmp = `${this.dir}/state/.${id}.tmp`;
