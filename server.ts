@@ -57,6 +57,8 @@ The request comes from SSH_ORIGINAL_COMMAND and may only send mail.
 See rsendmail(8).
 `;
 const DAY_MS = 86_400_000;
+/** Batch mode writes its log lines in groups of this many. */
+const BATCH_LOG_LINES = 100;
 const SIZE_WORD_REGEXP = /^--size=(0|[1-9][0-9]{0,14})$/;
 
 /** Finds the request words: SSH_ORIGINAL_COMMAND, else argv after the admin options. */
@@ -179,7 +181,11 @@ async function single(config: RelayConfig, words: string[], fields: LogFields): 
  * A frame refused by grammar or policy is skipped by its declared size and
  * the batch goes on; a frame that cannot be delimited ends it.
  */
-async function batch(config: RelayConfig, base: LogFields): Promise<number> {
+async function batch(
+  config: RelayConfig,
+  base: LogFields,
+  log: (level: "info" | "warning" | "err", fields: LogFields) => Promise<void>,
+): Promise<number> {
   const input = new FramedReader(Deno.stdin);
   const out = Deno.stdout;
   const encoder = new TextEncoder();
@@ -221,7 +227,7 @@ async function batch(config: RelayConfig, base: LogFields): Promise<number> {
       size = Number(sizeWord.slice("--size=".length));
     } catch (err) {
       const error = toMailError(err);
-      await log(config, "warning", { ...fields, event: "refused", reason: error.message });
+      await log("warning", { ...fields, event: "refused", reason: error.message });
       await reply("-", error);
       return EX_PROTOCOL;
     }
@@ -256,7 +262,7 @@ async function batch(config: RelayConfig, base: LogFields): Promise<number> {
     // Whatever happened, the next frame starts after this one's bytes.
     await withIdle(drain(body), config.idleTimeoutMs).catch(() => {});
     const level = error === undefined ? "info" : isTemporary(error.exitCode) ? "err" : "warning";
-    await log(config, level, {
+    await log(level, {
       ...fields,
       ...(error && {
         event: isTemporary(error.exitCode) ? "deferred" : "refused",
@@ -313,7 +319,17 @@ async function main(): Promise<number> {
     const words = requestWords(admin.rest, originalCommand());
     if (isBatchRequest(words)) {
       const { event: _, ...base } = fields;
-      return await batch(config, base);
+      // One logger(1) for every BATCH_LOG_LINES frames instead of one per frame.
+      const pending: { level: "info" | "warning" | "err"; line: string }[] = [];
+      const flushLogs = () => sink(config).logMany(pending.splice(0));
+      try {
+        return await batch(config, base, async (level, f) => {
+          pending.push({ level, line: formatLogLine(f) });
+          if (pending.length >= BATCH_LOG_LINES) await flushLogs();
+        });
+      } finally {
+        await flushLogs();
+      }
     }
     await single(config, words, fields);
     await log(config, "info", { ...fields, exit: EX_OK, ms: elapsed(started) });
@@ -337,12 +353,15 @@ function elapsed(since: number): number {
   return Math.round(performance.now() - since);
 }
 
-function log(config: RelayConfig, level: "info" | "warning" | "err", fields: LogFields) {
-  const sink = createSyslog(
+function sink(config: RelayConfig) {
+  return createSyslog(
     { logger: LOGGER_PATH, socket: config.syslogSocket, tag: PROGRAM, pid: Deno.pid },
     (l) => LOG_LEVELS[l] <= LOG_LEVELS[config.logLevel],
   );
-  return sink.log(level, formatLogLine(fields));
+}
+
+function log(config: RelayConfig, level: "info" | "warning" | "err", fields: LogFields) {
+  return sink(config).log(level, formatLogLine(fields));
 }
 
 if (import.meta.main) {

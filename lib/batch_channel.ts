@@ -87,8 +87,8 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
     try {
       await s.writer.write(encoder.encode(`${frameHeader(words)}\n`));
       await spool.file.seek(0, Deno.SeekMode.Start);
+      const buffer = new Uint8Array(CHUNK);
       for (;;) {
-        const buffer = new Uint8Array(CHUNK);
         const n = await spool.file.read(buffer);
         if (n === null) break;
         await s.writer.write(buffer.subarray(0, n));

@@ -21,17 +21,22 @@ export class FramedReader {
     this.#source = source;
   }
 
+  #chunk = new Uint8Array(CHUNK);
+
   async #fill(): Promise<boolean> {
     if (this.#eof) return false;
-    const chunk = new Uint8Array(CHUNK);
-    const n = await this.#source.read(chunk);
+    const n = await this.#source.read(this.#chunk);
     if (n === null) {
       this.#eof = true;
       return false;
     }
+    if (this.#buffer.length === 0) {
+      this.#buffer = this.#chunk.slice(0, n);
+      return true;
+    }
     const next = new Uint8Array(this.#buffer.length + n);
     next.set(this.#buffer);
-    next.set(chunk.subarray(0, n), this.#buffer.length);
+    next.set(this.#chunk.subarray(0, n), this.#buffer.length);
     this.#buffer = next;
     return true;
   }

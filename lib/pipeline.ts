@@ -25,6 +25,8 @@ export interface SpoolOptions {
   idleTimeoutMs: number;
   /** Declared size: more bytes than this is an error as soon as it happens. */
   declaredSize?: number | undefined;
+  /** Spool file name prefix (default "rsendmail": the relay's). */
+  prefix?: string;
 }
 
 /** A byte source read into a caller's buffer (Deno.stdin, Deno.FsFile …). */
@@ -69,7 +71,9 @@ function whenAborted(signal: AbortSignal): Promise<"idle"> {
  * @throws {TempError} No byte for `idleTimeoutMs` (4.4.2), or spool I/O failed.
  */
 export async function spoolMessage(input: ByteReader, options: SpoolOptions): Promise<Spooled> {
-  const path = `${options.dir}/rsendmail-${crypto.randomUUID()}`;
+  // Unlinked right after creation: only a kill between these two calls can
+  // leave an (empty) file behind.
+  const path = `${options.dir}/${options.prefix ?? "rsendmail"}-${crypto.randomUUID()}`;
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true, write: true, createNew: true, mode: 0o600 });
@@ -80,9 +84,10 @@ export async function spoolMessage(input: ByteReader, options: SpoolOptions): Pr
   const hash = new Sha256();
   const limit = Math.min(options.maxSize, options.declaredSize ?? Infinity);
   let size = 0;
+  // One buffer per spool: each chunk is hashed and written before the next read.
+  const buffer = new Uint8Array(CHUNK);
   try {
     for (;;) {
-      const buffer = new Uint8Array(CHUNK);
       const n = await Promise.race([
         input.read(buffer),
         whenAborted(AbortSignal.timeout(options.idleTimeoutMs)),
@@ -206,8 +211,9 @@ async function feedSpool(spool: Spooled, sink: WritableStream<Uint8Array>): Prom
   const writer = sink.getWriter();
   try {
     await spool.file.seek(0, Deno.SeekMode.Start);
+    // Each write is awaited before the buffer is read into again.
+    const buffer = new Uint8Array(CHUNK);
     for (;;) {
-      const buffer = new Uint8Array(CHUNK);
       const n = await spool.file.read(buffer);
       if (n === null) break;
       await writer.write(buffer.subarray(0, n));

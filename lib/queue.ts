@@ -180,8 +180,8 @@ export class Queue {
     const file = await Deno.open(entry.path, { read: true });
     try {
       await file.seek(entry.bodyOffset, Deno.SeekMode.Start);
+      const buffer = new Uint8Array(CHUNK);
       for (;;) {
-        const buffer = new Uint8Array(CHUNK);
         const n = await file.read(buffer);
         if (n === null) break;
         await sink.write(buffer.subarray(0, n));

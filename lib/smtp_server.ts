@@ -43,7 +43,9 @@ async function idle<T>(promise: Promise<T>, ms: number): Promise<T> {
   const signal = AbortSignal.timeout(ms);
   return await Promise.race([
     promise,
-    new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(new Timeout()))),
+    new Promise<never>((_, reject) =>
+      signal.addEventListener("abort", () => reject(new Timeout()))
+    ),
   ]);
 }
 
@@ -127,6 +129,7 @@ export async function serveSmtp(
     try {
       spool = await spoolMessage(data, {
         dir: ctx.spoolDir,
+        prefix: "sshsendmail",
         maxSize: ctx.options.maxSize,
         idleTimeoutMs: ctx.idleMs,
       });

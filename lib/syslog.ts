@@ -14,7 +14,10 @@
  * @module
  */
 
-import type { LogLevel } from "./relay_config.ts";
+import { LOG_LEVELS, type LogLevel } from "./relay_config.ts";
+
+/** syslog facility mail. */
+const FACILITY_MAIL = 2;
 
 /** How long logger may take, e.g. on a full syslog socket. */
 const LOGGER_TIMEOUT_MS = 250;
@@ -25,6 +28,8 @@ const MAX_LINE = 4096;
 export interface LogSink {
   /** Sends one line at `level` (if the sink's threshold lets it through). */
   log(level: LogLevel, line: string): Promise<void>;
+  /** Sends many lines through one logger(1) process (batch mode). */
+  logMany(entries: ReadonlyArray<{ level: LogLevel; line: string }>): Promise<void>;
 }
 
 /** Options of the logger sink. */
@@ -91,6 +96,31 @@ export function createSyslog(
         }).output();
       } catch {
         // No logger, not permitted, or killed at the timeout: no log.
+      }
+    },
+    async logMany(entries) {
+      const wanted = entries.filter((e) => threshold(e.level));
+      if (wanted.length === 0) return;
+      // One process for the lot: each stdin line carries its own <PRI>.
+      const [program, ...args] = loggerArgv(options, "info", "").slice(0, -2);
+      try {
+        const child = new Deno.Command(program!, {
+          args: [...args, "--prio-prefix"],
+          clearEnv: true,
+          env: { LANG: "C" },
+          stdin: "piped",
+          stdout: "null",
+          stderr: "null",
+          signal: AbortSignal.timeout(LOGGER_TIMEOUT_MS * 4),
+        }).spawn();
+        const text = wanted.map((e) => `<${FACILITY_MAIL * 8 + LOG_LEVELS[e.level]}>${e.line}\n`)
+          .join("");
+        const writer = child.stdin.getWriter();
+        await writer.write(new TextEncoder().encode(text)).catch(() => {});
+        await writer.close().catch(() => {});
+        await child.status;
+      } catch {
+        // As for one line: no log, never a failed delivery.
       }
     },
   };
