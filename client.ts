@@ -11,10 +11,10 @@
  * @module
  */
 
-import { parseClientArgs, type Mta, normalizeSender } from "./lib/client_args.ts";
+import { type Mta, normalizeSender, parseClientArgs } from "./lib/client_args.ts";
 import {
-  type ClientSettings,
   ClientConfigError,
+  type ClientSettings,
   DEFAULT_CONFIG_FILE,
   parseConfigFile,
 } from "./lib/client_config.ts";
@@ -148,6 +148,7 @@ async function readNullmailerMessage(): Promise<{ req: SendmailRequest; spool: S
   );
   const spool = await spoolMessage(body, {
     dir: SPOOL_DIR,
+    prefix: "sshsendmail",
     maxSize: LOCAL_MAX_SIZE,
     idleTimeoutMs: LOCAL_IDLE_MS,
   });
@@ -185,9 +186,14 @@ async function send(
       spool,
       { timeoutMs: settings.sshTimeout * 1000, env: sshEnv(), captureStdout: settings.integrity },
     );
-    if (result.code === undefined) {
+    // ssh catches SIGTERM and exits 255: a timeout is known by the signal, not the status.
+    if (result.code === undefined || result.timedOut) {
       return {
-        line: `4.4.2 ${PROGRAM}: ssh ${result.timedOut ? "timed out" : "was killed"}`,
+        line: `4.4.2 ${PROGRAM}: ${
+          result.timedOut
+            ? `no answer from the relay within ssh_timeout (${settings.sshTimeout} s)`
+            : "ssh was killed"
+        }`,
         sysexit: EX_TEMPFAIL,
         nullmailer: 8,
         connectPhase: false,
@@ -355,19 +361,19 @@ async function localPolicy(settings: ClientSettings): Promise<LocalPolicy> {
   const host = Deno.hostname().toLowerCase();
   const mailname = (await readText("/etc/mailname"))?.trim().toLowerCase();
   const domain = settings.domain ?? (mailname || host);
-  const aliases = settings.aliasesFile === undefined
-    ? new Map<string, string[]>()
-    : parseAliases(
-      (await readText(settings.aliasesFile)) ??
-        (() => {
-          throw new ClientConfigError(`cannot read aliases file ${settings.aliasesFile}`);
-        })(),
-    );
+  const aliases = settings.aliasesFile === undefined ? new Map<string, string[]>() : parseAliases(
+    (await readText(settings.aliasesFile)) ??
+      (() => {
+        throw new ClientConfigError(`cannot read aliases file ${settings.aliasesFile}`);
+      })(),
+  );
   return {
     adminaddr: settings.adminaddr,
     aliases,
     domain,
-    localDomains: [...new Set(["localhost", "localhost.localdomain", host, host.split(".")[0]!, domain])],
+    localDomains: [
+      ...new Set(["localhost", "localhost.localdomain", host, host.split(".")[0]!, domain]),
+    ],
   };
 }
 
@@ -411,7 +417,12 @@ async function prepareLocal(
       }
       return spool.file.read(p);
     },
-  }, { dir: SPOOL_DIR, maxSize: LOCAL_MAX_SIZE, idleTimeoutMs: LOCAL_IDLE_MS });
+  }, {
+    dir: SPOOL_DIR,
+    prefix: "sshsendmail",
+    maxSize: LOCAL_MAX_SIZE,
+    idleTimeoutMs: LOCAL_IDLE_MS,
+  });
   return { req: checked, spool: withFrom }; // the caller closes both spools
 }
 
@@ -483,7 +494,12 @@ async function sendTest(settings: ClientSettings, address: string) {
       at += n;
       return Promise.resolve(n);
     },
-  }, { dir: SPOOL_DIR, maxSize: LOCAL_MAX_SIZE, idleTimeoutMs: LOCAL_IDLE_MS });
+  }, {
+    dir: SPOOL_DIR,
+    prefix: "sshsendmail",
+    maxSize: LOCAL_MAX_SIZE,
+    idleTimeoutMs: LOCAL_IDLE_MS,
+  });
   return await send(settings, req, spool, newMessageId(crypto.randomUUID()));
 }
 
@@ -545,6 +561,7 @@ async function main(): Promise<number> {
     } else {
       spool = await spoolMessage(Deno.stdin, {
         dir: SPOOL_DIR,
+        prefix: "sshsendmail",
         maxSize: LOCAL_MAX_SIZE,
         idleTimeoutMs: LOCAL_IDLE_MS,
       });

@@ -1020,6 +1020,20 @@ async function benchFlush(
         "then queues durably and exits 0).",
       ].join("\n"),
     );
+    // "Bounded whatever the queue size": allow GC noise, flag real growth.
+    for (
+      const [side, a, b] of [
+        ["client", small.clientKiB, big.clientKiB],
+        ["relay", small.relayKiB, big.relayKiB],
+      ] as const
+    ) {
+      if (big.n > small.n && b > a * 1.15) {
+        report.findings.push(
+          `offline queue: ${side} peak RSS grows with the queue: ${mib(a)} MiB for ${small.n}, ` +
+            `${mib(b)} MiB for ${big.n} (${fmt((b - a) / (big.n - small.n))} KiB per message)`,
+        );
+      }
+    }
     if (big.n / (big.ms / 1000) < TARGETS.flushRate) {
       report.findings.push(
         `offline queue: the ${big.n}-message flush misses ${TARGETS.flushRate} msg/s`,
