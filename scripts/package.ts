@@ -189,7 +189,9 @@ async function build(spec: Spec, version: string): Promise<string> {
     await Deno.chmod(`${root}/DEBIAN/${name}`, 0o755);
   }
   const deb = `${OUT}/${spec.name}_${version}_${spec.arch}.deb`;
-  await run("/usr/bin/dpkg-deb", ["--root-owner-group", "-Zxz", "--build", root, deb]);
+  // RSENDMAIL_PKG_COMPRESS=gzip (the tests) trades size for a much faster build.
+  const compress = Deno.env.get("RSENDMAIL_PKG_COMPRESS") === "gzip" ? "-Zgzip" : "-Zxz";
+  await run("/usr/bin/dpkg-deb", ["--root-owner-group", compress, "--build", root, deb]);
   return deb;
 }
 
