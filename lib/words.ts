@@ -28,8 +28,8 @@ const SAFE_WORD_REGEXP = /^[A-Za-z0-9@%+=:,./_-]+$/;
  * that is not UTF-8 (a batch frame line), so it never stands for what the
  * peer sent.
  */
-// deno-lint-ignore no-control-regex
 export const CONTROL_REGEXP =
+  // deno-lint-ignore no-control-regex
   /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufffd]/;
 
 /** True when `text` holds a control character (including CR, LF, TAB, NUL). */

@@ -186,7 +186,9 @@ interface Proc {
 
 /** Every live process (ps: Deno reads /proc only with --allow-all). */
 async function procs(): Promise<Proc[]> {
-  const res = await run("/usr/bin/ps", ["-e", "-o", "pid=,ppid=,uid=,stat=,comm="], { check: false });
+  const res = await run("/usr/bin/ps", ["-e", "-o", "pid=,ppid=,uid=,stat=,comm="], {
+    check: false,
+  });
   const out: Proc[] = [];
   for (const line of res.stdout.split("\n")) {
     const m = /^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(.*)$/.exec(line);
@@ -278,9 +280,16 @@ const ALLOWED_COMMS = new Set(["sshd", "deno", "logger", "sendmail", "postdrop",
 export async function assertOnlyMail(root: number, what: string): Promise<void> {
   const below = await descendants(root);
   for (const p of below) {
-    assert.ok(ALLOWED_COMMS.has(p.comm), `${what}: unexpected process ${p.comm} (${await cmdline(p.pid)})`);
+    assert.ok(
+      ALLOWED_COMMS.has(p.comm),
+      `${what}: unexpected process ${p.comm} (${await cmdline(p.pid)})`,
+    );
     if (p.comm === "deno") {
-      assert.match(await cmdline(p.pid), /\/dist\/rsendmail /, `${what}: a deno that is not the relay`);
+      assert.match(
+        await cmdline(p.pid),
+        /\/dist\/rsendmail /,
+        `${what}: a deno that is not the relay`,
+      );
     }
   }
   const listening = await listenersOf(below.map((p) => p.pid));
@@ -374,7 +383,9 @@ export async function startNsRelay(setup: (dir: string) => string): Promise<NsRe
       await sleep(20);
     }
     if (pid === 0 && attempt >= 3) {
-      throw new Error(`namespace sshd did not start: ${await Deno.readTextFile(log).catch(() => "")}`);
+      throw new Error(
+        `namespace sshd did not start: ${await Deno.readTextFile(log).catch(() => "")}`,
+      );
     }
   }
   for (const deadline = Date.now() + 5000; Date.now() < deadline;) {
@@ -471,7 +482,8 @@ export interface FakeSendmailRelay extends NsRelay {
  * local part picks a broken behaviour; any other run is recorded (argv
  * NUL-separated, environment, stdin) and succeeds.
  */
-const FAKE_SENDMAIL = (rec: string) => `#!/bin/sh
+const FAKE_SENDMAIL = (rec: string) =>
+  `#!/bin/sh
 for last; do :; done
 case "$last" in
 exit75@*) cat >/dev/null; echo "postdrop: warning: mail_queue_enter: create file maildrop/x: No space left on device" >&2; exit 75 ;;

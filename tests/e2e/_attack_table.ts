@@ -5,8 +5,10 @@
  * policy) or `other` (anything else: the attempt's assertion failed). The
  * table is printed at the end of the run and kept in docs/adversarial.md.
  *
- * The rows live in this module, so the table covers the test files run in
- * the same `deno test` process (the default; not with --parallel).
+ * `deno test` runs each test file in its own isolate, so every attempt is
+ * appended to a file named after the test process (`/tmp/rsm-adversarial-
+ * PID.jsonl`) and the table test reads it back; the table covers the files
+ * run by one `deno test` process.
  *
  * @module
  */
@@ -26,24 +28,30 @@ export interface Row {
   notes: string[];
 }
 
-const rows = new Map<string, Row>();
+/** Where this `deno test` process keeps its attempts. */
+export const RECORD_FILE = `/tmp/rsm-adversarial-${Deno.pid}.jsonl`;
 
-function rowOf(section: string, attack: string): Row {
-  const key = `${section}\u0000${attack}`;
-  let row = rows.get(key);
-  if (row === undefined) {
-    row = { section, attack, attempts: 0, refused: 0, delivered: 0, other: 0, notes: [] };
-    rows.set(key, row);
+type Line =
+  | { kind: "attempt"; section: string; attack: string; outcome: Outcome; note?: string }
+  | { kind: "note"; text: string };
+
+function append(line: Line): void {
+  Deno.writeTextFileSync(RECORD_FILE, `${JSON.stringify(line)}\n`, { append: true });
+}
+
+function lines(): Line[] {
+  let text = "";
+  try {
+    text = Deno.readTextFileSync(RECORD_FILE);
+  } catch {
+    return [];
   }
-  return row;
+  return text.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Line);
 }
 
 /** Records one attempt. */
 export function record(section: string, attack: string, outcome: Outcome, note?: string): void {
-  const row = rowOf(section, attack);
-  row.attempts++;
-  row[outcome]++;
-  if (outcome === "other" && note !== undefined && row.notes.length < 3) row.notes.push(note);
+  append({ kind: "attempt", section, attack, outcome, ...(note === undefined ? {} : { note }) });
 }
 
 /**
@@ -60,7 +68,12 @@ export async function attempt(
   try {
     outcome = await fn();
   } catch (err) {
-    record(section, attack, "other", err instanceof Error ? err.message.split("\n")[0] : String(err));
+    record(
+      section,
+      attack,
+      "other",
+      err instanceof Error ? err.message.split("\n")[0] : String(err),
+    );
     throw err;
   }
   record(section, attack, outcome);
@@ -68,12 +81,54 @@ export async function attempt(
 
 /** Every row so far, in recording order. */
 export function allRows(): Row[] {
-  return [...rows.values()];
+  const rows = new Map<string, Row>();
+  for (const l of lines()) {
+    if (l.kind !== "attempt") continue;
+    const key = `${l.section}\u0000${l.attack}`;
+    let row = rows.get(key);
+    if (row === undefined) {
+      row = {
+        section: l.section,
+        attack: l.attack,
+        attempts: 0,
+        refused: 0,
+        delivered: 0,
+        other: 0,
+        notes: [],
+      };
+      rows.set(key, row);
+    }
+    row.attempts++;
+    row[l.outcome]++;
+    if (l.note !== undefined && row.notes.length < 3) row.notes.push(l.note);
+  }
+  return [...rows.values()].sort((a, b) =>
+    a.section < b.section ? -1 : a.section > b.section ? 1 : 0
+  );
 }
 
 /** The sections that recorded at least one attempt. */
 export function sections(): string[] {
   return [...new Set(allRows().map((r) => r.section))];
+}
+
+/** A measured figure to print under the table (e.g. peak RSS of parallel sessions). */
+export function note(text: string): void {
+  append({ kind: "note", text });
+}
+
+/** The notes so far. */
+export function allNotes(): string[] {
+  return lines().flatMap((l) => l.kind === "note" ? [l.text] : []);
+}
+
+/** Forgets this process's attempts (after the table is printed). */
+export function clear(): void {
+  try {
+    Deno.removeSync(RECORD_FILE);
+  } catch {
+    // nothing recorded
+  }
 }
 
 /** The table as Markdown: one block per section, then the totals. */
@@ -90,7 +145,9 @@ export function formatTable(list: readonly Row[] = allRows()): string {
       out.push(`| **${section}** | | | | |`);
     }
     out.push(
-      `| ${r.attack.replaceAll("|", "\\|")} | ${r.attempts} | ${r.refused} | ${r.delivered} | ${r.other} |`,
+      `| ${
+        r.attack.replaceAll("|", "\\|")
+      } | ${r.attempts} | ${r.refused} | ${r.delivered} | ${r.other} |`,
     );
     total.attempts += r.attempts;
     total.refused += r.refused;
