@@ -38,7 +38,8 @@ interface Session {
   stderr: Promise<string>;
 }
 
-async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+/** LF-terminated lines of a relay's stdout (a relay talking garbage ends it). */
+export async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder();
   let rest = "";
   for await (const chunk of stream) {
@@ -52,11 +53,27 @@ async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<stri
   }
 }
 
+/**
+ * The next line, or "timeout" when none comes within `ms` (a relay that
+ * accepted and then hangs).
+ */
+export async function nextLine(
+  lines: AsyncGenerator<string>,
+  ms: number,
+): Promise<IteratorResult<string> | "timeout"> {
+  const signal = AbortSignal.timeout(ms);
+  return await Promise.race([
+    lines.next(),
+    new Promise<"timeout">((resolve) => signal.addEventListener("abort", () => resolve("timeout"))),
+  ]);
+}
+
 /** Opens lazily: nothing is spawned until the first send. */
 export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): BatchChannel {
   let session: Session | undefined;
   let hostIndex = 0;
   let answered = 0;
+  let timedOut = false;
   const encoder = new TextEncoder();
 
   const spawn = (host: string): Session => {
@@ -96,7 +113,14 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
     } catch {
       // The session is gone: no reply will come.
     }
-    const next = await s.lines.next();
+    const next = await nextLine(s.lines, settings.sshTimeout * 1000);
+    if (next === "timeout") {
+      timedOut = true;
+      try {
+        s.child.kill();
+      } catch { /* gone already */ }
+      return undefined;
+    }
     return next.done ? undefined : parseReply(next.value);
   };
 
@@ -109,12 +133,20 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
           answered++;
           return reply;
         }
-        const failure = await end(session) ?? {
-          line: `4.4.2 ${o.program}: relay ended the session`,
-          sysexit: 75,
-          nullmailer: 16,
-          connectPhase: false,
-        };
+        const ended = await end(session);
+        const failure = timedOut || !ended
+          ? {
+            line: `4.4.2 ${o.program}: ${
+              timedOut
+                ? `no answer from the relay within ssh_timeout (${settings.sshTimeout} s)`
+                : "relay ended the session"
+            }`,
+            sysexit: 75,
+            nullmailer: 16,
+            connectPhase: false,
+          }
+          : ended;
+        timedOut = false;
         session = undefined;
         if (failure.connectPhase && answered === 0 && hostIndex + 1 < settings.hosts.length) {
           hostIndex++;

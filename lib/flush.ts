@@ -19,6 +19,7 @@ import {
 } from "./queue_entry.ts";
 import { Sha256 } from "./sha256.ts";
 import { classifyExit, type Failure, sshArgv } from "./ssh_command.ts";
+import { linesOf, nextLine } from "./batch_channel.ts";
 import { quoteWords } from "./words.ts";
 
 /** What a flush did. */
@@ -90,21 +91,6 @@ async function defer(queue: Queue, entry: QueueEntry, line: string, now: number)
   });
 }
 
-/** Reads LF-terminated lines from a stream. */
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let rest = "";
-  for await (const chunk of stream) {
-    rest += decoder.decode(chunk, { stream: true });
-    let nl;
-    while ((nl = rest.indexOf("\n")) >= 0) {
-      yield rest.slice(0, nl);
-      rest = rest.slice(nl + 1);
-    }
-    if (rest.length > 65536) return; // a relay that talks garbage
-  }
-}
-
 /**
  * Sends every due message through one ssh session per relay tried. The
  * queue lock is the caller's.
@@ -165,8 +151,19 @@ export async function flushQueue(
     })();
     const stderrText = new Response(child.stderr).text();
     let answered = 0;
-    for await (const line of lines(child.stdout)) {
-      const reply = parseReply(line);
+    let timedOut = false;
+    const replies = linesOf(child.stdout);
+    for (;;) {
+      const next = await nextLine(replies, settings.sshTimeout * 1000);
+      if (next === "timeout") {
+        timedOut = true;
+        try {
+          child.kill();
+        } catch { /* gone already */ }
+        break;
+      }
+      if (next.done) break;
+      const reply = parseReply(next.value);
       const entry = due[answered];
       if (!reply || !entry || (reply.id !== entry.header.id && reply.id !== "-")) break;
       answered++;
@@ -184,9 +181,14 @@ export async function flushQueue(
     }
     await feed;
     const status = await child.status;
-    const failure = classifyExit(status.code, await stderrText, o.program);
+    const failure = timedOut ? undefined : classifyExit(status.code, await stderrText, o.program);
     if (answered === due.length) return result;
-    const line = failure?.line ?? `4.4.2 ${o.program}: relay ended the batch early`;
+    const line = failure?.line ??
+      `4.4.2 ${o.program}: ${
+        timedOut
+          ? `no answer from the relay within ssh_timeout (${settings.sshTimeout} s)`
+          : "relay ended the batch early"
+      }`;
     result.failure = failure ?? { line, sysexit: 75, nullmailer: 16, connectPhase: false };
     if (answered === 0 && failure?.connectPhase) continue; // next relay
     for (const entry of due.slice(answered)) {

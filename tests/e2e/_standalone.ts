@@ -77,6 +77,9 @@ export async function startStandalone(account: string): Promise<Standalone> {
           `port = ${relay.port}`,
           `identity = ${key}`,
           `known_hosts = ${relay.knownHosts}`,
+          // These tests watch direct delivery and its failures; the offline
+          // queue (which turns a failure into a silent 0) has its own tests.
+          "queue = no",
           ...extra,
           "",
         ].join("\n"),
