@@ -449,20 +449,25 @@ async function smtp(settings: ClientSettings): Promise<number> {
           id: undefined,
         };
         const { req, spool } = await prepareLocal(settings, base, received);
-        const id = newMessageId(crypto.randomUUID());
-        const header = queueHeader(id, req, spool, Date.now());
-        const answer = await channel.send(frameWordsOf(header), spool);
-        if (spool !== received) spool.file.close();
-        if ("code" in answer && answer.code === 0) return `250 2.0.0 Ok: sent as ${id}`;
-        const temporary = "code" in answer ? isTemporary(answer.code) : true;
-        const line = "code" in answer ? `${answer.status} ${answer.text}` : answer.line;
-        if (!temporary) {
-          return `${/^5\.[17]\./.test(line) ? 550 : 554} ${line}`;
+        // A spool made by prepareLocal (From: added) is this function's to
+        // close, after the queue may have read it too.
+        try {
+          const id = newMessageId(crypto.randomUUID());
+          const header = queueHeader(id, req, spool, Date.now());
+          const answer = await channel.send(frameWordsOf(header), spool);
+          if ("code" in answer && answer.code === 0) return `250 2.0.0 Ok: sent as ${id}`;
+          const temporary = "code" in answer ? isTemporary(answer.code) : true;
+          const line = "code" in answer ? `${answer.status} ${answer.text}` : answer.line;
+          if (!temporary) {
+            return `${/^5\.[17]\./.test(line) ? 550 : 554} ${line}`;
+          }
+          if (settings.queue && await enqueue(settings, req, spool, id)) {
+            return `250 2.0.0 Ok: queued as ${id} (relay: ${line.replace(/^\d\.\d+\.\d+ /, "")})`;
+          }
+          return `451 ${line.replace(/^5\./, "4.")}`;
+        } finally {
+          if (spool !== received) spool.file.close();
         }
-        if (settings.queue && await enqueue(settings, req, spool, id)) {
-          return `250 2.0.0 Ok: queued as ${id} (relay: ${line.replace(/^\d\.\d+\.\d+ /, "")})`;
-        }
-        return `451 ${line.replace(/^5\./, "4.")}`;
       },
     });
   } finally {
