@@ -23,7 +23,7 @@ import { EX_NOINPUT, EX_OK, EX_TEMPFAIL, isTemporary } from "./lib/exit_codes.ts
 import { CAT_PATH, QUEUE_ROOT, SPOOL_DIR, SSH_PATH } from "./lib/layout.ts";
 import { flushQueue } from "./lib/flush.ts";
 import { openQueue, type Queue } from "./lib/queue.ts";
-import { formatAge, newMessageId, queueHeader } from "./lib/queue_entry.ts";
+import { backoffMs, formatAge, newMessageId, queueHeader } from "./lib/queue_entry.ts";
 import { runSetup, runTest, type SetupContext } from "./lib/setup.ts";
 import { openBatchChannel } from "./lib/batch_channel.ts";
 import { frameWordsOf } from "./lib/flush.ts";
@@ -316,10 +316,14 @@ async function enqueue(
   req: SendmailRequest,
   spool: Spooled,
   id: string,
+  lastError: string,
 ): Promise<boolean> {
   try {
     const queue = await openQueue(queueDirOf(settings), myUid());
-    await queue.enqueue(queueHeader(id, req, spool, Date.now()), spool);
+    const now = Date.now();
+    await queue.enqueue(queueHeader(id, req, spool, now), spool);
+    // The first attempt was this send: --list shows why it waits.
+    await queue.setState(id, { attempts: 1, lastError, nextAttempt: now + backoffMs(1) });
     return true;
   } catch {
     return false;
@@ -461,7 +465,7 @@ async function smtp(settings: ClientSettings): Promise<number> {
           if (!temporary) {
             return `${/^5\.[17]\./.test(line) ? 550 : 554} ${line}`;
           }
-          if (settings.queue && await enqueue(settings, req, spool, id)) {
+          if (settings.queue && await enqueue(settings, req, spool, id, line)) {
             return `250 2.0.0 Ok: queued as ${id} (relay: ${line.replace(/^\d\.\d+\.\d+ /, "")})`;
           }
           return `451 ${line.replace(/^5\./, "4.")}`;
@@ -578,7 +582,7 @@ async function main(): Promise<number> {
     const code = mta === "nullmailer" ? failure.nullmailer : failure.sysexit;
     if (
       mta === "sendmail" && id !== undefined && settings.queue && isTemporary(code) &&
-      await enqueue(settings, req!, spool, id)
+      await enqueue(settings, req!, spool, id, failure.line)
     ) {
       return EX_OK; // queued: the flush delivers it when the relay is back
     }
