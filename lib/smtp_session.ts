@@ -132,7 +132,10 @@ export class SmtpSession {
     if (sender !== "" && !isEnvelopeAddress(sender)) return reply("501 5.1.7 bad sender address");
     let declaredSize: number | undefined;
     for (const param of m[2]!.trim().split(" ").filter(Boolean)) {
-      const [key, value] = param.split("=", 2) as [string, string | undefined];
+      // The whole value after the first "=" (split("=", 2) would drop "=2" from "SIZE=1=2").
+      const eq = param.indexOf("=");
+      const key = eq < 0 ? param : param.slice(0, eq);
+      const value = eq < 0 ? undefined : param.slice(eq + 1);
       switch (key.toUpperCase()) {
         case "SIZE":
           if (!value || !/^[0-9]{1,15}$/.test(value)) return reply("501 5.5.4 bad SIZE");
