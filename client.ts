@@ -361,7 +361,17 @@ async function loginName(): Promise<string> {
 }
 
 /** The standalone mode's local policy: mail domain, local names, adminaddr, aliases. */
-async function localPolicy(settings: ClientSettings): Promise<LocalPolicy> {
+let policyCache: Promise<LocalPolicy> | undefined;
+
+/** The local policy, read once per process (a -bs session sends many messages). */
+function localPolicy(settings: ClientSettings): Promise<LocalPolicy> {
+  policyCache ??= readLocalPolicy(settings);
+  return policyCache;
+}
+
+let loginCache: Promise<string> | undefined;
+
+async function readLocalPolicy(settings: ClientSettings): Promise<LocalPolicy> {
   const host = Deno.hostname().toLowerCase();
   const mailname = (await readText("/etc/mailname"))?.trim().toLowerCase();
   const domain = settings.domain ?? (mailname || host);
@@ -392,7 +402,7 @@ async function prepareLocal(
   spool: Spooled,
 ): Promise<{ req: SendmailRequest; spool: Spooled }> {
   const policy = await localPolicy(settings);
-  const sender = qualify(req.sender ?? await loginName(), policy.domain);
+  const sender = qualify(req.sender ?? await (loginCache ??= loginName()), policy.domain);
   const recipients = rewriteRecipients(req.recipients, policy);
   const checked = parseSendmailArgs([
     "sendmail",

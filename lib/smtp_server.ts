@@ -142,7 +142,8 @@ export async function serveSmtp(
       refusal = e.exitCode === 65 ? `552 ${e.status} ${e.message}` : `451 ${e.status} ${e.message}`;
     }
     try {
-      while ((await data.read(new Uint8Array(65536))) !== null) { /* drain to the dot */ }
+      const sink = new Uint8Array(4096);
+      while ((await data.read(sink)) !== null) { /* drain to the dot */ }
     } catch {
       await say(["421 4.4.2 idle timeout, closing"]);
       return;
