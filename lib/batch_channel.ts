@@ -7,7 +7,7 @@
  * @module
  */
 
-import { frameHeader, parseReply, type BatchReply } from "./batch.ts";
+import { type BatchReply, frameHeader, parseReply } from "./batch.ts";
 import type { ClientSettings } from "./client_config.ts";
 import type { Spooled } from "./pipeline.ts";
 import { classifyExit, type Failure, sshArgv } from "./ssh_command.ts";
@@ -100,7 +100,11 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
     return classifyExit(status.code, await s.stderr, o.program);
   };
 
-  const attempt = async (s: Session, words: string[], spool: Spooled): Promise<BatchReply | undefined> => {
+  const attempt = async (
+    s: Session,
+    words: string[],
+    spool: Spooled,
+  ): Promise<BatchReply | undefined> => {
     try {
       await s.writer.write(encoder.encode(`${frameHeader(words)}\n`));
       await spool.file.seek(0, Deno.SeekMode.Start);

@@ -175,7 +175,12 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
   }
   let values;
   try {
-    ({ values } = parseArgs({ args: own, options: OWN_OPTIONS, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({
+      args: own,
+      options: OWN_OPTIONS,
+      strict: true,
+      allowPositionals: false,
+    }));
   } catch (err) {
     // No sendmail caller passes sshsendmail's long options: an error here is
     // a fault in the configuration (a Postfix pipe line, a wrapper), and

@@ -6,12 +6,7 @@
  * @module
  */
 
-import {
-  EX_DATAERR,
-  EX_NOPERM,
-  EX_TEMPFAIL,
-  EX_USAGE,
-} from "./exit_codes.ts";
+import { EX_DATAERR, EX_NOPERM, EX_TEMPFAIL, EX_USAGE } from "./exit_codes.ts";
 
 /** Base class: every error the programs report on purpose. */
 export class MailError extends Error {

@@ -112,7 +112,14 @@ export async function flushQueue(
   const due: QueueEntry[] = [];
   for (const entry of await queue.list()) {
     if (entry.header.created + o.maxAgeMs < o.now) {
-      await giveUp(queue, entry, `not delivered within ${formatAge(o.maxAgeMs)} (${entry.state?.lastError ?? "relay unreachable"})`, o);
+      await giveUp(
+        queue,
+        entry,
+        `not delivered within ${formatAge(o.maxAgeMs)} (${
+          entry.state?.lastError ?? "relay unreachable"
+        })`,
+        o,
+      );
       result.expired++;
     } else if (o.force || (entry.state?.nextAttempt ?? 0) <= o.now) {
       due.push(entry);

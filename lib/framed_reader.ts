@@ -57,7 +57,9 @@ export class FramedReader {
         this.#buffer = this.#buffer.subarray(nl + 1);
         return line;
       }
-      if (this.#buffer.length > max) throw new RangeError("Cannot read frame header: line too long");
+      if (this.#buffer.length > max) {
+        throw new RangeError("Cannot read frame header: line too long");
+      }
       if (!(await this.#fill())) {
         if (this.#buffer.length === 0) return null;
         throw new RangeError("Cannot read frame header: input ended inside a line");

@@ -50,7 +50,9 @@ export function parseAliases(text: string): Map<string, string[]> {
     if (colon <= 0) continue;
     const name = entry.slice(0, colon).trim().toLowerCase();
     const targets = entry.slice(colon + 1).split(",").map((t) => t.trim())
-      .filter((t) => t !== "" && !t.startsWith("|") && !t.startsWith("/") && !t.startsWith(":include:"))
+      .filter((t) =>
+        t !== "" && !t.startsWith("|") && !t.startsWith("/") && !t.startsWith(":include:")
+      )
       .filter(isEnvelopeAddress);
     map.set(name, targets);
   }

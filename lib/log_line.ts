@@ -24,9 +24,7 @@ const NEEDS_QUOTES_REGEXP = /[\s"\\=]/;
  */
 export function sanitizeField(value: string): string {
   const clean = value.replace(CONTROL_GLOBAL_REGEXP, "?");
-  return clean.length > MAX_FIELD_LENGTH
-    ? `${clean.slice(0, MAX_FIELD_LENGTH)}…`
-    : clean;
+  return clean.length > MAX_FIELD_LENGTH ? `${clean.slice(0, MAX_FIELD_LENGTH)}…` : clean;
 }
 
 /** A log record: undefined fields are left out. */

@@ -5,7 +5,12 @@
  * @module
  */
 
-import { applySetting, ClientConfigError, type ClientSettings, defaultSettings } from "./client_config.ts";
+import {
+  applySetting,
+  ClientConfigError,
+  type ClientSettings,
+  defaultSettings,
+} from "./client_config.ts";
 import { DataError } from "./errors.ts";
 
 /** nullmailer's exit codes (lib/errcodes.h): bit 32 marks a permanent failure. */

@@ -81,7 +81,9 @@ export function privateKeyFile(
     sshString(concat([unpadded, pad])),
   ]);
   const lines = base64(key).match(/.{1,70}/g) ?? [];
-  return `-----BEGIN OPENSSH PRIVATE KEY-----\n${lines.join("\n")}\n-----END OPENSSH PRIVATE KEY-----\n`;
+  return `-----BEGIN OPENSSH PRIVATE KEY-----\n${
+    lines.join("\n")
+  }\n-----END OPENSSH PRIVATE KEY-----\n`;
 }
 
 /** The private seed inside an Ed25519 PKCS#8 export (RFC 8410: its last 32 bytes). */

@@ -12,9 +12,9 @@ import type { Spooled } from "./pipeline.ts";
 import {
   MAX_HEADER,
   parseQueueHeader,
+  QUEUE_ID_REGEXP,
   type QueueHeader,
   type QueueState,
-  QUEUE_ID_REGEXP,
 } from "./queue_entry.ts";
 
 /** One message waiting in the queue. */

@@ -10,7 +10,12 @@
  */
 
 import { parseArgs } from "node:util";
-import { applySetting, ClientConfigError, type ClientSettings, defaultSettings } from "./client_config.ts";
+import {
+  applySetting,
+  ClientConfigError,
+  type ClientSettings,
+  defaultSettings,
+} from "./client_config.ts";
 import {
   blobOf,
   ed25519Blob,
@@ -64,7 +69,10 @@ async function sha256(data: Uint8Array): Promise<Uint8Array> {
 }
 
 /** Step 1: the key pair; made only if `identity` does not exist yet. */
-async function ensureKey(identity: string, comment: string): Promise<{ line: string; made: boolean }> {
+async function ensureKey(
+  identity: string,
+  comment: string,
+): Promise<{ line: string; made: boolean }> {
   if (await exists(identity)) {
     try {
       return { line: (await Deno.readTextFile(`${identity}.pub`)).trim(), made: false };
@@ -74,8 +82,13 @@ async function ensureKey(identity: string, comment: string): Promise<{ line: str
   }
   const dir = identity.slice(0, identity.lastIndexOf("/")) || "/";
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]) as CryptoKeyPair;
-  const seed = seedFromPkcs8(new Uint8Array(await crypto.subtle.exportKey("pkcs8", pair.privateKey)));
+  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, [
+    "sign",
+    "verify",
+  ]) as CryptoKeyPair;
+  const seed = seedFromPkcs8(
+    new Uint8Array(await crypto.subtle.exportKey("pkcs8", pair.privateKey)),
+  );
   const pub = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
   const check = crypto.getRandomValues(new Uint32Array(1))[0]!;
   await Deno.writeTextFile(identity, privateKeyFile(seed, pub, comment, check), {
@@ -115,24 +128,43 @@ function firstLine(text: string): string {
  * host key (accept-new: a changed key is refused), then fingerprints what it
  * recorded.
  */
-async function recordHostKey(ctx: SetupContext, s: ClientSettings, host: string): Promise<string[]> {
+async function recordHostKey(
+  ctx: SetupContext,
+  s: ClientSettings,
+  host: string,
+): Promise<string[]> {
   const kh = s.knownHosts!;
   await Deno.mkdir(kh.slice(0, kh.lastIndexOf("/")) || "/", { recursive: true, mode: 0o700 });
   const r = await ssh(ctx, [
     "-T",
-    "-o", "BatchMode=yes",
-    "-o", "StrictHostKeyChecking=accept-new",
-    "-o", `UserKnownHostsFile=${kh}`,
-    "-o", "HashKnownHosts=no",
-    "-o", "PubkeyAuthentication=no",
-    "-o", "PasswordAuthentication=no",
-    "-o", "KbdInteractiveAuthentication=no",
-    "-o", "GSSAPIAuthentication=no",
-    "-o", `ConnectTimeout=${s.connectTimeout}`,
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=accept-new",
+    "-o",
+    `UserKnownHostsFile=${kh}`,
+    "-o",
+    "HashKnownHosts=no",
+    "-o",
+    "PubkeyAuthentication=no",
+    "-o",
+    "PasswordAuthentication=no",
+    "-o",
+    "KbdInteractiveAuthentication=no",
+    "-o",
+    "GSSAPIAuthentication=no",
+    "-o",
+    `ConnectTimeout=${s.connectTimeout}`,
     ...(s.port ? ["-p", String(s.port)] : []),
-    "--", host, "true",
+    "--",
+    host,
+    "true",
   ]);
-  if (/Could not resolve|Connection refused|timed out|IDENTIFICATION HAS CHANGED|No route/i.test(r.stderr)) {
+  if (
+    /Could not resolve|Connection refused|timed out|IDENTIFICATION HAS CHANGED|No route/i.test(
+      r.stderr,
+    )
+  ) {
     throw new ClientConfigError(`cannot reach the relay: ${firstLine(r.stderr)}`);
   }
   const name = host.slice(host.indexOf("@") + 1);
@@ -181,25 +213,37 @@ async function installKeyVia(
 ): Promise<string> {
   const base = [
     "-T",
-    "-o", "ControlMaster=auto",
-    "-o", `ControlPath=${controlDir}/cm-%C`,
-    "-o", "ControlPersist=30",
-    "-o", `UserKnownHostsFile=${s.knownHosts}`,
-    "-o", "StrictHostKeyChecking=yes",
+    "-o",
+    "ControlMaster=auto",
+    "-o",
+    `ControlPath=${controlDir}/cm-%C`,
+    "-o",
+    "ControlPersist=30",
+    "-o",
+    `UserKnownHostsFile=${s.knownHosts}`,
+    "-o",
+    "StrictHostKeyChecking=yes",
     ...(adminIdentity ? ["-i", adminIdentity, "-o", "IdentitiesOnly=yes"] : []),
     ...(s.port ? ["-p", String(s.port)] : []),
-    "-l", admin,
-    "--", name,
+    "-l",
+    admin,
+    "--",
+    name,
   ];
-  const remote = async (words: string[], stdin?: string) => await ssh(ctx, [...base, quoteWords(words)], stdin);
+  const remote = async (words: string[], stdin?: string) =>
+    await ssh(ctx, [...base, quoteWords(words)], stdin);
   const pw = await remote(["getent", "passwd", relayUser]);
   const home = pw.stdout.split(":")[5];
   if (pw.code !== 0 || !home || !home.startsWith("/")) {
-    throw new ClientConfigError(`no account ${relayUser} on the relay (${firstLine(pw.stderr) || "getent"})`);
+    throw new ClientConfigError(
+      `no account ${relayUser} on the relay (${firstLine(pw.stderr) || "getent"})`,
+    );
   }
   const file = `${home}/.ssh/authorized_keys`;
   const dir = await remote(["install", "-d", "-m", "700", "-o", relayUser, `${home}/.ssh`]);
-  if (dir.code !== 0) throw new ClientConfigError(`cannot prepare ${home}/.ssh: ${firstLine(dir.stderr)}`);
+  if (dir.code !== 0) {
+    throw new ClientConfigError(`cannot prepare ${home}/.ssh: ${firstLine(dir.stderr)}`);
+  }
   const present = await remote(["grep", "-qxF", line, file]);
   if (present.code !== 0) {
     const t = await remote(["tee", "-a", file], `${line}\n`);
@@ -245,7 +289,9 @@ export async function runSetup(argv: readonly string[], ctx: SetupContext): Prom
   const label = values.label ?? ctx.hostname.split(".")[0] ?? "satellite";
   if (!LABEL_REGEXP.test(label)) throw new ClientConfigError("setup: invalid --label");
   const rsendmail = values.rsendmail ?? "/usr/sbin/rsendmail";
-  if (!/^\/[A-Za-z0-9._/-]+$/.test(rsendmail)) throw new ClientConfigError("setup: invalid --rsendmail");
+  if (!/^\/[A-Za-z0-9._/-]+$/.test(rsendmail)) {
+    throw new ClientConfigError("setup: invalid --rsendmail");
+  }
   const policy: string[] = [];
   for (const a of values["allow-sender"] ?? []) {
     if (!/^@?[A-Za-z0-9._+'-]+(@[A-Za-z0-9.-]+)?$/.test(a)) {
@@ -254,14 +300,18 @@ export async function runSetup(argv: readonly string[], ctx: SetupContext): Prom
     policy.push("--allow-sender", a);
   }
   if (values["max-size"]) {
-    if (!/^[1-9][0-9]{0,11}$/.test(values["max-size"])) throw new ClientConfigError("setup: invalid --max-size");
+    if (!/^[1-9][0-9]{0,11}$/.test(values["max-size"])) {
+      throw new ClientConfigError("setup: invalid --max-size");
+    }
     policy.push("--max-size", values["max-size"]);
   }
   await ctx.say(`sshsendmail setup: relay ${target}${s.port ? ` port ${s.port}` : ""}`);
 
   const key = await ensureKey(s.identity!, `sshsendmail@${ctx.hostname}`);
   const keyPrint = fingerprint(await sha256(blobOf(key.line) ?? ed25519Blob(new Uint8Array(32))));
-  await ctx.say(`[1/5] key: ${key.made ? "created" : "kept"} ${s.identity} (ssh-ed25519 ${keyPrint})`);
+  await ctx.say(
+    `[1/5] key: ${key.made ? "created" : "kept"} ${s.identity} (ssh-ed25519 ${keyPrint})`,
+  );
 
   const prints = await recordHostKey(ctx, s, target);
   await ctx.say(`[2/5] relay host key recorded in ${s.knownHosts}: ${prints.join(", ")}`);
@@ -292,7 +342,9 @@ export async function runSetup(argv: readonly string[], ctx: SetupContext): Prom
   if (previous !== undefined) await Deno.writeTextFile(backup, previous, { mode: 0o644 });
   await Deno.writeTextFile(ctx.configFile, configText(s, target), { mode: 0o644 });
   await ctx.say(
-    `[4/5] config: wrote ${ctx.configFile}${previous === undefined ? "" : ` (previous kept as ${backup})`}`,
+    `[4/5] config: wrote ${ctx.configFile}${
+      previous === undefined ? "" : ` (previous kept as ${backup})`
+    }`,
   );
 
   if (values.test === undefined) {

@@ -114,13 +114,24 @@ const SSH_FAILURES: ReadonlyArray<{
   nullmailer: number;
 }> = [
   {
-    pattern: /Could not resolve hostname|Name or service not known|Temporary failure in name resolution/i,
+    pattern:
+      /Could not resolve hostname|Name or service not known|Temporary failure in name resolution/i,
     status: "4.4.3",
     text: "cannot resolve the relay's host name",
     nullmailer: 2,
   },
-  { pattern: /Connection refused/i, status: "4.4.1", text: "connection refused by the relay", nullmailer: 7 },
-  { pattern: /timed out/i, status: "4.4.1", text: "connection to the relay timed out", nullmailer: 8 },
+  {
+    pattern: /Connection refused/i,
+    status: "4.4.1",
+    text: "connection refused by the relay",
+    nullmailer: 7,
+  },
+  {
+    pattern: /timed out/i,
+    status: "4.4.1",
+    text: "connection to the relay timed out",
+    nullmailer: 8,
+  },
   {
     pattern: /No route to host|Network is unreachable/i,
     status: "4.4.1",
@@ -128,7 +139,8 @@ const SSH_FAILURES: ReadonlyArray<{
     nullmailer: 9,
   },
   {
-    pattern: /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|host key .* not known/i,
+    pattern:
+      /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|host key .* not known/i,
     status: "4.7.0",
     text: "relay host key verification failed (check known_hosts)",
     nullmailer: 10,
@@ -195,7 +207,9 @@ export function classifyExit(
     const closed = lines.some((l) => CONNECTION_CLOSED_REGEXP.test(l));
     return {
       line: `4.4.2 ${program}: ${
-        closed ? "connection to the relay lost" : `ssh failed${lines[0] ? `: ${printable(lines[0])}` : ""}`
+        closed
+          ? "connection to the relay lost"
+          : `ssh failed${lines[0] ? `: ${printable(lines[0])}` : ""}`
       }`,
       sysexit: EX_TEMPFAIL,
       nullmailer: 10,

@@ -63,7 +63,11 @@ const sent = await run(`${root}/dist/sshsendmail`, [
   "demo@satellite.test",
   `demo@${postfix.domain}`,
 ], { stdin: message, check: false, env: { SSHSENDMAIL_CONFIG: conf } });
-say(`   exit ${sent.code}, stdout ${JSON.stringify(sent.stdout)}, stderr ${JSON.stringify(sent.stderr)}`);
+say(
+  `   exit ${sent.code}, stdout ${JSON.stringify(sent.stdout)}, stderr ${
+    JSON.stringify(sent.stderr)
+  }`,
+);
 
 say("4. what else that key can do:");
 for (const words of [["sendmail", "-bp"], ["sh", "-c", "id"], ["sendmail", "-C/tmp", "root"]]) {
@@ -85,5 +89,7 @@ for (const l of logLines.filter((l) => l.includes("rsendmail"))) say(`   ${l}`);
 await relay.stop();
 await syslog.stop();
 await Deno.remove(dir, { recursive: true });
-say(`done: sshd and syslog stopped; Postfix (system instance) left running for a look: postfix stop`);
+say(
+  `done: sshd and syslog stopped; Postfix (system instance) left running for a look: postfix stop`,
+);
 Deno.exit(sent.code === 0 && mail.includes("still arrives") ? 0 : 1);

@@ -11,13 +11,13 @@
 import {
   CAT_PATH,
   CLIENT_ETC,
+  LOGGER_PATH,
+  QUEUE_ROOT,
   SENDMAIL_PATH,
   SERVER_ENV,
   SPOOL_DIR,
   SSH_PATH,
   STATE_DIR,
-  LOGGER_PATH,
-  QUEUE_ROOT,
 } from "../lib/layout.ts";
 
 /**

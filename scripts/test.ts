@@ -18,6 +18,7 @@ interface Outcome {
 
 /** Reads deno test's summary line(s): `ok | 3 passed (4 steps) | 0 failed (1 step)`. */
 export function parseSummary(text: string): Outcome {
+  // deno-lint-ignore no-control-regex
   const plain = text.replace(/\x1b\[[0-9;]*m/g, "");
   const out = { passed: 0, failed: 0 };
   for (const m of plain.matchAll(/^(?:ok|FAILED) \| (.*)$/gm)) {
@@ -66,7 +67,9 @@ async function main(): Promise<number> {
   }
   const e2eFiles = Deno.args.length > 0 ? Deno.args : ["tests/e2e/"];
   if (Deno.args.length === 0) {
-    add(await step("unit (no permissions)", ["test", "--no-prompt", "--doc", "lib/", "tests/unit/"]));
+    add(
+      await step("unit (no permissions)", ["test", "--no-prompt", "--doc", "lib/", "tests/unit/"]),
+    );
   }
   add(
     await step("end-to-end (built artefacts, real servers)", [

@@ -60,7 +60,9 @@ Deno.test("dist/ artefacts carry exactly the permission flags of scripts/permiss
 });
 
 Deno.test("rsendmail's sandbox refuses a shell, other programs, secrets, the network", async () => {
-  const v = await probe("rsendmail", PROBE_LIB + `
+  const v = await probe(
+    "rsendmail",
+    PROBE_LIB + `
 await attempt("run /bin/sh", () => run("/bin/sh", ["-c", "true"]));
 await attempt("run sh by name", () => run("sh"));
 await attempt("run /usr/bin/ssh", () => run("/usr/bin/ssh", ["-V"]));
@@ -82,7 +84,8 @@ await attempt("run /usr/sbin/sendmail", () => run("/usr/sbin/sendmail", ["-bv", 
 await attempt("run /usr/bin/logger", () => run("/usr/bin/logger", ["--socket-errors=off", "-u", "/nonexistent", "x"]));
 await attempt("uid", () => Deno.uid());
 console.log(JSON.stringify(verdict));
-`);
+`,
+  );
   for (
     const name of [
       "run /bin/sh",
@@ -113,7 +116,9 @@ console.log(JSON.stringify(verdict));
 });
 
 Deno.test("sshsendmail's sandbox runs only ssh (and cat for nullmailer's fd 3)", async () => {
-  const v = await probe("sshsendmail", PROBE_LIB + `
+  const v = await probe(
+    "sshsendmail",
+    PROBE_LIB + `
 await attempt("run /bin/sh", () => run("/bin/sh", ["-c", "true"]));
 await attempt("run /usr/bin/ssh-keygen", () => run("/usr/bin/ssh-keygen", ["-V"]));
 await attempt("run /usr/sbin/sendmail", () => run("/usr/sbin/sendmail", ["-bv", "x"]));
@@ -125,7 +130,8 @@ await attempt("run /usr/bin/ssh", () => run("/usr/bin/ssh", ["-V"]));
 await attempt("run /bin/cat", () => run("/bin/cat", ["/dev/null"]));
 await attempt("write /tmp", async () => { const p = "/tmp/rsm-sandbox-" + crypto.randomUUID(); await Deno.writeTextFile(p, "x"); await Deno.remove(p); });
 console.log(JSON.stringify(verdict));
-`);
+`,
+  );
   for (
     const name of [
       "run /bin/sh",

@@ -30,22 +30,34 @@ Deno.test({
       await t.step("setup creates, records, installs, writes and tests", async () => {
         const r = await run(client, [
           "setup",
-          "--host", `${relay.user}@${relay.host}`,
-          "--port", String(relay.port),
-          "--identity", `${dir}/keys/id_ed25519`,
-          "--known-hosts", `${dir}/keys/known_hosts`,
-          "--rsendmail", `${root}/dist/rsendmail`,
-          "--install-with", relay.user,
-          "--admin-identity", admin,
-          "--allow-sender", "@relay.test",
-          "--test", "rsmsetup@relay.test",
+          "--host",
+          `${relay.user}@${relay.host}`,
+          "--port",
+          String(relay.port),
+          "--identity",
+          `${dir}/keys/id_ed25519`,
+          "--known-hosts",
+          `${dir}/keys/known_hosts`,
+          "--rsendmail",
+          `${root}/dist/rsendmail`,
+          "--install-with",
+          relay.user,
+          "--admin-identity",
+          admin,
+          "--allow-sender",
+          "@relay.test",
+          "--test",
+          "rsmsetup@relay.test",
         ], { check: false, env });
         strictEqual(r.code, 0, r.stdout + r.stderr);
         strictEqual(r.stderr, "");
         match(r.stdout, /\[1\/5\] key: created .*SHA256:/);
         match(r.stdout, /\[2\/5\] relay host key recorded .*ssh-ed25519 SHA256:/);
         match(r.stdout, /\[3\/5\] authorized_keys line added to/);
-        match(r.stdout, /restrict,command=".*\/dist\/rsendmail --label \S+ --require-integrity --allow-sender @relay.test" ssh-ed25519 AAAA/);
+        match(
+          r.stdout,
+          /restrict,command=".*\/dist\/rsendmail --label \S+ --require-integrity --allow-sender @relay.test" ssh-ed25519 AAAA/,
+        );
         match(r.stdout, /\[4\/5\] config: wrote/);
         match(r.stdout, /\[5\/5\] test message to rsmsetup@relay.test: accepted by the relay/);
         const mail = new TextDecoder().decode(await takeMail(box));
@@ -59,10 +71,23 @@ Deno.test({
 
       await t.step("a second setup keeps the key and does not add the line twice", async () => {
         const r = await run(client, [
-          "setup", "--host", `${relay.user}@${relay.host}`, "--port", String(relay.port),
-          "--identity", `${dir}/keys/id_ed25519`, "--known-hosts", `${dir}/keys/known_hosts`,
-          "--rsendmail", `${root}/dist/rsendmail`, "--install-with", relay.user,
-          "--admin-identity", admin, "--allow-sender", "@relay.test",
+          "setup",
+          "--host",
+          `${relay.user}@${relay.host}`,
+          "--port",
+          String(relay.port),
+          "--identity",
+          `${dir}/keys/id_ed25519`,
+          "--known-hosts",
+          `${dir}/keys/known_hosts`,
+          "--rsendmail",
+          `${root}/dist/rsendmail`,
+          "--install-with",
+          relay.user,
+          "--admin-identity",
+          admin,
+          "--allow-sender",
+          "@relay.test",
         ], { check: false, env });
         strictEqual(r.code, 0, r.stdout + r.stderr);
         match(r.stdout, /key: kept/);
@@ -80,17 +105,20 @@ Deno.test({
         match(new TextDecoder().decode(await takeMail(box)), /sshsendmail test/);
       });
 
-      await t.step("attack: a relay whose host key changed is refused (positive control above)", async () => {
-        const kh = `${dir}/keys/known_hosts`;
-        const text = await Deno.readTextFile(kh);
-        // replace the recorded key with another valid ed25519 key
-        const other = (await Deno.readTextFile(`${dir}/keys/id_ed25519.pub`)).split(" ")[1]!;
-        await Deno.writeTextFile(kh, text.replace(/(ssh-ed25519 )\S+/, `$1${other}`));
-        const r = await run(client, ["--test", "rsmsetup@relay.test"], { check: false, env });
-        strictEqual(r.code, 75);
-        match(r.stdout, /FAILED: 4\.7\.0 .*host key verification failed/);
-        await Deno.writeTextFile(kh, text);
-      });
+      await t.step(
+        "attack: a relay whose host key changed is refused (positive control above)",
+        async () => {
+          const kh = `${dir}/keys/known_hosts`;
+          const text = await Deno.readTextFile(kh);
+          // replace the recorded key with another valid ed25519 key
+          const other = (await Deno.readTextFile(`${dir}/keys/id_ed25519.pub`)).split(" ")[1]!;
+          await Deno.writeTextFile(kh, text.replace(/(ssh-ed25519 )\S+/, `$1${other}`));
+          const r = await run(client, ["--test", "rsmsetup@relay.test"], { check: false, env });
+          strictEqual(r.code, 75);
+          match(r.stdout, /FAILED: 4\.7\.0 .*host key verification failed/);
+          await Deno.writeTextFile(kh, text);
+        },
+      );
 
       await t.step("attack: a host starting with - is refused before ssh runs", async () => {
         const r = await run(client, ["setup", "--host=-oProxyCommand=touch /tmp/pwned-setup"], {
