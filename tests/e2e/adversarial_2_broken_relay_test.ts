@@ -36,6 +36,26 @@ const RUN = crypto.randomUUID().slice(0, 8);
 const RCPT = "rsmadv2@relay.test";
 const tokenOf = (what: string) => `adv2-${what}-${crypto.randomUUID().slice(0, 10)}`;
 const dec = new TextDecoder();
+/** The checkout (its dist/ and its Deno), which may itself live under /tmp (CI clones there). */
+const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+
+/**
+ * Mounts for the disk-full relay: a 64 KiB tmpfs over /tmp; when the
+ * checkout lives under /tmp, it is bind-mounted back in place so the relay
+ * and its Deno stay visible (they take none of the tmpfs's space).
+ */
+function tinyTmp(dir: string): string {
+  const mount = "mount -t tmpfs -o size=64k,mode=1777 rsm-adv-tiny /tmp";
+  if (!ROOT.startsWith("/tmp/")) return mount;
+  const keep = `${dir}/keep`;
+  return [
+    `mkdir -p ${keep}`,
+    `mount --bind ${ROOT} ${keep}`,
+    mount,
+    `mkdir -p ${ROOT}`,
+    `mount --bind ${keep} ${ROOT}`,
+  ].join("\n");
+}
 
 let fake: FakeSendmailRelay | undefined;
 let tiny: NsRelay | undefined;
@@ -222,7 +242,7 @@ Deno.test("adversarial 2: disk full under the spool (64 KiB tmpfs over /tmp)", a
   try {
     const postfix = await startPostfix();
     const box = postfix.mailbox("rsmadv2");
-    tiny = await startNsRelay(() => "mount -t tmpfs -o size=64k,mode=1777 rsm-adv-tiny /tmp");
+    tiny = await startNsRelay((dir) => tinyTmp(dir));
     const key = await tiny.addKey(`restrict,command="${RSENDMAIL} --label brkdisk-${RUN}"`);
     const df = await tiny.inside(["/bin/df", "-k", "/tmp"]);
     assert.match(df.stdout, /rsm-adv-tiny\s+64\s/, df.stdout);

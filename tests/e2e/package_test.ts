@@ -16,7 +16,7 @@
  */
 
 import assert from "node:assert/strict";
-import { run, startPostfix, startRelay } from "./_bed.ts";
+import { run, startPostfix, startRelay, takeMail } from "./_bed.ts";
 import { parseMessage, takeByToken, token, uidOf, viaRelay } from "./_standalone.ts";
 import { CLIENT_FLAGS, RUN_FLAGS, SERVER_FLAGS } from "../../scripts/permissions.ts";
 import { PAGES } from "../../docs/manual.ts";
@@ -146,6 +146,49 @@ async function assertDelivery(sbin: string, label: string): Promise<void> {
   }
 }
 
+/**
+ * The README's quickstart with the installed packages: `sshsendmail setup`
+ * with the package defaults (/etc/sshsendmail/, /etc/sshsendmail.conf)
+ * against the bed's relay, installing the key over an admin login, then the
+ * test message arrives.
+ */
+async function assertSetup(): Promise<void> {
+  const postfix = await startPostfix();
+  const box = postfix.mailbox("rsmpkg");
+  const relay = await startRelay();
+  const installed = `/home/${relay.user}/.ssh/authorized_keys`;
+  try {
+    const admin = await relay.addKey("");
+    const res = await run("/usr/sbin/sshsendmail", [
+      "setup",
+      "--host",
+      `${relay.user}@${relay.host}`,
+      "--port",
+      String(relay.port),
+      "--install-with",
+      relay.user,
+      "--admin-identity",
+      admin,
+      "--test",
+      `${box.user}@${postfix.domain}`,
+    ], { check: false });
+    assert.equal(res.code, 0, res.stdout + res.stderr);
+    assert.match(res.stdout, /\[1\/5\] key: created \/etc\/sshsendmail\/id_ed25519/);
+    assert.match(res.stdout, /restrict,command="\/usr\/sbin\/rsendmail --label /);
+    assert.match(res.stdout, /\[4\/5\] config: wrote \/etc\/sshsendmail.conf/);
+    assert.match(res.stdout, /\[5\/5\] test message to .*: accepted by the relay/);
+    const mail = new TextDecoder().decode(await takeMail(box));
+    assert.match(mail, /^Subject: sshsendmail test from /m);
+  } finally {
+    const text = await Deno.readTextFile(installed).catch(() => "");
+    await Deno.writeTextFile(
+      installed,
+      text.split("\n").filter((l) => !l.includes("sshsendmail@")).join("\n"),
+    ).catch(() => {});
+    await relay.stop();
+  }
+}
+
 /** Moves what of ours exists out of the way; returns how to put it back. */
 async function setAside(paths: string[]): Promise<() => Promise<void>> {
   const stash = await Deno.makeTempDir({ prefix: "rsm-pkg-stash-" });
@@ -254,6 +297,13 @@ Deno.test("Debian packages: build, install, deliver, remove, purge", async (t) =
     await t.step("installed sshsendmail → sshd → installed rsendmail → Postfix", async () => {
       await assertDelivery("/usr/sbin", "pkgtest");
     });
+
+    await t.step(
+      "installed sshsendmail setup: from nothing to a delivered test message",
+      async () => {
+        await assertSetup();
+      },
+    );
 
     await t.step("dpkg -r keeps the conffile, --purge leaves nothing", async () => {
       await run("/usr/bin/dpkg", ["-r", ...PACKAGES]);
