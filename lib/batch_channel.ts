@@ -31,11 +31,36 @@ export interface BatchChannel {
 
 const CHUNK = 65536;
 
-interface Session {
+/** One `ssh relay rsendmail --batch` process and its pipes. */
+export interface BatchSession {
   child: Deno.ChildProcess;
   writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** The relay's reply lines. */
   lines: AsyncGenerator<string>;
   stderr: Promise<string>;
+}
+
+/** Starts ssh to `host` running the relay in batch mode (used by -bs and --flush). */
+export function spawnBatchSession(
+  settings: ClientSettings,
+  host: string,
+  o: ChannelOptions,
+): BatchSession {
+  const remote = quoteWords([settings.relayCommand, "--batch"]);
+  const child = new Deno.Command(o.sshPath, {
+    args: sshArgv(o.sshPath, settings, host, remote, o.controlPath).slice(1),
+    clearEnv: true,
+    env: o.env,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  return {
+    child,
+    writer: child.stdin.getWriter(),
+    lines: linesOf(child.stdout),
+    stderr: new Response(child.stderr).text(),
+  };
 }
 
 /** LF-terminated lines of a relay's stdout (a relay talking garbage ends it). */
@@ -70,38 +95,20 @@ export async function nextLine(
 
 /** Opens lazily: nothing is spawned until the first send. */
 export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): BatchChannel {
-  let session: Session | undefined;
+  let session: BatchSession | undefined;
   let hostIndex = 0;
   let answered = 0;
   let timedOut = false;
   const encoder = new TextEncoder();
 
-  const spawn = (host: string): Session => {
-    const remote = quoteWords([settings.relayCommand, "--batch"]);
-    const child = new Deno.Command(o.sshPath, {
-      args: sshArgv(o.sshPath, settings, host, remote, o.controlPath).slice(1),
-      clearEnv: true,
-      env: o.env,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    return {
-      child,
-      writer: child.stdin.getWriter(),
-      lines: linesOf(child.stdout),
-      stderr: new Response(child.stderr).text(),
-    };
-  };
-
-  const end = async (s: Session): Promise<Failure | undefined> => {
+  const end = async (s: BatchSession): Promise<Failure | undefined> => {
     await s.writer.close().catch(() => {});
     const status = await s.child.status;
     return classifyExit(status.code, await s.stderr, o.program);
   };
 
   const attempt = async (
-    s: Session,
+    s: BatchSession,
     words: string[],
     spool: Spooled,
   ): Promise<BatchReply | undefined> => {
@@ -131,7 +138,7 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
   return {
     async send(words, spool) {
       for (;;) {
-        session ??= spawn(settings.hosts[hostIndex]!);
+        session ??= spawnBatchSession(settings, settings.hosts[hostIndex]!, o);
         const reply = await attempt(session, words, spool);
         if (reply) {
           answered++;

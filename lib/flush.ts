@@ -18,9 +18,8 @@ import {
   type QueueHeader,
 } from "./queue_entry.ts";
 import { Sha256 } from "./sha256.ts";
-import { classifyExit, type Failure, sshArgv } from "./ssh_command.ts";
-import { linesOf, nextLine } from "./batch_channel.ts";
-import { quoteWords } from "./words.ts";
+import { classifyExit, type Failure } from "./ssh_command.ts";
+import { nextLine, spawnBatchSession } from "./batch_channel.ts";
 
 /** What a flush did. */
 export interface FlushResult {
@@ -127,22 +126,16 @@ export async function flushQueue(
   }
   // Notices queued by giveUp() go out in this same flush.
   for (const entry of await queue.list()) {
-    if (entry.header.sender === "" && entry.header.created === o.now && !due.includes(entry)) {
-      if (!due.some((d) => d.header.id === entry.header.id)) due.push(entry);
-    }
+    const notice = entry.header.sender === "" && entry.header.created === o.now;
+    if (notice && !due.some((d) => d.header.id === entry.header.id)) due.push(entry);
   }
   if (due.length === 0) return result;
-  const remote = quoteWords([settings.relayCommand, "--batch"]);
   for (const host of settings.hosts) {
-    const child = new Deno.Command(o.sshPath, {
-      args: sshArgv(o.sshPath, settings, host, remote, o.controlPath).slice(1),
-      clearEnv: true,
-      env: o.env,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const writer = child.stdin.getWriter();
+    const { child, writer, lines: replies, stderr: stderrText } = spawnBatchSession(
+      settings,
+      host,
+      o,
+    );
     const encoder = new TextEncoder();
     const feed = (async () => {
       try {
@@ -156,10 +149,8 @@ export async function flushQueue(
         // The relay went away: the replies (or their absence) tell.
       }
     })();
-    const stderrText = new Response(child.stderr).text();
     let answered = 0;
     let timedOut = false;
-    const replies = linesOf(child.stdout);
     for (;;) {
       const next = await nextLine(replies, settings.sshTimeout * 1000);
       if (next === "timeout") {
