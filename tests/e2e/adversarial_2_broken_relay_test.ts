@@ -265,7 +265,13 @@ Deno.test("adversarial 2: disk full under the spool (64 KiB tmpfs over /tmp)", a
           assertRelayRefused(res, 75, /^4\.3\.0 rsendmail: cannot spool message\n$/, "disk full");
           await expectNoToken(box, tok, 1500);
           const left = await tiny!.inside(["/bin/ls", "-A", "/tmp"]);
-          assert.equal(left.stdout, "", "the tmpfs is empty again");
+          // Only the mount point of a checkout under /tmp (see tinyTmp) may be there.
+          const keep = ROOT.startsWith("/tmp/") ? [ROOT.split("/")[2]!] : [];
+          assert.deepEqual(
+            left.stdout.split("\n").filter((n) => n !== "" && !keep.includes(n)),
+            [],
+            "the tmpfs is empty again",
+          );
           return "refused";
         });
       });
