@@ -18,7 +18,8 @@ import {
   MAX_FRAMES,
 } from "./lib/batch.ts";
 import { type DeliveryRecord, openDeliveryRecord } from "./lib/dedup.ts";
-import { MailError, toMailError, UsageError } from "./lib/errors.ts";
+import { DataError, MailError, toMailError, UsageError } from "./lib/errors.ts";
+import { countHeaderRecipients } from "./lib/header_recipients.ts";
 import {
   EX_DATAERR,
   EX_OK,
@@ -115,6 +116,7 @@ async function deliver(
     if (req.sha256 !== undefined && spool.sha256 !== req.sha256) {
       throw new MailError(EX_DATAERR, "5.6.0", "message does not match its SHA-256");
     }
+    if (req.extractRecipients) await checkHeaderRecipients(spool, req, config);
     const result = await runWithSpool(toSendmailArgv(config.sendmail, req), spool, {
       timeoutMs: config.sendmailTimeoutMs,
     });
@@ -137,6 +139,34 @@ async function deliver(
   } finally {
     spool.file.close();
   }
+}
+
+/** How much of a -t message's head is read to count its header recipients. */
+const HEAD_LIMIT = 1 << 20;
+
+/**
+ * With -t, sendmail takes recipients from To/Cc/Bcc: the key's
+ * --max-recipients counts those too, before sendmail runs.
+ */
+async function checkHeaderRecipients(
+  spool: Spooled,
+  req: SendmailRequest,
+  config: RelayConfig,
+): Promise<void> {
+  const head = new Uint8Array(Math.min(HEAD_LIMIT, spool.size));
+  await spool.file.seek(0, Deno.SeekMode.Start);
+  let got = 0;
+  while (got < head.length) {
+    const n = await spool.file.read(head.subarray(got));
+    if (n === null) break;
+    got += n;
+  }
+  const text = new TextDecoder().decode(head.subarray(0, got));
+  if (spool.size > HEAD_LIMIT && !/\r?\n\r?\n/.test(text)) {
+    throw new DataError("header section too long", "5.6.0");
+  }
+  const count = req.recipients.length + countHeaderRecipients(text);
+  if (count > config.maxRecipients) throw new DataError("too many recipients", "5.5.3");
 }
 
 function describe(req: SendmailRequest, fields: LogFields): void {

@@ -788,6 +788,38 @@ Deno.test("rsendmail --max-recipients refuses one recipient too many", async (t)
   await assertNoSpoolLeftovers();
 });
 
+Deno.test("rsendmail --max-recipients also counts the To/Cc/Bcc recipients of -t", async (t) => {
+  const { keys, box1, box2, box3 } = await bed();
+  const three = `rcpts-t-three-${RUN}`;
+  const two = `rcpts-t-two-${RUN}`;
+  const [resThree, resTwo] = await Promise.all([
+    // attack: -t with more header recipients than the key allows
+    ssh(
+      keys.rcpts,
+      ["sendmail", "-oi", "-t"],
+      message(three, {
+        to: `${R1}, "Two, Second" <${R2}>`,
+        headers: [`Bcc: ${R3}`],
+      }),
+    ),
+    ssh(keys.rcpts, ["sendmail", "-oi", "-t"], message(two, { to: `${R1}, ${R2}` })),
+  ]);
+  const got = await Promise.all(
+    [box1, box2, box3].map((b, i) => collect(b, i < 2 ? [two] : [], 500)),
+  );
+  await t.step("three header recipients: 65, 5.5.3, nobody gets it", () => {
+    assertRefused(resThree, 65, "5.5.3", "three header recipients");
+    for (const g of got) notDelivered(g, three);
+  });
+  await t.step("positive control: two header recipients both get it", () => {
+    assertSilentSuccess(resTwo, "two header recipients");
+    deliveredOnce(got[0]!, two);
+    deliveredOnce(got[1]!, two);
+    notDelivered(got[2]!, two);
+  });
+  await assertNoSpoolLeftovers();
+});
+
 // ------------------------------------------------------------- integrity
 
 Deno.test("rsendmail checks --size and --sha256 and never delivers a cut message", async (t) => {
