@@ -38,6 +38,7 @@ import { serveSmtp } from "./lib/smtp_server.ts";
 import { NM, parseEnvelope, parseNullmailerOptions } from "./lib/nullmailer.ts";
 import {
   type ByteReader,
+  prefixedReader,
   readerFromStream,
   runWithSpool,
   type Spooled,
@@ -133,16 +134,7 @@ async function readNullmailerMessage(): Promise<{ req: SendmailRequest; spool: S
     next.set(buffer.subarray(0, n), head.length);
     head = next;
   }
-  let rest = head.subarray(envelope.bodyStart);
-  const body: ByteReader = {
-    read(p) {
-      if (rest.length === 0) return fd3.read(p);
-      const n = Math.min(p.length, rest.length);
-      p.set(rest.subarray(0, n));
-      rest = rest.subarray(n);
-      return Promise.resolve(n);
-    },
-  };
+  const body = prefixedReader(head.subarray(envelope.bodyStart), fd3);
   const req = normalizeSender(
     parseSendmailArgs(["sendmail", "-f", envelope.sender, "--", ...envelope.recipients]),
   );
@@ -418,20 +410,9 @@ async function prepareLocal(
   if (hasFromHeader(new TextDecoder().decode(head.subarray(0, n))) || sender === "") {
     return { req: checked, spool };
   }
-  const prefix = new TextEncoder().encode(`From: ${sender}\n`);
-  let sent = 0;
   await spool.file.seek(0, Deno.SeekMode.Start);
-  const withFrom = await spoolMessage({
-    read(p) {
-      if (sent < prefix.length) {
-        const k = Math.min(p.length, prefix.length - sent);
-        p.set(prefix.subarray(sent, sent + k));
-        sent += k;
-        return Promise.resolve(k);
-      }
-      return spool.file.read(p);
-    },
-  }, {
+  const from = new TextEncoder().encode(`From: ${sender}\n`);
+  const withFrom = await spoolMessage(prefixedReader(from, spool.file), {
     dir: SPOOL_DIR,
     prefix: "sshsendmail",
     maxSize: LOCAL_MAX_SIZE,
@@ -503,17 +484,7 @@ async function sendTest(settings: ClientSettings, address: string) {
     `This test message left ${host} through sshsendmail and the relay's rsendmail.`,
     "",
   ].join("\n");
-  const bytes = new TextEncoder().encode(text);
-  let at = 0;
-  const spool = await spoolMessage({
-    read(p) {
-      if (at >= bytes.length) return Promise.resolve(null);
-      const n = Math.min(p.length, bytes.length - at);
-      p.set(bytes.subarray(at, at + n));
-      at += n;
-      return Promise.resolve(n);
-    },
-  }, {
+  const spool = await spoolMessage(prefixedReader(new TextEncoder().encode(text)), {
     dir: SPOOL_DIR,
     prefix: "sshsendmail",
     maxSize: LOCAL_MAX_SIZE,

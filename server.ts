@@ -41,7 +41,12 @@ import {
   parseAdminArgs,
   type RelayConfig,
 } from "./lib/relay_config.ts";
-import { parseSendmailArgs, type SendmailRequest, toSendmailArgv } from "./lib/sendmail_args.ts";
+import {
+  parseSendmailArgs,
+  type SendmailRequest,
+  SIZE_REGEXP,
+  toSendmailArgv,
+} from "./lib/sendmail_args.ts";
 import { createSyslog } from "./lib/syslog.ts";
 import { hasControl, tokenizeWords } from "./lib/words.ts";
 
@@ -60,7 +65,6 @@ See rsendmail(8).
 const DAY_MS = 86_400_000;
 /** Batch mode writes its log lines in groups of this many. */
 const BATCH_LOG_LINES = 100;
-const SIZE_WORD_REGEXP = /^--size=(0|[1-9][0-9]{0,14})$/;
 
 /** Finds the request words: SSH_ORIGINAL_COMMAND, else argv after the admin options. */
 function requestWords(rest: string[], original: string | undefined): string[] {
@@ -252,7 +256,7 @@ async function batch(
     let size: number;
     try {
       words = tokenizeWords(frameWords(line));
-      const sizeWord = words.find((w) => SIZE_WORD_REGEXP.test(w));
+      const sizeWord = words.find((w) => SIZE_REGEXP.test(w));
       if (sizeWord === undefined) throw new UsageError("batch frame without --size", "5.5.2");
       size = Number(sizeWord.slice("--size=".length));
     } catch (err) {

@@ -21,6 +21,7 @@
  */
 
 import { UsageError } from "./errors.ts";
+import { PROGRAM_REGEXP } from "./sendmail_args.ts";
 import { quoteWords } from "./words.ts";
 
 /** Longest frame header line. */
@@ -29,7 +30,6 @@ export const MAX_FRAME_HEADER = 65536;
 export const MAX_FRAMES = 100_000;
 /** A message id: what the relay's duplicate record is keyed by. */
 export const ID_REGEXP = /^[A-Za-z0-9][A-Za-z0-9._-]{7,63}$/;
-const PROGRAM_REGEXP = /^([A-Za-z0-9._/-]*\/)?(r?sendmail)$/;
 
 /** True when the request words ask for batch mode: `rsendmail --batch`. */
 export function isBatchRequest(words: readonly string[]): boolean {

@@ -58,6 +58,24 @@ export function readerFromStream(stream: ReadableStream<Uint8Array>): ByteReader
   };
 }
 
+/**
+ * A reader that yields `prefix` first, then what `rest` yields (or ends):
+ * bytes already read (nullmailer's envelope head), a header to prepend, or a
+ * whole message held in memory.
+ */
+export function prefixedReader(prefix: Uint8Array, rest?: ByteReader): ByteReader {
+  let held = prefix;
+  return {
+    read(p) {
+      if (held.length === 0) return rest ? rest.read(p) : Promise.resolve(null);
+      const n = Math.min(p.length, held.length);
+      p.set(held.subarray(0, n));
+      held = held.subarray(n);
+      return Promise.resolve(n);
+    },
+  };
+}
+
 /** Resolves "idle" when `signal` aborts (AbortSignal.timeout: no timer to clear). */
 function whenAborted(signal: AbortSignal): Promise<"idle"> {
   return new Promise((resolve) => signal.addEventListener("abort", () => resolve("idle")));
@@ -112,7 +130,8 @@ export async function spoolMessage(input: ByteReader, options: SpoolOptions): Pr
   return { file, size, sha256: hash.hex() };
 }
 
-async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+/** Writes all of `data` (a file write may be short). */
+export async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
   for (let done = 0; done < data.length;) {
     done += await file.write(data.subarray(done));
   }

@@ -8,7 +8,7 @@
  */
 
 import { ClientConfigError } from "./client_config.ts";
-import type { Spooled } from "./pipeline.ts";
+import { type Spooled, writeAll } from "./pipeline.ts";
 import {
   MAX_HEADER,
   parseQueueHeader,
@@ -202,10 +202,6 @@ export class Queue {
     await file.lock(true);
     return file;
   }
-}
-
-async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
-  for (let done = 0; done < data.length;) done += await file.write(data.subarray(done));
 }
 
 /** fsync a directory so a rename in it survives a crash (best effort). */

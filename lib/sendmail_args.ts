@@ -70,13 +70,13 @@ const DSN_NOTIFY_REGEXP = /^(never|(success|failure|delay)(,(success|failure|del
 /** DSN RET values. */
 const DSN_RETURN_REGEXP = /^(full|hdrs)$/i;
 /** Integrity extension: declared size. */
-const SIZE_REGEXP = /^--size=(0|[1-9][0-9]{0,14})$/;
+export const SIZE_REGEXP = /^--size=(0|[1-9][0-9]{0,14})$/;
 /** Integrity extension: declared SHA-256. */
 const SHA256_REGEXP = /^--sha256=([0-9a-f]{64})$/;
 /** Integrity extension: message id (see lib/batch.ts ID_REGEXP). */
 const ID_WORD_REGEXP = /^--id=([A-Za-z0-9][A-Za-z0-9._-]{7,63})$/;
 /** Program names the first word may carry: a bare name or a path. */
-const PROGRAM_REGEXP = /^([A-Za-z0-9._/-]*\/)?(r?sendmail)$/;
+export const PROGRAM_REGEXP = /^([A-Za-z0-9._/-]*\/)?(r?sendmail)$/;
 /** A full name for -F: printable, no quotes games needed since it is dropped. */
 const FULL_NAME_MAX = 256;
 
