@@ -16,24 +16,22 @@ import {
   ClientConfigError,
   type ClientSettings,
   DEFAULT_CONFIG_FILE,
+  defaultSettings,
   parseConfigFile,
 } from "./lib/client_config.ts";
 import { DataError, MailError, TempError, toMailError, UsageError } from "./lib/errors.ts";
 import { EX_NOINPUT, EX_OK, EX_TEMPFAIL, isTemporary } from "./lib/exit_codes.ts";
-import { CAT_PATH, QUEUE_ROOT, SPOOL_DIR, SSH_PATH } from "./lib/layout.ts";
-import { flushQueue } from "./lib/flush.ts";
-import { openQueue, type Queue } from "./lib/queue.ts";
-import { backoffMs, formatAge, newMessageId, queueHeader } from "./lib/queue_entry.ts";
+import { CAT_PATH, LOGGER_PATH, SPOOL_DIR, SPOOL_ROOT, SSH_PATH } from "./lib/layout.ts";
+import { newMessageId, queueHeader } from "./lib/queue_entry.ts";
 import { runSetup, runTest, type SetupContext } from "./lib/setup.ts";
 import { openBatchChannel } from "./lib/batch_channel.ts";
 import { frameWordsOf } from "./lib/flush.ts";
-import {
-  hasFromHeader,
-  type LocalPolicy,
-  parseAliases,
-  qualify,
-  rewriteRecipients,
-} from "./lib/local_mail.ts";
+import type { LocalPolicy } from "./lib/local_mail.ts";
+import { loginOfUid, prepareLocal, readLocalPolicy } from "./lib/prepare_local.ts";
+import { loggerSink, runService } from "./lib/service.ts";
+import { askService, dropMessage } from "./lib/submit.ts";
+import { formatMailq, printable } from "./lib/mailq.ts";
+import { migrateOldQueue } from "./lib/migrate.ts";
 import { serveSmtp } from "./lib/smtp_server.ts";
 import { NM, parseEnvelope, parseNullmailerOptions } from "./lib/nullmailer.ts";
 import {
@@ -97,16 +95,25 @@ async function readOptionsBlock(input: ByteReader, cap: number): Promise<string>
   }
 }
 
-async function loadConfig(file: string | undefined): Promise<ClientSettings> {
-  const path = file ?? Deno.env.get("SSHSENDMAIL_CONFIG") ?? DEFAULT_CONFIG_FILE;
+/**
+ * Reads the config file. Submitting to the service and asking it need no
+ * relay, so a missing default file means the defaults; sending directly
+ * or serving needs a host.
+ */
+async function loadConfig(file: string | undefined, needHost: boolean): Promise<ClientSettings> {
+  const explicit = file ?? Deno.env.get("SSHSENDMAIL_CONFIG");
+  const path = explicit ?? DEFAULT_CONFIG_FILE;
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch {
+    if (explicit === undefined && !needHost) return defaultSettings();
     throw new ClientConfigError(`no relay configured: cannot read ${path}`);
   }
   const settings = parseConfigFile(text);
-  if (settings.hosts.length === 0) throw new ClientConfigError(`no host in ${path}`);
+  if ((needHost || !settings.queue) && settings.hosts.length === 0) {
+    throw new ClientConfigError(`no host in ${path}`);
+  }
   return settings;
 }
 
@@ -114,7 +121,9 @@ async function loadConfig(file: string | undefined): Promise<ClientSettings> {
  * nullmailer mode: the envelope and message come from fd 3, which Deno
  * cannot open itself; /bin/cat (inherited fd 3) streams it.
  */
-async function readNullmailerMessage(): Promise<{ req: SendmailRequest; spool: Spooled }> {
+async function readNullmailerEnvelope(): Promise<
+  { req: SendmailRequest; body: ByteReader; done: Promise<boolean> }
+> {
   const cat = new Deno.Command(CAT_PATH, {
     args: ["/dev/fd/3"],
     clearEnv: true,
@@ -138,14 +147,19 @@ async function readNullmailerMessage(): Promise<{ req: SendmailRequest; spool: S
   const req = normalizeSender(
     parseSendmailArgs(["sendmail", "-f", envelope.sender, "--", ...envelope.recipients]),
   );
+  return { req, body, done: cat.status.then((s) => s.success) };
+}
+
+/** nullmailer mode, direct: the message spooled for ssh. */
+async function readNullmailerMessage(): Promise<{ req: SendmailRequest; spool: Spooled }> {
+  const { req, body, done } = await readNullmailerEnvelope();
   const spool = await spoolMessage(body, {
     dir: SPOOL_DIR,
     prefix: "sshsendmail",
     maxSize: LOCAL_MAX_SIZE,
     idleTimeoutMs: LOCAL_IDLE_MS,
   });
-  const status = await cat.status;
-  if (!status.success) throw new TempError("cannot read the message on fd 3", "4.3.0");
+  if (!await done) throw new TempError("cannot read the message on fd 3", "4.3.0");
   return { req, spool };
 }
 
@@ -228,100 +242,6 @@ function myUid(): number {
   return Deno.uid() ?? -1;
 }
 
-/** The queue directory of this user (or the configured one). */
-function queueDirOf(settings: ClientSettings): string {
-  return settings.queueDir ?? `${QUEUE_ROOT}/${myUid()}`;
-}
-
-/** Every queue to work on: this user's, or with --all (root) every user's. */
-async function queuesFor(settings: ClientSettings, all: boolean): Promise<Queue[]> {
-  if (!all) return [await openQueue(queueDirOf(settings), myUid())];
-  const queues: Queue[] = [];
-  for await (const e of Deno.readDir(QUEUE_ROOT)) {
-    if (!e.isDirectory) continue;
-    const dir = `${QUEUE_ROOT}/${e.name}`;
-    const owner = (await Deno.lstat(dir)).uid;
-    if (owner !== null) queues.push(await openQueue(dir, owner));
-  }
-  return queues;
-}
-
-async function listQueue(settings: ClientSettings, all: boolean): Promise<number> {
-  const now = Date.now();
-  const rows: string[] = [];
-  for (const queue of await queuesFor(settings, all)) {
-    for (const e of await queue.list()) {
-      const h = e.header;
-      rows.push(
-        [
-          h.id,
-          formatAge(now - h.created).padStart(7),
-          String(h.size).padStart(9),
-          `<${h.sender ?? ""}>`,
-          h.recipients.join(", ") || "(-t)",
-          e.state ? `[${e.state.attempts}x] ${e.state.lastError}` : "",
-        ].join("  "),
-      );
-    }
-  }
-  const out = rows.length === 0
-    ? "Mail queue is empty\n"
-    : `ID                                 AGE      SIZE  SENDER  RECIPIENTS  LAST ERROR\n${
-      rows.join("\n")
-    }\n-- ${rows.length} message${rows.length === 1 ? "" : "s"} in queue\n`;
-  await Deno.stdout.write(new TextEncoder().encode(out));
-  return EX_OK;
-}
-
-async function flush(settings: ClientSettings, all: boolean, due: boolean): Promise<number> {
-  let failure: string | undefined;
-  for (const queue of await queuesFor(settings, all)) {
-    const lock = await queue.lock();
-    try {
-      const result = await flushQueue(queue, settings, {
-        sshPath: SSH_PATH,
-        env: sshEnv(),
-        program: PROGRAM,
-        hostname: Deno.hostname(),
-        maxAgeMs: settings.maxAgeMs,
-        now: Date.now(),
-        force: !due,
-        controlPath: settings.reuse && await hasSshDir() ? CONTROL_PATH : undefined,
-      });
-      if (result.failure) failure = result.failure.line;
-    } finally {
-      lock.close();
-    }
-  }
-  if (failure === undefined) return EX_OK;
-  await Deno.stderr.write(new TextEncoder().encode(`${failure}\n`));
-  return EX_TEMPFAIL;
-}
-
-/**
- * Standalone mode: a message the relay cannot take now goes into the
- * offline queue and the caller hears success. Returns false when it could
- * not be queued (the caller then hears the relay's failure).
- */
-async function enqueue(
-  settings: ClientSettings,
-  req: SendmailRequest,
-  spool: Spooled,
-  id: string,
-  lastError: string,
-): Promise<boolean> {
-  try {
-    const queue = await openQueue(queueDirOf(settings), myUid());
-    const now = Date.now();
-    await queue.enqueue(queueHeader(id, req, spool, now), spool);
-    // The first attempt was this send: --list shows why it waits.
-    await queue.setState(id, { attempts: 1, lastError, nextAttempt: now + backoffMs(1) });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** ssh keeps its control socket in ~/.ssh; without that directory, no reuse. */
 async function hasSshDir(): Promise<boolean> {
   const home = Deno.env.get("HOME");
@@ -333,96 +253,140 @@ async function hasSshDir(): Promise<boolean> {
   }
 }
 
-/** Reads a file's text, or undefined when it cannot be read. */
-async function readText(path: string): Promise<string | undefined> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch {
-    return undefined;
-  }
-}
-
-/** The login name of this process's uid, from /etc/passwd (Deno has no getpwuid). */
-async function loginName(): Promise<string> {
-  const uid = String(myUid());
-  for (const line of (await readText("/etc/passwd"))?.split("\n") ?? []) {
-    const f = line.split(":");
-    if (f[2] === uid && f[0]) return f[0];
-  }
-  return Deno.env.get("LOGNAME") ?? Deno.env.get("USER") ?? "root";
-}
-
-/** The standalone mode's local policy: mail domain, local names, adminaddr, aliases. */
+/** The standalone mode's local policy, read once per process (a -bs session sends many). */
 let policyCache: Promise<LocalPolicy> | undefined;
 
-/** The local policy, read once per process (a -bs session sends many messages). */
 function localPolicy(settings: ClientSettings): Promise<LocalPolicy> {
-  policyCache ??= readLocalPolicy(settings);
+  policyCache ??= readLocalPolicy(settings, Deno.hostname());
   return policyCache;
 }
 
 let loginCache: Promise<string> | undefined;
 
-async function readLocalPolicy(settings: ClientSettings): Promise<LocalPolicy> {
-  const host = Deno.hostname().toLowerCase();
-  const mailname = (await readText("/etc/mailname"))?.trim().toLowerCase();
-  const domain = settings.domain ?? (mailname || host);
-  const aliases = settings.aliasesFile === undefined ? new Map<string, string[]>() : parseAliases(
-    (await readText(settings.aliasesFile)) ??
-      (() => {
-        throw new ClientConfigError(`cannot read aliases file ${settings.aliasesFile}`);
-      })(),
-  );
-  return {
-    adminaddr: settings.adminaddr,
-    aliases,
-    domain,
-    localDomains: [
-      ...new Set(["localhost", "localhost.localdomain", host, host.split(".")[0]!, domain]),
-    ],
-  };
-}
-
-/**
- * Standalone mode does what a whole MTA would do before mail leaves: local
- * recipients to adminaddr/aliases, the envelope sender qualified (login@domain
- * when there is no -f), and a From: header added only when there is none.
- */
-async function prepareLocal(
+/** Direct mode: the caller's own local policy, applied before the message leaves. */
+async function prepareDirect(
   settings: ClientSettings,
   req: SendmailRequest,
   spool: Spooled,
 ): Promise<{ req: SendmailRequest; spool: Spooled }> {
-  const policy = await localPolicy(settings);
-  const sender = qualify(req.sender ?? await (loginCache ??= loginName()), policy.domain);
-  const recipients = rewriteRecipients(req.recipients, policy);
-  const checked = parseSendmailArgs([
-    "sendmail",
-    "-f",
-    sender,
-    ...(req.extractRecipients ? ["-t"] : []),
-    "--",
-    ...recipients,
-  ]);
-  const head = new Uint8Array(65536);
-  await spool.file.seek(0, Deno.SeekMode.Start);
-  const n = (await spool.file.read(head)) ?? 0;
-  if (hasFromHeader(new TextDecoder().decode(head.subarray(0, n))) || sender === "") {
-    return { req: checked, spool };
-  }
-  await spool.file.seek(0, Deno.SeekMode.Start);
-  const from = new TextEncoder().encode(`From: ${sender}\n`);
-  const withFrom = await spoolMessage(prefixedReader(from, spool.file), {
-    dir: SPOOL_DIR,
-    prefix: "sshsendmail",
+  const login = await (loginCache ??= loginOfUid(myUid()));
+  return await prepareLocal(await localPolicy(settings), login, req, spool, {
+    spoolDir: SPOOL_DIR,
     maxSize: LOCAL_MAX_SIZE,
     idleTimeoutMs: LOCAL_IDLE_MS,
   });
-  return { req: checked, spool: withFrom }; // the caller closes both spools
 }
 
-/** `sshsendmail -bs`: an SMTP session whose messages share one batch session. */
+/** The sendmail words a drop carries for a request (the service parses them again). */
+function dropWords(req: SendmailRequest): string[] {
+  return [
+    "-oi",
+    ...(req.sender === undefined ? [] : ["-f", req.sender]),
+    ...(req.extractRecipients ? ["-t"] : []),
+    "--",
+    ...req.recipients,
+  ];
+}
+
+/** Hands one message to the satellite service (any local user). */
+async function submit(settings: ClientSettings, req: SendmailRequest, body: ByteReader) {
+  // Mail a user queued under the old per-user layout goes to the service first.
+  if (settings.spool === SPOOL_ROOT) {
+    await migrateOldQueue(settings.spool, myUid(), dropOptions(settings)).catch(() => {});
+  }
+  return await dropMessage(settings.spool, dropWords(req), body, dropOptions(settings));
+}
+
+function dropOptions(settings: ClientSettings) {
+  return { maxSize: settings.maxSize, idleTimeoutMs: LOCAL_IDLE_MS };
+}
+
+async function write(stream: { write(p: Uint8Array): Promise<number> }, text: string) {
+  const bytes = new TextEncoder().encode(text);
+  for (let done = 0; done < bytes.length;) done += await stream.write(bytes.subarray(done));
+}
+
+/** `mailq`: the service's listing of what this user may see. */
+async function listQueue(settings: ClientSettings): Promise<number> {
+  const reply = await askService(settings.spool, { op: "list" });
+  if (!reply.ok) throw new TempError(reply.error, "4.3.0");
+  if (reply.op !== "list") throw new TempError("unexpected answer", "4.3.0");
+  await write(Deno.stdout, formatMailq(reply.messages, Date.now()));
+  return EX_OK;
+}
+
+/** `sendmail -q`, `--flush`: asks the service for a run now and reports it. */
+async function flush(settings: ClientSettings, verbose: boolean): Promise<number> {
+  const reply = await askService(settings.spool, { op: "flush" });
+  if (!reply.ok) throw new TempError(reply.error, "4.3.0");
+  if (reply.op !== "flush") throw new TempError("unexpected answer", "4.3.0");
+  if (verbose || Deno.stdout.isTerminal()) {
+    await write(
+      Deno.stdout,
+      `${PROGRAM}: delivered ${reply.delivered}, deferred ${reply.deferred}, failed ${reply.failed}, expired ${reply.expired}; ${reply.waiting} waiting${
+        reply.lastError ? ` (${printable(reply.lastError)})` : ""
+      }\n`,
+    );
+  }
+  return reply.waiting === 0 ? EX_OK : EX_TEMPFAIL;
+}
+
+/** `--remove ID`: one of this user's queued messages (root: any). */
+async function removeQueued(settings: ClientSettings, id: string): Promise<number> {
+  if (!/^m[0-9a-f]{32}$/.test(id)) throw new MailError(EX_NOINPUT, "5.1.0", "no such message");
+  const reply = await askService(settings.spool, { op: "remove", id });
+  if (!reply.ok) throw new TempError(reply.error, "4.3.0");
+  if (reply.op === "remove" && reply.removed) return EX_OK;
+  throw new MailError(EX_NOINPUT, "5.1.0", "no such message in the queue");
+}
+
+/** `sshsendmail --serve`: the delivery service, in the foreground. */
+async function serve(settings: ClientSettings): Promise<number> {
+  const sink = loggerSink(LOGGER_PATH, PROGRAM, Deno.pid);
+  let stop!: () => void;
+  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  for (const signal of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(signal, stop);
+  try {
+    await runService({
+      settings,
+      uid: myUid(),
+      hostname: Deno.hostname(),
+      sshPath: SSH_PATH,
+      env: sshEnv(),
+      program: PROGRAM,
+      spoolDir: SPOOL_DIR,
+      log: sink.log,
+      policy: () => localPolicy(settings),
+    }, { pid: Deno.pid, stopped });
+  } finally {
+    await sink.close();
+  }
+  return EX_OK;
+}
+
+/** `sshsendmail -bs`: an SMTP session; each message goes to the service (or, direct, to the relay). */
 async function smtp(settings: ClientSettings): Promise<number> {
+  if (settings.queue) {
+    await serveSmtp(Deno.stdin, Deno.stdout, {
+      options: { hostname: Deno.hostname(), maxSize: settings.maxSize, maxRecipients: 1000 },
+      idleMs: 300_000,
+      spoolDir: SPOOL_DIR,
+      async deliver(envelope, received) {
+        const req = parseSendmailArgs(["sendmail", "--", ...envelope.recipients]);
+        const words = dropWords({ ...req, sender: envelope.sender });
+        await received.file.seek(0, Deno.SeekMode.Start);
+        try {
+          const hex = await submit(settings, { ...req, sender: envelope.sender }, received.file);
+          return `250 2.0.0 Ok: queued as ${hex}`;
+        } catch (err) {
+          const e = toMailError(err);
+          void words;
+          return e instanceof DataError ? `554 ${e.status} ${e.message}` : `451 4.3.0 ${e.message}`;
+        }
+      },
+    });
+    return EX_OK;
+  }
   const channel = openBatchChannel(settings, {
     sshPath: SSH_PATH,
     env: sshEnv(),
@@ -443,9 +407,8 @@ async function smtp(settings: ClientSettings): Promise<number> {
           sha256: undefined,
           id: undefined,
         };
-        const { req, spool } = await prepareLocal(settings, base, received);
-        // A spool made by prepareLocal (From: added) is this function's to
-        // close, after the queue may have read it too.
+        const { req, spool } = await prepareDirect(settings, base, received);
+        // A spool made by prepareDirect (From: added) is this function's to close.
         try {
           const id = newMessageId(crypto.randomUUID());
           const header = queueHeader(id, req, spool, Date.now());
@@ -455,9 +418,6 @@ async function smtp(settings: ClientSettings): Promise<number> {
           const line = "code" in answer ? `${answer.status} ${answer.text}` : answer.line;
           if (!temporary) {
             return `${/^5\.[17]\./.test(line) ? 550 : 554} ${line}`;
-          }
-          if (settings.queue && await enqueue(settings, req, spool, id, line)) {
-            return `250 2.0.0 Ok: queued as ${id} (relay: ${line.replace(/^\d\.\d+\.\d+ /, "")})`;
           }
           return `451 ${line.replace(/^5\./, "4.")}`;
         } finally {
@@ -519,35 +479,52 @@ async function main(): Promise<number> {
     const args = parseClientArgs(name === "mailq" ? ["--list", ...Deno.args] : Deno.args, mta);
     mta = args.mta;
     if (args.command === "help") {
-      await Deno.stdout.write(new TextEncoder().encode(USAGE));
+      await write(Deno.stdout, USAGE);
       return EX_OK;
     }
     if (args.command === "version") {
-      await Deno.stdout.write(new TextEncoder().encode(`${PROGRAM} ${VERSION}\n`));
+      await write(Deno.stdout, `${PROGRAM} ${VERSION}\n`);
       return EX_OK;
     }
     let settings = args.settings;
-    if (mta !== "nullmailer" && !args.configured) settings = await loadConfig(args.configFile);
+    if (mta !== "nullmailer" && !args.configured) {
+      const needHost = args.command === "serve" || args.command === "test";
+      settings = await loadConfig(args.configFile, needHost);
+    }
     switch (args.command) {
+      case "serve":
+        return await serve(settings);
+      case "migrate":
+        await migrateOldQueue(settings.spool, myUid(), dropOptions(settings));
+        return EX_OK;
       case "list":
-        return await listQueue(settings, args.all);
+        return await listQueue(settings);
       case "flush":
-        return await flush(settings, args.all, args.due);
+        return await flush(settings, args.verbose);
       case "smtp":
         return await smtp(settings);
       case "test":
         return await runTest(settings, args.testAddress ?? "", setupContext(args.configFile));
-      case "remove": {
-        const queue = await openQueue(queueDirOf(settings), myUid());
-        if (await queue.remove(args.removeId ?? "")) return EX_OK;
-        throw new MailError(EX_NOINPUT, "5.1.0", "no such message in the queue");
-      }
+      case "remove":
+        return await removeQueued(settings, args.removeId ?? "");
     }
     let req = args.request;
     let spool: Spooled;
     if (mta === "nullmailer") {
       settings = parseNullmailerOptions(await readOptionsBlock(Deno.stdin, 1 << 16));
+      if (settings.queue) {
+        // Through the satellite service: /etc/sshsendmail.conf names its spool.
+        const local = await loadConfig(undefined, false);
+        const envelope = await readNullmailerEnvelope();
+        await submit(local, envelope.req, envelope.body);
+        const status = await envelope.done;
+        if (!status) throw new TempError("cannot read the message on fd 3", "4.3.0");
+        return EX_OK;
+      }
       ({ req, spool } = await readNullmailerMessage());
+    } else if (mta === "sendmail" && settings.queue) {
+      await submit(settings, req!, Deno.stdin);
+      return EX_OK; // the service delivers it (or tells the sender why not)
     } else {
       spool = await spoolMessage(Deno.stdin, {
         dir: SPOOL_DIR,
@@ -556,31 +533,25 @@ async function main(): Promise<number> {
         idleTimeoutMs: LOCAL_IDLE_MS,
       });
     }
-    if (mta === "sendmail") ({ req, spool } = await prepareLocal(settings, req!, spool));
+    if (mta === "sendmail") ({ req, spool } = await prepareDirect(settings, req!, spool));
     const id = mta === "sendmail" ? newMessageId(crypto.randomUUID()) : undefined;
     const failure = await send(settings, req!, spool, id);
     if (failure === undefined) return EX_OK;
     const code = mta === "nullmailer" ? failure.nullmailer : failure.sysexit;
-    if (
-      mta === "sendmail" && id !== undefined && settings.queue && isTemporary(code) &&
-      await enqueue(settings, req!, spool, id, failure.line)
-    ) {
-      return EX_OK; // queued: the flush delivers it when the relay is back
-    }
     const line = mta === "nullmailer" ? failure.line : matchClass(failure.line, code);
-    await Deno.stderr.write(new TextEncoder().encode(`${line}\n`));
+    await write(Deno.stderr, `${line}\n`);
     return code;
   } catch (err) {
     const error = toMailError(err);
     const line = error.publicLine(PROGRAM);
     if (mta === "nullmailer") {
-      await Deno.stderr.write(new TextEncoder().encode(`${line}\n`));
+      await write(Deno.stderr, `${line}\n`);
       return nullmailerCode(error);
     }
     // Postfix bounces every code but 71 and 75: a fault of the pipe line or
     // of this machine must defer; only a malformed address bounces.
     const code = mta === "postfix" && !(error instanceof DataError) ? EX_TEMPFAIL : error.exitCode;
-    await Deno.stderr.write(new TextEncoder().encode(`${matchClass(line, code)}\n`));
+    await write(Deno.stderr, `${matchClass(line, code)}\n`);
     return code;
   }
 }

@@ -40,10 +40,14 @@ const OWN_OPTIONS = {
   all: { type: "boolean" },
   due: { type: "boolean" },
   test: { type: "string" },
+  serve: { type: "boolean" },
+  migrate: { type: "boolean" },
 } as const;
 
 /** Sendmail options that take the next word as their value. */
 const VALUE_OPTIONS = new Set(["-f", "-r", "-F", "-N", "-R"]);
+/** `-q` and `-q<interval>` (sendmail's queue run; the interval is the service's business). */
+const QUEUE_RUN_REGEXP = /^-q([0-9]+[smhdw]?)?$/;
 
 /** Which caller the client serves. */
 export type Mta = "postfix" | "nullmailer" | "sendmail";
@@ -65,8 +69,10 @@ export interface ClientArgs {
   testAddress: string | undefined;
   /** `--flush --all`: every user's queue (root). */
   all: boolean;
-  /** `--flush --due`: only messages whose backoff has passed (timers); else all now. */
+  /** `--flush --due`: accepted for old timers and cron lines; the service decides. */
   due: boolean;
+  /** `-v`: report what happened (sendmail -q -v). */
+  verbose: boolean;
 }
 
 /** The client's commands besides sending. */
@@ -77,6 +83,8 @@ export type ClientCommand =
   | "list"
   | "remove"
   | "test"
+  | "serve"
+  | "migrate"
   | "help"
   | "version";
 
@@ -152,10 +160,16 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
   const mail: string[] = [];
   let operands = false;
   let smtp = false;
+  let runQueue = false;
+  let printQueue = false;
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i]!;
     if (!operands && word === "-bs") {
       smtp = true; // SMTP on stdin/stdout (Symfony Mailer, Laravel)
+    } else if (!operands && defaultMta !== "nullmailer" && QUEUE_RUN_REGEXP.test(word)) {
+      runQueue = true; // sendmail -q, -q30m: ask the service for a run now
+    } else if (!operands && defaultMta !== "nullmailer" && word === "-bp") {
+      printQueue = true; // sendmail -bp is mailq
     } else if (operands) {
       mail.push(word);
     } else if (word === "--") {
@@ -217,9 +231,13 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
     ? "help"
     : values.version
     ? "version"
-    : values.flush
+    : values.serve
+    ? "serve"
+    : values.migrate
+    ? "migrate"
+    : values.flush || runQueue
     ? "flush"
-    : values.list
+    : values.list || printQueue
     ? "list"
     : values.remove !== undefined
     ? "remove"
@@ -254,5 +272,6 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
     testAddress: values.test,
     all: values.all ?? false,
     due: values.due ?? false,
+    verbose: mail.includes("-v"),
   };
 }

@@ -10,6 +10,7 @@ import { EX_TEMPFAIL } from "./exit_codes.ts";
 import { isEnvelopeAddress } from "./address.ts";
 import { parseDuration } from "./queue_entry.ts";
 import { hasControl } from "./words.ts";
+import { SPOOL_ROOT } from "./layout.ts";
 
 /** Default config file of the standalone mode. */
 export const DEFAULT_CONFIG_FILE = "/etc/sshsendmail.conf";
@@ -38,10 +39,18 @@ export interface ClientSettings {
   reuse: boolean;
   /** Send size and SHA-256 (off only for an upstream 1.1.4 relay). */
   integrity: boolean;
-  /** Standalone mode: queue a message the relay could not take for now. */
+  /**
+   * Standalone: hand mail to the satellite service through its drop
+   * directory (yes, the default), or send directly with the caller's key
+   * and fail loudly when the relay cannot take it (no).
+   */
   queue: boolean;
-  /** The queue directory (default: a private one per user under QUEUE_ROOT). */
-  queueDir: string | undefined;
+  /** The service's spool (drop directory, private queue, replies). */
+  spool: string;
+  /** Largest message the service takes from a local user, in bytes. */
+  maxSize: number;
+  /** Seconds the service keeps an idle batch session to the relay open. */
+  sessionIdle: number;
   /** Age after which a queued message is given up, in ms. */
   maxAgeMs: number;
   /** Standalone: where mail for local users goes (nullmailer's adminaddr). */
@@ -67,7 +76,9 @@ export function defaultSettings(): ClientSettings {
     reuse: false,
     integrity: true,
     queue: true,
-    queueDir: undefined,
+    spool: SPOOL_ROOT,
+    maxSize: 52_428_800,
+    sessionIdle: 60,
     maxAgeMs: 30 * 86_400_000,
     adminaddr: [],
     aliasesFile: undefined,
@@ -157,11 +168,25 @@ export function applySetting(s: ClientSettings, key: string, value: string): voi
       if (!/^[1-9][0-9]{0,5}$/.test(value)) throw new ClientConfigError("invalid ssh_timeout");
       s.sshTimeout = Number(value);
       return;
+    case "spool":
+      if (!/^\/[A-Za-z0-9._/-]*$/.test(value) || value.split("/").includes("..")) {
+        throw new ClientConfigError("spool wants an absolute path");
+      }
+      s.spool = value.replace(/\/+$/, "") || "/";
+      return;
+    case "max_size":
+    case "max-size":
+      if (!/^[1-9][0-9]{0,11}$/.test(value)) throw new ClientConfigError("invalid max_size");
+      s.maxSize = Number(value);
+      return;
+    case "session_idle":
+    case "session-idle":
+      if (!/^[1-9][0-9]{0,5}$/.test(value)) throw new ClientConfigError("invalid session_idle");
+      s.sessionIdle = Number(value);
+      return;
     case "queue_dir":
     case "queue-dir":
-      if (!value.startsWith("/")) throw new ClientConfigError(`${key} wants an absolute path`);
-      s.queueDir = value;
-      return;
+      return; // the per-user queues are gone: the service's spool replaced them
     case "max_age":
     case "max-age": {
       const ms = parseDuration(value);

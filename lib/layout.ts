@@ -18,8 +18,14 @@ export const SYSLOG_SOCKET = "/dev/log";
 export const LOGGER_PATH = "/usr/bin/logger";
 /** The ssh client the satellite runs. */
 export const SSH_PATH = "/usr/bin/ssh";
-/** Parent of the satellite's per-user offline queues (1777, like /tmp). */
-export const QUEUE_ROOT = "/var/spool/sshsendmail";
+/**
+ * The satellite service's spool: owned by its account (0755), holding the
+ * drop directory every local user writes into (1733) and the private queue.
+ * Before the service, it held per-user queues (`<uid>/`, the parent 1777).
+ */
+export const SPOOL_ROOT = "/var/spool/sshsendmail";
+/** The satellite service's account (owns the key, the queue, the spool). */
+export const SERVICE_USER = "sshsendmail";
 /** What `sshsendmail setup` writes: the key directory and the config file. */
 export const CLIENT_ETC = ["/etc/sshsendmail", "/etc/sshsendmail.conf"] as const;
 /** Streams nullmailer's fd 3 (Deno cannot open inherited descriptors). */

@@ -31,6 +31,7 @@ export const MAX_ENVELOPE = 1 << 20;
  */
 export function parseNullmailerOptions(text: string): ClientSettings {
   const s = defaultSettings();
+  s.queue = false; // direct, unless the remotes line says `--service`
   for (const raw of text.split("\n")) {
     const line = raw.replace(/\r$/, "");
     if (line === "") break;
@@ -38,12 +39,13 @@ export function parseNullmailerOptions(text: string): ClientSettings {
     if (eq < 0) {
       if (line === "reuse") s.reuse = true;
       else if (line === "no-integrity") s.integrity = false;
+      else if (line === "service") s.queue = true;
       else throw new ClientConfigError(`unknown nullmailer option "${line.slice(0, 40)}"`);
       continue;
     }
     applySetting(s, line.slice(0, eq), line.slice(eq + 1));
   }
-  if (s.hosts.length === 0) throw new ClientConfigError("nullmailer gave no host");
+  if (s.hosts.length === 0 && !s.queue) throw new ClientConfigError("nullmailer gave no host");
   return s;
 }
 

@@ -20,6 +20,8 @@ export interface QueueHeader {
   created: number;
   size: number;
   sha256: string;
+  /** The local uid that submitted it (the drop's owner); absent in old entries. */
+  uid?: number;
 }
 
 /** Retry bookkeeping of one queued message. */
@@ -89,7 +91,8 @@ export function parseQueueHeader(line: string): QueueHeader | undefined {
     Array.isArray(x.recipients) && x.recipients.every((r) => typeof r === "string") &&
     typeof x.extractRecipients === "boolean" && typeof x.created === "number" &&
     Number.isSafeInteger(x.size) && (x.size as number) >= 0 &&
-    typeof x.sha256 === "string" && /^[0-9a-f]{64}$/.test(x.sha256);
+    typeof x.sha256 === "string" && /^[0-9a-f]{64}$/.test(x.sha256) &&
+    (x.uid === undefined || (Number.isSafeInteger(x.uid) && (x.uid as number) >= 0));
   return ok ? x as unknown as QueueHeader : undefined;
 }
 

@@ -15,6 +15,10 @@ const EFFECTFUL = [
   "/lib/setup.ts",
   "/lib/batch_channel.ts",
   "/lib/smtp_server.ts",
+  "/lib/service.ts",
+  "/lib/submit.ts",
+  "/lib/migrate.ts",
+  "/lib/prepare_local.ts",
 ];
 
 const plugin: Deno.lint.Plugin = {

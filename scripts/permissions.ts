@@ -12,10 +12,10 @@ import {
   CAT_PATH,
   CLIENT_ETC,
   LOGGER_PATH,
-  QUEUE_ROOT,
   SENDMAIL_PATH,
   SERVER_ENV,
   SPOOL_DIR,
+  SPOOL_ROOT,
   SSH_PATH,
   STATE_DIR,
 } from "../lib/layout.ts";
@@ -34,13 +34,14 @@ export const SERVER_FLAGS: readonly string[] = [
 ];
 
 /**
- * sshsendmail: run only ssh (and cat, for nullmailer's fd 3); write only its
- * spool, the offline queues, and what `setup` writes under /etc.
+ * sshsendmail: run only ssh (cat, for nullmailer's fd 3; logger(1), for the
+ * service's syslog lines); write only its temporary spool, the service's
+ * spool, and what `setup` writes under /etc.
  */
 export const CLIENT_FLAGS: readonly string[] = [
-  `--allow-run=${SSH_PATH},${CAT_PATH}`,
+  `--allow-run=${SSH_PATH},${CAT_PATH},${LOGGER_PATH}`,
   "-R",
-  `-W=${[SPOOL_DIR, QUEUE_ROOT, ...CLIENT_ETC].join(",")}`,
+  `-W=${[SPOOL_DIR, SPOOL_ROOT, ...CLIENT_ETC].join(",")}`,
   "-E",
   "-S=hostname,uid",
 ];

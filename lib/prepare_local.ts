@@ -1,0 +1,139 @@
+/**
+ * What a whole MTA does to local mail before it leaves: local recipients to
+ * adminaddr/aliases, the envelope sender qualified (`login@domain` when
+ * there is no -f), and a From: header added only when there is none. Used
+ * by the satellite service (the login is the drop owner's) and by the
+ * direct standalone mode (the caller's). Effectful edge module: it reads
+ * /etc/passwd, /etc/mailname, the aliases file and the spool.
+ *
+ * @module
+ */
+
+import { ClientConfigError, type ClientSettings } from "./client_config.ts";
+import {
+  hasFromHeader,
+  type LocalPolicy,
+  parseAliases,
+  qualify,
+  rewriteRecipients,
+} from "./local_mail.ts";
+import { prefixedReader, type Spooled, spoolMessage } from "./pipeline.ts";
+import { parseSendmailArgs, type SendmailRequest } from "./sendmail_args.ts";
+
+/** Reads a file's text, or undefined when it cannot be read. */
+async function readText(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The login name of `uid` from the passwd text (Deno has no getpwuid).
+ *
+ * @example Usage
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { loginFromPasswd } from "./prepare_local.ts";
+ * strictEqual(loginFromPasswd("root:x:0:0::/root:/bin/sh\nann:x:1000:1000::/home/ann:/bin/sh\n", 1000), "ann");
+ * ```
+ */
+export function loginFromPasswd(passwd: string, uid: number): string | undefined {
+  for (const line of passwd.split("\n")) {
+    const f = line.split(":");
+    if (f[2] === String(uid) && f[0]) return f[0];
+  }
+  return undefined;
+}
+
+/** The uid and gid of a login, from the passwd text. */
+export function accountFromPasswd(
+  passwd: string,
+  login: string,
+): { uid: number; gid: number; home: string } | undefined {
+  for (const line of passwd.split("\n")) {
+    const f = line.split(":");
+    if (f[0] === login && /^\d+$/.test(f[2] ?? "") && /^\d+$/.test(f[3] ?? "")) {
+      return { uid: Number(f[2]), gid: Number(f[3]), home: f[5] ?? "/" };
+    }
+  }
+  return undefined;
+}
+
+/** The login of `uid` from /etc/passwd (a uid without an entry: `uid<N>`). */
+export async function loginOfUid(uid: number): Promise<string> {
+  return loginFromPasswd((await readText("/etc/passwd")) ?? "", uid) ?? `uid${uid}`;
+}
+
+/** Reads the standalone mode's local policy: mail domain, local names, adminaddr, aliases. */
+export async function readLocalPolicy(
+  settings: ClientSettings,
+  hostname: string,
+): Promise<LocalPolicy> {
+  const host = hostname.toLowerCase();
+  const mailname = (await readText("/etc/mailname"))?.trim().toLowerCase();
+  const domain = settings.domain ?? (mailname || host);
+  let aliases = new Map<string, string[]>();
+  if (settings.aliasesFile !== undefined) {
+    const text = await readText(settings.aliasesFile);
+    if (text === undefined) {
+      throw new ClientConfigError(`cannot read aliases file ${settings.aliasesFile}`);
+    }
+    aliases = parseAliases(text);
+  }
+  return {
+    adminaddr: settings.adminaddr,
+    aliases,
+    domain,
+    localDomains: [
+      ...new Set(["localhost", "localhost.localdomain", host, host.split(".")[0]!, domain]),
+    ],
+  };
+}
+
+/** Where prepareLocal spools a copy with From: added. */
+export interface PrepareOptions {
+  spoolDir: string;
+  maxSize: number;
+  idleTimeoutMs: number;
+}
+
+/**
+ * Applies the local policy to one message. Returns the checked request and
+ * the spool to send: `spool` itself, or a new one with `From:` prepended
+ * (then the caller closes both).
+ */
+export async function prepareLocal(
+  policy: LocalPolicy,
+  login: string,
+  req: SendmailRequest,
+  spool: Spooled,
+  o: PrepareOptions,
+): Promise<{ req: SendmailRequest; spool: Spooled }> {
+  const sender = qualify(req.sender ?? login, policy.domain);
+  const recipients = rewriteRecipients(req.recipients, policy);
+  const checked = parseSendmailArgs([
+    "sendmail",
+    "-f",
+    sender,
+    ...(req.extractRecipients ? ["-t"] : []),
+    "--",
+    ...recipients,
+  ]);
+  const head = new Uint8Array(65536);
+  await spool.file.seek(0, Deno.SeekMode.Start);
+  const n = (await spool.file.read(head)) ?? 0;
+  if (hasFromHeader(new TextDecoder().decode(head.subarray(0, n))) || sender === "") {
+    return { req: checked, spool };
+  }
+  await spool.file.seek(0, Deno.SeekMode.Start);
+  const from = new TextEncoder().encode(`From: ${sender}\n`);
+  const withFrom = await spoolMessage(prefixedReader(from, spool.file), {
+    dir: o.spoolDir,
+    prefix: "sshsendmail",
+    maxSize: o.maxSize,
+    idleTimeoutMs: o.idleTimeoutMs,
+  });
+  return { req: checked, spool: withFrom };
+}

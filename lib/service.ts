@@ -1,0 +1,981 @@
+/**
+ * The satellite's delivery service (`sshsendmail --serve`): runs as its own
+ * unprivileged account, takes messages that local users drop into its
+ * sticky drop directory, copies them into its private queue, and delivers
+ * them over one batch session to the relay that it keeps open while mail
+ * flows. Retries with backoff, expires with a notice, answers `mailq`,
+ * `sendmail -q` and `--remove` requests. Effectful edge module.
+ *
+ * Security: every name in the drop directory belongs to a user. A drop is
+ * first renamed into the private `incoming/` directory (rename moves a
+ * symlink itself, never its target), checked there with lstat (a regular
+ * file, one link, not the service's own, under the size cap), opened, and
+ * checked again on the open descriptor (same device and inode). Anything
+ * else is moved to `hold/` with one log line and never followed. The
+ * service never works by path inside a directory another account can write.
+ *
+ * @module
+ */
+
+import { frameHeader, parseReply } from "./batch.ts";
+import { type BatchSession, spawnBatchSession } from "./batch_channel.ts";
+import type { ClientSettings } from "./client_config.ts";
+import {
+  checkDrop,
+  classifyDropName,
+  type DropStat,
+  type ListedMessage,
+  MAX_DROP_HEADER,
+  MAX_REQUEST_SIZE,
+  mayAccess,
+  parseDropHeader,
+  parseServiceRequest,
+  sameFile,
+  type ServiceReply,
+  type ServiceRequest,
+  STALE_TEMP_MS,
+} from "./drop.ts";
+import { MailError } from "./errors.ts";
+import { isTemporary } from "./exit_codes.ts";
+import { frameWordsOf } from "./flush.ts";
+import type { LocalPolicy } from "./local_mail.ts";
+import { formatLogLine, type LogFields } from "./log_line.ts";
+import { prefixedReader, spoolMessage } from "./pipeline.ts";
+import { loginOfUid, prepareLocal } from "./prepare_local.ts";
+import { openQueue, type Queue, type QueueEntry } from "./queue.ts";
+import {
+  backoffMs,
+  failureNotice,
+  formatAge,
+  newMessageId,
+  type QueueHeader,
+  queueHeader,
+} from "./queue_entry.ts";
+import { normalizeSender } from "./client_args.ts";
+import { parseSendmailArgs } from "./sendmail_args.ts";
+import { Sha256 } from "./sha256.ts";
+import { classifyExit, type Failure } from "./ssh_command.ts";
+
+/** What the service needs from its edge. */
+export interface ServiceContext {
+  settings: ClientSettings;
+  /** The account's uid (this process's). */
+  uid: number;
+  hostname: string;
+  sshPath: string;
+  env: Record<string, string>;
+  program: string;
+  /** Where spooled copies go (unlinked at creation). */
+  spoolDir: string;
+  log: ServiceLog;
+  policy: () => Promise<LocalPolicy>;
+}
+
+/** syslog severities the service uses. */
+export type Severity = "info" | "warning" | "err";
+
+/** The service's log sink: one line per event. */
+export type ServiceLog = (severity: Severity, fields: LogFields) => void;
+
+/** The spool's parts and their modes. */
+const SPOOL_DIRS: ReadonlyArray<readonly [string, number]> = [
+  ["drop", 0o1733],
+  ["incoming", 0o700],
+  ["queue", 0o700],
+  ["hold", 0o700],
+  ["reply", 0o711],
+];
+
+/** Relay batch sessions end (and a new one starts) after this many frames. */
+const FRAMES_PER_SESSION = 10_000;
+/** Frames written ahead of the relay's replies. */
+const WINDOW = 32;
+/** The fallback sweep of the drop directory (a missed inotify event). */
+const SWEEP_MS = 15_000;
+/** How often `alive` is refreshed. */
+const ALIVE_MS = 5_000;
+/** Replies nobody read are removed after this. */
+const REPLY_TTL_MS = 60_000;
+const CHUNK = 65536;
+
+/** Checks (and completes) the spool: the top directory must be this account's own. */
+export async function prepareSpool(root: string, uid: number): Promise<void> {
+  const top = await Deno.lstat(root).catch(() => undefined);
+  if (!top || !top.isDirectory) throw new MailError(75, "4.3.5", `no spool directory ${root}`);
+  if (top.uid !== uid || ((top.mode ?? 0) & 0o022) !== 0) {
+    throw new MailError(
+      75,
+      "4.3.5",
+      `spool ${root} must belong to this account (uid ${uid}) and be writable by it alone`,
+    );
+  }
+  for (const [name, mode] of SPOOL_DIRS) {
+    const path = `${root}/${name}`;
+    await Deno.mkdir(path).catch((err) => {
+      if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+    });
+    const info = await Deno.lstat(path);
+    if (!info.isDirectory || info.uid !== uid) {
+      throw new MailError(75, "4.3.5", `${path} is not a directory of this account`);
+    }
+    await Deno.chmod(path, mode);
+  }
+}
+
+/** One queued message as the service tracks it. */
+interface Item {
+  entry: QueueEntry;
+  /** Written to the relay, reply pending. */
+  busy: boolean;
+  /** A flush asked for it: ignore its backoff once. */
+  forced: boolean;
+}
+
+/** How one attempt at a message ended. */
+type Outcome = "delivered" | "deferred" | "failed" | "expired" | "removed";
+
+/** A batch session to the relay with its frames in flight. */
+interface Session {
+  bs: BatchSession;
+  host: string;
+  inflight: Item[];
+  answered: number;
+  written: number;
+  /** END sent: no more frames. */
+  ending: boolean;
+  writes: Promise<void>;
+  watchdog: ReturnType<typeof setTimeout> | undefined;
+  idle: ReturnType<typeof setTimeout> | undefined;
+  done: Promise<void>;
+}
+
+/** The running service. */
+export class Service {
+  readonly #ctx: ServiceContext;
+  readonly #root: string;
+  readonly #queue: Queue;
+  readonly #items = new Map<string, Item>();
+  readonly #waiters = new Map<string, Array<(o: Outcome) => void>>();
+  #session: Session | undefined;
+  #hostIndex = 0;
+  #intakeRunning = false;
+  #intakeAgain = false;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #stopping = false;
+  readonly #pending = new Set<Promise<unknown>>();
+
+  private constructor(ctx: ServiceContext, queue: Queue) {
+    this.#ctx = ctx;
+    this.#root = ctx.settings.spool;
+    this.#queue = queue;
+  }
+
+  /** Prepares the spool, loads the queue and takes what waits in incoming/. */
+  static async open(ctx: ServiceContext): Promise<Service> {
+    await prepareSpool(ctx.settings.spool, ctx.uid);
+    const queue = await openQueue(`${ctx.settings.spool}/queue`, ctx.uid);
+    const service = new Service(ctx, queue);
+    await queue.sweepTmp(Date.now());
+    for (const entry of await queue.list()) {
+      service.#items.set(entry.header.id, { entry, busy: false, forced: false });
+    }
+    await service.#noteOldQueues();
+    // Drops claimed by a service that stopped before it read them.
+    for await (const e of Deno.readDir(`${service.#root}/incoming`)) {
+      const name = classifyDropName(e.name);
+      if (name.kind === "message" || name.kind === "request") {
+        await service.#process(e.name, name.kind, name.hex);
+      } else {
+        await service.#setAside(e.name, "unexpected name", undefined);
+      }
+    }
+    return service;
+  }
+
+  /** Number of messages waiting. */
+  get size(): number {
+    return this.#items.size;
+  }
+
+  /** The old per-user queues (`<uid>/`) are their owners' to migrate. */
+  async #noteOldQueues(): Promise<void> {
+    for await (const e of Deno.readDir(this.#root)) {
+      if (!/^[0-9]+$/.test(e.name)) continue;
+      this.#ctx.log("warning", {
+        event: "old-queue",
+        dir: `${this.#root}/${e.name}`,
+        note: "run sshsendmail --migrate as its owner",
+      });
+    }
+  }
+
+  /** Writes `alive` (the service's pid; its mtime says it runs). */
+  async touchAlive(pid: number): Promise<void> {
+    const path = `${this.#root}/alive`;
+    const tmp = `${this.#root}/.alive.tmp`;
+    await Deno.writeTextFile(tmp, `${pid}\n`, { mode: 0o644 });
+    await Deno.chmod(tmp, 0o644);
+    await Deno.rename(tmp, path);
+  }
+
+  /** Removes `alive` on a clean stop. */
+  async clearAlive(): Promise<void> {
+    await Deno.remove(`${this.#root}/alive`).catch(() => {});
+  }
+
+  /** Runs the intake now, or once more after the running one. */
+  intake(): Promise<void> {
+    if (this.#intakeRunning) {
+      this.#intakeAgain = true;
+      return Promise.resolve();
+    }
+    return this.#track(this.#intakeLoop());
+  }
+
+  async #intakeLoop(): Promise<void> {
+    this.#intakeRunning = true;
+    try {
+      do {
+        this.#intakeAgain = false;
+        const names: string[] = [];
+        for await (const e of Deno.readDir(`${this.#root}/drop`)) names.push(e.name);
+        for (const name of names) {
+          if (this.#stopping) return;
+          await this.#takeDrop(name);
+        }
+        if (names.length > 0) this.pump();
+      } while (this.#intakeAgain && !this.#stopping);
+    } catch (err) {
+      this.#ctx.log("err", { event: "intake-error", reason: String(err) });
+    } finally {
+      this.#intakeRunning = false;
+    }
+  }
+
+  /** Claims one name of the drop directory (moves it into incoming/) and processes it. */
+  async #takeDrop(name: string): Promise<void> {
+    const kind = classifyDropName(name);
+    if (kind.kind === "temp") {
+      // Still being written, unless its writer died long ago.
+      const info = await Deno.lstat(`${this.#root}/drop/${name}`).catch(() => undefined);
+      const age = Date.now() - (info?.mtime?.getTime() ?? Date.now());
+      if (!info || age < STALE_TEMP_MS) return;
+    }
+    try {
+      await Deno.rename(`${this.#root}/drop/${name}`, `${this.#root}/incoming/${name}`);
+    } catch {
+      return; // vanished (its owner took it back): nothing to do
+    }
+    if (kind.kind === "message" || kind.kind === "request") {
+      await this.#process(name, kind.kind, kind.hex);
+    } else {
+      const uid = (await Deno.lstat(`${this.#root}/incoming/${name}`).catch(() => undefined))?.uid;
+      await this.#setAside(
+        name,
+        kind.kind === "temp" ? "abandoned while written" : "unexpected name",
+        uid ?? undefined,
+      );
+    }
+  }
+
+  /** Moves a claimed name to hold/ with one log line. */
+  async #setAside(name: string, reason: string, uid: number | undefined): Promise<void> {
+    const from = `${this.#root}/incoming/${name}`;
+    let to = `${this.#root}/hold/${name}`;
+    if (await Deno.lstat(to).then(() => true, () => false)) to += `.${Date.now()}`;
+    await Deno.rename(from, to).catch(() => Deno.remove(from, { recursive: true }));
+    this.#ctx.log("warning", { event: "setaside", drop: name, uid: uid ?? "-", reason });
+  }
+
+  /** Checks, reads and queues one claimed drop (or answers a request). */
+  async #process(name: string, kind: "message" | "request", hex: string): Promise<void> {
+    const path = `${this.#root}/incoming/${name}`;
+    const limits = {
+      serviceUid: this.#ctx.uid,
+      maxSize: kind === "message" ? this.#ctx.settings.maxSize + MAX_DROP_HEADER : MAX_REQUEST_SIZE,
+      allowServiceUid: kind === "request",
+    };
+    let info: DropStat;
+    try {
+      info = await Deno.lstat(path);
+    } catch {
+      return;
+    }
+    const verdict = checkDrop(info, limits);
+    if (verdict.kind === "refused") {
+      await this.#setAside(name, verdict.reason, info.uid ?? undefined);
+      return;
+    }
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true });
+    } catch {
+      await this.#setAside(name, "cannot open", verdict.uid);
+      return;
+    }
+    try {
+      const opened = await file.stat();
+      const again = checkDrop(opened, limits);
+      if (!sameFile(info, opened) || again.kind !== "ok" || again.uid !== verdict.uid) {
+        file.close();
+        await this.#setAside(name, "replaced between check and open", verdict.uid);
+        return;
+      }
+      if (kind === "request") {
+        const text = await readCapped(file, MAX_REQUEST_SIZE);
+        file.close();
+        await Deno.remove(path).catch(() => {});
+        const request = text === undefined ? undefined : parseServiceRequest(text);
+        if (!request) {
+          this.#ctx.log("warning", { event: "bad-request", drop: name, uid: verdict.uid });
+          await this.#reply(hex, { ok: false, error: "malformed request" });
+          return;
+        }
+        this.#track(this.#answer(hex, verdict.uid, request));
+        return;
+      }
+      const reason = await this.#accept(name, hex, file, verdict.uid);
+      file.close();
+      if (reason === undefined) await Deno.remove(path).catch(() => {});
+      else await this.#setAside(name, reason, verdict.uid);
+    } catch (err) {
+      try {
+        file.close();
+      } catch { /* closed already */ }
+      this.#ctx.log("err", { event: "intake-error", drop: name, reason: String(err) });
+      await this.#setAside(name, "cannot read", verdict.uid);
+    }
+  }
+
+  /** Copies a checked message drop into the queue; returns why not, when it cannot. */
+  async #accept(
+    name: string,
+    hex: string,
+    file: Deno.FsFile,
+    uid: number,
+  ): Promise<string | undefined> {
+    const s = this.#ctx.settings;
+    const head = await readHeadLine(file, MAX_DROP_HEADER);
+    if (!head) return "no request line";
+    const words = parseDropHeader(head.line);
+    if (!words) return "malformed request line";
+    let req;
+    try {
+      req = normalizeSender(parseSendmailArgs(["sendmail", ...words]));
+    } catch (err) {
+      return `request refused (${err instanceof MailError ? err.message : "invalid"})`;
+    }
+    let spool;
+    try {
+      spool = await spoolMessage(prefixedReader(head.rest, file), {
+        dir: this.#ctx.spoolDir,
+        prefix: "sshsendmail",
+        maxSize: s.maxSize,
+        idleTimeoutMs: 60_000,
+      });
+    } catch (err) {
+      return err instanceof MailError ? err.message : "cannot read";
+    }
+    const login = await loginOfUid(uid);
+    let prepared;
+    try {
+      prepared = await prepareLocal(await this.#ctx.policy(), login, req, spool, {
+        spoolDir: this.#ctx.spoolDir,
+        maxSize: s.maxSize + 4096,
+        idleTimeoutMs: 60_000,
+      });
+    } catch (err) {
+      spool.file.close();
+      return `request refused (${err instanceof MailError ? err.message : "invalid"})`;
+    }
+    try {
+      const id = newMessageId(crypto.randomUUID());
+      const header: QueueHeader = {
+        ...queueHeader(id, prepared.req, prepared.spool, Date.now()),
+        uid,
+      };
+      const path = await this.#queue.enqueue(header, prepared.spool);
+      const entry: QueueEntry = {
+        header,
+        state: undefined,
+        path,
+        bodyOffset: new TextEncoder().encode(`${JSON.stringify(header)}\n`).length,
+      };
+      this.#items.set(id, { entry, busy: false, forced: false });
+      this.#ctx.log("info", {
+        event: "accepted",
+        drop: hex,
+        id,
+        uid,
+        sender: `<${header.sender ?? ""}>`,
+        rcpts: header.extractRecipients ? "headers" : header.recipients.length,
+        size: header.size,
+      });
+      void name;
+      return undefined;
+    } finally {
+      if (prepared.spool !== spool) prepared.spool.file.close();
+      spool.file.close();
+    }
+  }
+
+  /** Writes a reply where only the requester knows its name. */
+  async #reply(hex: string, reply: ServiceReply): Promise<void> {
+    const tmp = `${this.#root}/reply/.${hex}`;
+    await Deno.writeTextFile(tmp, JSON.stringify(reply), { mode: 0o644 });
+    await Deno.chmod(tmp, 0o644);
+    await Deno.rename(tmp, `${this.#root}/reply/${hex}`);
+  }
+
+  async #answer(hex: string, uid: number, request: ServiceRequest): Promise<void> {
+    let reply: ServiceReply;
+    try {
+      reply = await this.#perform(uid, request);
+    } catch (err) {
+      this.#ctx.log("err", { event: "request-error", op: request.op, reason: String(err) });
+      reply = { ok: false, error: "internal error" };
+    }
+    await this.#reply(hex, reply).catch(() => {});
+  }
+
+  #mine(uid: number): Item[] {
+    return [...this.#items.values()].filter((i) =>
+      mayAccess(uid, this.#ctx.uid, i.entry.header.uid)
+    );
+  }
+
+  async #perform(uid: number, request: ServiceRequest): Promise<ServiceReply> {
+    switch (request.op) {
+      case "list":
+        return { ok: true, op: "list", messages: this.#mine(uid).map(listed) };
+      case "remove": {
+        const item = this.#items.get(request.id);
+        if (!item || !mayAccess(uid, this.#ctx.uid, item.entry.header.uid)) {
+          return { ok: true, op: "remove", removed: false };
+        }
+        if (item.busy) return { ok: false, error: "the message is being delivered right now" };
+        await this.#queue.remove(request.id);
+        this.#items.delete(request.id);
+        this.#settle(request.id, "removed");
+        this.#ctx.log("info", { event: "removed", id: request.id, by: uid });
+        return { ok: true, op: "remove", removed: true };
+      }
+      case "flush": {
+        await this.intake();
+        const items = this.#mine(uid);
+        const outcomes = items.map((item) => {
+          item.forced = true;
+          return this.#outcome(item.entry.header.id);
+        });
+        this.pump();
+        const done = await Promise.all(outcomes);
+        const count = (o: Outcome) => done.filter((d) => d === o).length;
+        const left = this.#mine(uid);
+        return {
+          ok: true,
+          op: "flush",
+          delivered: count("delivered"),
+          deferred: count("deferred"),
+          failed: count("failed"),
+          expired: count("expired"),
+          waiting: left.length,
+          lastError: left.find((i) => i.entry.state)?.entry.state?.lastError,
+        };
+      }
+    }
+  }
+
+  #outcome(id: string): Promise<Outcome> {
+    return new Promise((resolve) => {
+      const list = this.#waiters.get(id) ?? [];
+      list.push(resolve);
+      this.#waiters.set(id, list);
+    });
+  }
+
+  #settle(id: string, outcome: Outcome): void {
+    const list = this.#waiters.get(id);
+    this.#waiters.delete(id);
+    for (const resolve of list ?? []) resolve(outcome);
+  }
+
+  /** Sends what is due; expires what is too old; plans the next retry. */
+  pump(): void {
+    if (this.#stopping) return;
+    const now = Date.now();
+    const due: Item[] = [];
+    for (const item of this.#items.values()) {
+      if (item.busy) continue;
+      const h = item.entry.header;
+      if (h.created + this.#ctx.settings.maxAgeMs < now) {
+        item.busy = true;
+        this.#track(this.#expire(item, now));
+        continue;
+      }
+      if (item.forced || (item.entry.state?.nextAttempt ?? 0) <= now) due.push(item);
+    }
+    due.sort((a, b) => a.entry.header.created - b.entry.header.created);
+    let s = this.#session;
+    for (const item of due) {
+      if (s && (s.ending || s.inflight.length >= WINDOW)) break;
+      if (!s) s = this.#openSession();
+      this.#send(s, item);
+      if (s.written >= FRAMES_PER_SESSION) this.#endSession(s);
+    }
+    this.#planRetry(now);
+  }
+
+  #planRetry(now: number): void {
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    let next = Infinity;
+    for (const item of this.#items.values()) {
+      if (item.busy) continue;
+      const at = Math.min(
+        item.entry.state?.nextAttempt ?? now,
+        item.entry.header.created + this.#ctx.settings.maxAgeMs + 1,
+      );
+      next = Math.min(next, at);
+    }
+    if (next === Infinity || (this.#session && next <= now)) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.pump();
+    }, Math.min(Math.max(next - now, 50), 2 ** 31 - 1));
+  }
+
+  #openSession(): Session {
+    const s = this.#ctx.settings;
+    const host = s.hosts[this.#hostIndex % s.hosts.length]!;
+    const bs = spawnBatchSession(s, host, {
+      sshPath: this.#ctx.sshPath,
+      env: this.#ctx.env,
+      program: this.#ctx.program,
+    });
+    const session: Session = {
+      bs,
+      host,
+      inflight: [],
+      answered: 0,
+      written: 0,
+      ending: false,
+      writes: Promise.resolve(),
+      watchdog: undefined,
+      idle: undefined,
+      done: Promise.resolve(),
+    };
+    session.done = this.#track(this.#read(session));
+    this.#session = session;
+    return session;
+  }
+
+  #send(s: Session, item: Item): void {
+    item.busy = true;
+    item.forced = false;
+    s.inflight.push(item);
+    s.written++;
+    if (s.idle !== undefined) clearTimeout(s.idle);
+    s.idle = undefined;
+    this.#arm(s);
+    const encoder = new TextEncoder();
+    s.writes = s.writes.then(async () => {
+      try {
+        await s.bs.writer.write(
+          encoder.encode(`${frameHeader(frameWordsOf(item.entry.header))}\n`),
+        );
+        await this.#queue.copyBody(item.entry, s.bs.writer);
+      } catch {
+        // The session is gone: its reader defers what it did not answer.
+      }
+    });
+  }
+
+  /** Kills a session whose relay stops answering for ssh_timeout. */
+  #arm(s: Session): void {
+    if (s.watchdog !== undefined) clearTimeout(s.watchdog);
+    s.watchdog = undefined;
+    if (s.inflight.length === 0) return;
+    s.watchdog = setTimeout(() => {
+      s.watchdog = undefined;
+      this.#ctx.log("warning", { event: "relay-timeout", host: s.host });
+      try {
+        s.bs.child.kill();
+      } catch { /* gone */ }
+    }, this.#ctx.settings.sshTimeout * 1000);
+  }
+
+  #endSession(s: Session): void {
+    if (s.ending) return;
+    s.ending = true;
+    if (s.idle !== undefined) clearTimeout(s.idle);
+    s.idle = undefined;
+    s.writes = s.writes.then(async () => {
+      await s.bs.writer.write(new TextEncoder().encode("END\n")).catch(() => {});
+      await s.bs.writer.close().catch(() => {});
+    });
+  }
+
+  /** Reads a session's replies in order; when it ends, defers what was not answered. */
+  async #read(s: Session): Promise<void> {
+    let garbled = false;
+    for await (const line of s.bs.lines) {
+      const reply = parseReply(line);
+      const item = s.inflight[0];
+      if (!reply || !item || (reply.id !== item.entry.header.id && reply.id !== "-")) {
+        garbled = true;
+        try {
+          s.bs.child.kill();
+        } catch { /* gone */ }
+        break;
+      }
+      s.inflight.shift();
+      s.answered++;
+      this.#arm(s);
+      await this.#handleReply(s, item, reply.code, `${reply.status} ${reply.text}`);
+      if (s.inflight.length === 0 && !s.ending) {
+        this.pump();
+        if (s.inflight.length === 0 && !s.ending && this.#session === s) {
+          s.idle = setTimeout(() => this.#endSession(s), this.#ctx.settings.sessionIdle * 1000);
+        }
+      } else if (!s.ending) {
+        this.pump();
+      }
+    }
+    if (s.watchdog !== undefined) clearTimeout(s.watchdog);
+    if (s.idle !== undefined) clearTimeout(s.idle);
+    await s.writes;
+    await s.bs.writer.close().catch(() => {});
+    const status = await s.bs.child.status;
+    const stderr = await s.bs.stderr;
+    if (this.#session === s) this.#session = undefined;
+    if (s.inflight.length === 0) {
+      if (!s.ending) this.#hostIndex = 0;
+      this.pump();
+      return;
+    }
+    const failure: Failure | undefined = garbled
+      ? undefined
+      : classifyExit(status.code, stderr, this.#ctx.program);
+    const line = failure?.line ??
+      `4.4.2 ${this.#ctx.program}: ${
+        garbled ? "the relay answered out of turn" : "relay ended the batch early"
+      }`;
+    const pending = s.inflight.splice(0);
+    const hosts = this.#ctx.settings.hosts.length;
+    if (s.answered === 0 && failure?.connectPhase && this.#hostIndex + 1 < hosts) {
+      this.#hostIndex++;
+      this.#ctx.log("warning", { event: "relay-unreachable", host: s.host, reason: line });
+      for (const item of pending) {
+        item.busy = false;
+        item.forced = true;
+      }
+      this.pump();
+      return;
+    }
+    this.#hostIndex = 0;
+    for (const item of pending) await this.#defer(item, line, s.host);
+    this.pump();
+  }
+
+  async #handleReply(s: Session, item: Item, code: number, line: string): Promise<void> {
+    const h = item.entry.header;
+    if (code === 0) {
+      await this.#queue.remove(h.id);
+      this.#items.delete(h.id);
+      this.#ctx.log("info", {
+        event: line.includes("already delivered") ? "duplicate" : "delivered",
+        id: h.id,
+        uid: h.uid ?? "-",
+        host: s.host,
+        sender: `<${h.sender ?? ""}>`,
+        size: h.size,
+        delay: formatAge(Date.now() - h.created),
+      });
+      this.#settle(h.id, "delivered");
+    } else if (isTemporary(code)) {
+      await this.#defer(item, line, s.host);
+    } else {
+      await this.#giveUp(item, line, "failed");
+    }
+  }
+
+  async #defer(item: Item, line: string, host: string): Promise<void> {
+    const h = item.entry.header;
+    const attempts = (item.entry.state?.attempts ?? 0) + 1;
+    const state = { attempts, lastError: line, nextAttempt: Date.now() + backoffMs(attempts) };
+    await this.#queue.setState(h.id, state).catch(() => {});
+    item.entry.state = state;
+    item.busy = false;
+    this.#ctx.log("warning", {
+      event: "deferred",
+      id: h.id,
+      uid: h.uid ?? "-",
+      host,
+      attempts,
+      reason: line,
+    });
+    this.#settle(h.id, "deferred");
+  }
+
+  async #expire(item: Item, now: number): Promise<void> {
+    const reason = `not delivered within ${formatAge(this.#ctx.settings.maxAgeMs)} (${
+      item.entry.state?.lastError ?? "relay unreachable"
+    })`;
+    await this.#giveUp(item, reason, "expired");
+    void now;
+    this.pump();
+  }
+
+  /** Gives up on a message: to failed/, and a notice to its sender through the queue. */
+  async #giveUp(item: Item, reason: string, outcome: "failed" | "expired"): Promise<void> {
+    const h = item.entry.header;
+    if (h.sender !== null && h.sender !== "") {
+      const headers = await this.#queue.headersOf(item.entry).catch(() => "");
+      const body = new TextEncoder().encode(
+        failureNotice(h, reason, this.#ctx.hostname, headers, new Date()),
+      );
+      const notice: QueueHeader = {
+        v: 1,
+        id: newMessageId(crypto.randomUUID()),
+        sender: "",
+        recipients: [h.sender],
+        extractRecipients: false,
+        created: Date.now(),
+        size: body.length,
+        sha256: new Sha256().update(body).hex(),
+        ...(h.uid === undefined ? {} : { uid: h.uid }),
+      };
+      const path = await this.#queue.enqueue(notice, body);
+      this.#items.set(notice.id, {
+        entry: {
+          header: notice,
+          state: undefined,
+          path,
+          bodyOffset: new TextEncoder().encode(`${JSON.stringify(notice)}\n`).length,
+        },
+        busy: false,
+        forced: false,
+      });
+    }
+    await this.#queue.fail(h.id);
+    this.#items.delete(h.id);
+    this.#ctx.log(outcome === "expired" ? "warning" : "err", {
+      event: outcome,
+      id: h.id,
+      uid: h.uid ?? "-",
+      sender: `<${h.sender ?? ""}>`,
+      reason,
+    });
+    this.#settle(h.id, outcome);
+  }
+
+  /** Housekeeping: replies nobody read, the fallback sweep. */
+  async sweep(): Promise<void> {
+    const now = Date.now();
+    for await (const e of Deno.readDir(`${this.#root}/reply`)) {
+      const path = `${this.#root}/reply/${e.name}`;
+      const info = await Deno.lstat(path).catch(() => undefined);
+      if (info && now - (info.mtime?.getTime() ?? now) > REPLY_TTL_MS) {
+        await Deno.remove(path).catch(() => {});
+      }
+    }
+    await this.intake();
+    this.pump();
+  }
+
+  /** Stops taking work, ends the session, waits for what is running. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    const s = this.#session;
+    if (s) {
+      this.#endSession(s);
+      const killer = setTimeout(() => {
+        try {
+          s.bs.child.kill();
+        } catch { /* gone */ }
+      }, 10_000);
+      await s.done;
+      clearTimeout(killer);
+    }
+    await Promise.allSettled([...this.#pending]);
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#pending.add(p);
+    p.finally(() => this.#pending.delete(p)).catch(() => {});
+    return p;
+  }
+}
+
+/** The listing view of a queued message. */
+function listed(item: Item): ListedMessage {
+  const h = item.entry.header;
+  const st = item.entry.state;
+  return {
+    id: h.id,
+    uid: h.uid,
+    size: h.size,
+    created: h.created,
+    sender: h.sender,
+    recipients: h.recipients,
+    extractRecipients: h.extractRecipients,
+    attempts: st?.attempts ?? 0,
+    lastError: st?.lastError,
+    nextAttempt: st?.nextAttempt,
+  };
+}
+
+/** Reads at most `cap` bytes as text; undefined when there are more. */
+async function readCapped(file: Deno.FsFile, cap: number): Promise<string | undefined> {
+  const buffer = new Uint8Array(cap + 1);
+  let got = 0;
+  for (;;) {
+    const n = await file.read(buffer.subarray(got));
+    if (n === null) break;
+    got += n;
+    if (got > cap) return undefined;
+  }
+  return new TextDecoder().decode(buffer.subarray(0, got));
+}
+
+/** Reads the first line (without LF) and the bytes already read after it. */
+async function readHeadLine(
+  file: Deno.FsFile,
+  cap: number,
+): Promise<{ line: string; rest: Uint8Array } | undefined> {
+  let buf = new Uint8Array(Math.min(CHUNK, cap + 1));
+  let got = 0;
+  for (;;) {
+    if (got === buf.length) {
+      if (buf.length > cap) return undefined;
+      const bigger = new Uint8Array(Math.min(buf.length * 2, cap + 1));
+      bigger.set(buf);
+      buf = bigger;
+    }
+    const n = await file.read(buf.subarray(got));
+    if (n === null) return undefined;
+    const nl = buf.subarray(got, got + n).indexOf(0x0a);
+    got += n;
+    if (nl >= 0) {
+      const end = got - n + nl;
+      return {
+        line: new TextDecoder().decode(buf.subarray(0, end)),
+        rest: buf.slice(end + 1, got),
+      };
+    }
+  }
+}
+
+/** Options of {@link runService}. */
+export interface RunOptions {
+  pid: number;
+  /** Resolves when the service should stop (SIGTERM). */
+  stopped: Promise<void>;
+}
+
+/**
+ * Runs the service until `stopped` resolves: watches the drop directory,
+ * sweeps it periodically, refreshes `alive`.
+ */
+export async function runService(ctx: ServiceContext, o: RunOptions): Promise<void> {
+  const service = await Service.open(ctx);
+  await service.touchAlive(o.pid);
+  const watcher = Deno.watchFs(`${ctx.settings.spool}/drop`, { recursive: false });
+  const watching = (async () => {
+    try {
+      for await (const _ of watcher) service.intake();
+    } catch {
+      // closed
+    }
+  })();
+  const alive = setInterval(() => {
+    service.touchAlive(o.pid).catch(() => {});
+  }, ALIVE_MS);
+  const sweeper = setInterval(() => {
+    service.sweep().catch(() => {});
+  }, SWEEP_MS);
+  ctx.log("info", { event: "started", spool: ctx.settings.spool, queued: service.size });
+  await service.intake();
+  service.pump();
+  await o.stopped;
+  clearInterval(alive);
+  clearInterval(sweeper);
+  watcher.close();
+  await watching;
+  await service.stop();
+  await service.clearAlive();
+  ctx.log("info", { event: "stopped", queued: service.size });
+}
+
+/** syslog PRI of facility mail at a severity. */
+export function mailPriority(severity: Severity): number {
+  return 2 * 8 + { err: 3, warning: 4, info: 6 }[severity];
+}
+
+/** A log sink through one long-lived logger(1) reading lines with a `<PRI>` prefix. */
+export function loggerSink(loggerPath: string, tag: string, pid: number): {
+  log: ServiceLog;
+  close(): Promise<void>;
+} {
+  let child: Deno.ChildProcess | undefined;
+  let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  let broken = false;
+  const encoder = new TextEncoder();
+  const fallback = (line: string) => {
+    try {
+      Deno.stderr.writeSync(encoder.encode(`${tag}: ${line}\n`));
+    } catch { /* nowhere to log */ }
+  };
+  const start = () => {
+    try {
+      child = new Deno.Command(loggerPath, {
+        args: [
+          `--id=${pid}`,
+          "-t",
+          tag,
+          "--prio-prefix",
+          "-u",
+          "/dev/log",
+          "--socket-errors=off",
+          "-S",
+          "4096",
+        ],
+        clearEnv: true,
+        env: { PATH: "/usr/bin:/bin", LANG: "C" },
+        stdin: "piped",
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      writer = child.stdin.getWriter();
+      child.status.then(() => {
+        broken = true;
+      });
+    } catch {
+      broken = true;
+    }
+  };
+  let chain = Promise.resolve();
+  return {
+    log(severity, fields) {
+      const line = formatLogLine(fields);
+      if (!child && !broken) start();
+      if (broken || !writer) {
+        fallback(line);
+        return;
+      }
+      const w = writer;
+      chain = chain.then(() =>
+        w.write(encoder.encode(`<${mailPriority(severity)}>${line}\n`)).catch(() => {
+          broken = true;
+          fallback(line);
+        })
+      );
+    },
+    async close() {
+      await chain;
+      await writer?.close().catch(() => {});
+      if (child) await child.status;
+    },
+  };
+}

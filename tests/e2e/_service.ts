@@ -1,0 +1,305 @@
+/**
+ * Test bed for the satellite service: the real Postfix (relay MTA), a
+ * private sshd whose key for the satellite forces dist/rsendmail, the
+ * `sshsendmail` system account owning the key and a spool under a temp
+ * dir, and the service started the way contrib/systemd/sshsendmail.service
+ * starts it (its User= and ExecStart=, with dist/sshsendmail for
+ * /usr/sbin/sshsendmail and `--config` for the temp config), detached with
+ * start-stop-daemon and stopped by PID.
+ *
+ * Senders run as real local accounts (setpriv) through a `sendmail`
+ * symlink, with SSHSENDMAIL_CONFIG naming the temp config.
+ *
+ * @module
+ */
+
+import {
+  ensureUser,
+  type Mailbox,
+  type Relay,
+  run,
+  type RunResult,
+  startPostfix,
+  startRelay,
+} from "./_bed.ts";
+
+export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+/** Absolute path of the built client. */
+export const SSHSENDMAIL = `${ROOT}/dist/sshsendmail`;
+/** Absolute path of the built relay side. */
+export const RSENDMAIL = `${ROOT}/dist/rsendmail`;
+/** The unit the packages install. */
+export const UNIT = `${ROOT}/contrib/systemd/sshsendmail.service`;
+/** A PATH like the one an SSH login or cron gives (no /usr/sbin for users). */
+export const PATH = "/usr/local/bin:/usr/bin:/bin";
+
+const decoder = new TextDecoder();
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A local account. */
+export interface Account {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+/** Looks up (creating if missing) a local account. */
+export async function account(name: string, system = false): Promise<Account> {
+  const get = async () => {
+    const out = await new Deno.Command("/usr/bin/getent", { args: ["passwd", name] }).output();
+    if (!out.success) return undefined;
+    const f = decoder.decode(out.stdout).trim().split(":");
+    return { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] ?? "/" };
+  };
+  let a = await get();
+  if (!a) {
+    if (system) {
+      await run("/usr/sbin/useradd", [
+        "--system",
+        "--user-group",
+        "--home-dir",
+        "/var/spool/sshsendmail",
+        "--no-create-home",
+        "--shell",
+        "/usr/sbin/nologin",
+        name,
+      ], { check: false });
+    } else {
+      ensureUser(name);
+    }
+    a = await get();
+    if (!a) throw new Error(`cannot create account ${name}`);
+  }
+  return a;
+}
+
+/** The unit's User= and the words of its ExecStart=. */
+export async function unitCommand(): Promise<{ user: string; argv: string[] }> {
+  const text = await Deno.readTextFile(UNIT);
+  const user = /^User=(\S+)$/m.exec(text)?.[1];
+  const exec = /^ExecStart=(.+)$/m.exec(text)?.[1];
+  if (!user || !exec) throw new Error(`${UNIT} lacks User= or ExecStart=`);
+  return { user, argv: exec.trim().split(/\s+/) };
+}
+
+/** A running satellite service and what surrounds it. */
+export interface ServiceBed {
+  relay: Relay;
+  /** The service account. */
+  service: Account;
+  /** Temp dir (0755): config, sendmail symlink, spool. */
+  dir: string;
+  spool: string;
+  conf: string;
+  /** `<dir>/sendmail`, a symlink to dist/sshsendmail. */
+  sendmail: string;
+  /** The satellite key (owned by the service account). */
+  key: string;
+  /** The relay's local domain, "relay.test". */
+  domain: string;
+  /** The relay Postfix's Maildir of a local account. */
+  mailbox(user: string): Mailbox;
+  /** Starts the service (again); resolves when `alive` is there. */
+  start(): Promise<void>;
+  /** Stops the service by PID (SIGTERM), waiting for it to exit. */
+  stopService(): Promise<void>;
+  /** PID of the running service. */
+  pid(): number | undefined;
+  /** Runs `sendmail ARGS` (or another argv) as `user` with the bed's config. */
+  sendAs(user: Account, args: string[], stdin?: string | Uint8Array): Promise<RunResult>;
+  /** Rewrites the config (the service reads it at start). */
+  writeConfig(extra?: string[], port?: number): Promise<void>;
+  /** Stops the service and the relay; removes the temp dir. */
+  stop(): Promise<void>;
+}
+
+/** Options of {@link startServiceBed}. */
+export interface ServiceBedOptions {
+  /** Extra config lines. */
+  extra?: string[];
+  /** Relay key options (default `restrict,command="<rsendmail> --label sat"`). */
+  keyOptions?: string;
+  /** Do not start the service yet. */
+  deferStart?: boolean;
+}
+
+/** Starts (or joins) Postfix, a private sshd, and the service. */
+export async function startServiceBed(o: ServiceBedOptions = {}): Promise<ServiceBed> {
+  const postfix = await startPostfix();
+  const relay = await startRelay();
+  const { user } = await unitCommand();
+  const service = await account(user, true);
+  const dir = await Deno.makeTempDir({ prefix: "rsm-svc-" });
+  await Deno.chmod(dir, 0o755);
+  const key = await relay.addKey(
+    o.keyOptions ?? `restrict,command="${RSENDMAIL} --label sat"`,
+    user,
+  );
+  const knownHosts = `${dir}/known_hosts`;
+  await Deno.copyFile(relay.knownHosts, knownHosts);
+  await Deno.chmod(knownHosts, 0o644);
+  const spool = `${dir}/spool`;
+  await Deno.mkdir(spool, { mode: 0o755 });
+  await Deno.chown(spool, service.uid, service.gid);
+  await Deno.chmod(spool, 0o755);
+  const conf = `${dir}/sshsendmail.conf`;
+  const sendmail = `${dir}/sendmail`;
+  await Deno.symlink(SSHSENDMAIL, sendmail);
+  let pid: number | undefined;
+  const pidFile = `${dir}/service.pid`;
+
+  const writeConfig = async (extra: string[] = [], port = relay.port) => {
+    await Deno.writeTextFile(
+      conf,
+      [
+        "# written by tests/e2e/_service.ts",
+        `host = ${relay.host}`,
+        `user = ${relay.user}`,
+        `port = ${port}`,
+        `identity = ${key}`,
+        `known_hosts = ${knownHosts}`,
+        `spool = ${spool}`,
+        "domain = sat.test",
+        "connect_timeout = 5",
+        ...(o.extra ?? []),
+        ...extra,
+        "",
+      ].join("\n"),
+      { mode: 0o644 },
+    );
+  };
+  await writeConfig();
+
+  const alive = async () => {
+    if (pid === undefined) return false;
+    try {
+      await Deno.stat(`/proc/${pid}`);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  const bed: ServiceBed = {
+    relay,
+    service,
+    dir,
+    spool,
+    conf,
+    sendmail,
+    key,
+    domain: postfix.domain,
+    mailbox: (u) => postfix.mailbox(u),
+    async start() {
+      const { argv } = await unitCommand();
+      const [exe, ...args] = argv;
+      if (exe !== "/usr/sbin/sshsendmail") throw new Error(`unexpected ExecStart ${argv}`);
+      await Deno.remove(`${spool}/alive`).catch(() => {});
+      await run("/usr/bin/env", [
+        "-i",
+        "PATH=/usr/bin:/bin",
+        `HOME=${service.home}`,
+        "LANG=C.UTF-8",
+        "/sbin/start-stop-daemon",
+        "--start",
+        "--background",
+        "--make-pidfile",
+        "--pidfile",
+        pidFile,
+        "--chuid",
+        `${service.name}:${service.name}`,
+        "--umask",
+        "077",
+        "--output",
+        `${dir}/service.out`,
+        "--exec",
+        SSHSENDMAIL,
+        "--",
+        ...args,
+        "--config",
+        conf,
+      ]);
+      // start-stop-daemon may return before its child wrote the pid file:
+      // the service's own `alive` file holds its pid once it is up.
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const text = await Deno.readTextFile(`${spool}/alive`).catch(() => "");
+        if (/^\d+\n$/.test(text)) {
+          pid = Number(text.trim());
+          break;
+        }
+        if (Date.now() > deadline) {
+          const out = await Deno.readTextFile(`${dir}/service.out`).catch(() => "");
+          throw new Error(`the service did not start within 10 s: ${out}`);
+        }
+        await sleep(20);
+      }
+    },
+    async stopService() {
+      if (pid === undefined) return;
+      try {
+        Deno.kill(pid, "SIGTERM");
+      } catch {
+        // gone already
+      }
+      const deadline = Date.now() + 15_000;
+      while (await alive()) {
+        if (Date.now() > deadline) {
+          try {
+            Deno.kill(pid, "SIGKILL");
+          } catch { /* gone */ }
+        }
+        await sleep(20);
+      }
+      pid = undefined;
+    },
+    pid: () => pid,
+    async sendAs(user, args, stdin) {
+      return await run("/usr/bin/setpriv", [
+        `--reuid=${user.uid}`,
+        `--regid=${user.gid}`,
+        "--init-groups",
+        "/usr/bin/env",
+        "-i",
+        `PATH=${PATH}`,
+        `HOME=${user.home}`,
+        `USER=${user.name}`,
+        `LOGNAME=${user.name}`,
+        "LANG=C.UTF-8",
+        `SSHSENDMAIL_CONFIG=${conf}`,
+        ...(args[0]?.startsWith("/") ? args : [sendmail, ...args]),
+      ], { check: false, ...(stdin === undefined ? {} : { stdin }) });
+    },
+    writeConfig,
+    async stop() {
+      await bed.stopService();
+      await relay.stop();
+      if (!Deno.env.get("RSM_KEEP")) await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+  if (!o.deferStart) await bed.start();
+  return bed;
+}
+
+/** Files of a directory (names), or [] when it cannot be read. */
+export async function names(dir: string): Promise<string[]> {
+  try {
+    return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** Polls until `check` is true. */
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}

@@ -1,0 +1,38 @@
+/**
+ * The satellite service end to end: local users drop mail, the service
+ * (as its own account, started as its unit starts it) delivers it over one
+ * batch session to the real relay.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { account, startServiceBed } from "./_service.ts";
+import { parseMessage, takeByToken, token } from "./_standalone.ts";
+
+Deno.test("service: a user's sendmail is delivered with envelope sender login@domain", async () => {
+  const bed = await startServiceBed();
+  try {
+    const ann = await account("rsmann");
+    const rcpt = await account("rsmrcpt");
+    const box = bed.mailbox(rcpt.name);
+    const tok = token("svc");
+    const started = Date.now();
+    const res = await bed.sendAs(
+      ann,
+      [`${rcpt.name}@${bed.domain}`],
+      `Subject: t\n\nhello ${tok}\n`,
+    );
+    const submitted = Date.now() - started;
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(res.stdout + res.stderr, "");
+    const mail = parseMessage(await takeByToken(box, tok));
+    assert.deepEqual(mail.header("Return-Path"), [`<rsmann@sat.test>`]);
+    assert.deepEqual(mail.header("From"), [`rsmann@sat.test`]);
+    console.log(`submit ${submitted} ms, delivered ${Date.now() - started} ms`);
+    const q = await bed.sendAs(ann, [bed.sendmail, "-bp"]);
+    assert.equal(q.stdout, "Mail queue is empty\n", q.stderr);
+  } finally {
+    await bed.stop();
+  }
+});
