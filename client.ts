@@ -21,13 +21,27 @@ import {
 } from "./lib/client_config.ts";
 import { DataError, MailError, TempError, toMailError, UsageError } from "./lib/errors.ts";
 import { EX_NOINPUT, EX_OK, EX_TEMPFAIL, isTemporary } from "./lib/exit_codes.ts";
-import { CAT_PATH, LOGGER_PATH, SPOOL_DIR, SPOOL_ROOT, SSH_PATH } from "./lib/layout.ts";
+import {
+  CAT_PATH,
+  LOGGER_PATH,
+  SERVICE_USER,
+  SPOOL_DIR,
+  SPOOL_ROOT,
+  SSH_PATH,
+} from "./lib/layout.ts";
 import { newMessageId, queueHeader } from "./lib/queue_entry.ts";
 import { runSetup, runTest, type SetupContext } from "./lib/setup.ts";
 import { openBatchChannel } from "./lib/batch_channel.ts";
 import { frameWordsOf } from "./lib/flush.ts";
 import type { LocalPolicy } from "./lib/local_mail.ts";
-import { loginOfUid, prepareLocal, readLocalPolicy } from "./lib/prepare_local.ts";
+import {
+  accountFromPasswd,
+  loginFromPasswd,
+  loginOfUid,
+  prepareLocal,
+  readLocalPolicy,
+} from "./lib/prepare_local.ts";
+import { initSpool } from "./lib/spool_init.ts";
 import { loggerSink, runService } from "./lib/service.ts";
 import { askService, dropMessage } from "./lib/submit.ts";
 import { formatMailq, printable } from "./lib/mailq.ts";
@@ -340,8 +354,24 @@ async function removeQueued(settings: ClientSettings, id: string): Promise<numbe
   throw new MailError(EX_NOINPUT, "5.1.0", "no such message in the queue");
 }
 
+/** `sshsendmail --init-spool` (root): makes the service's spool. */
+async function initSpoolCommand(settings: ClientSettings, verbose: boolean): Promise<number> {
+  if (myUid() !== 0) throw new UsageError("--init-spool is for root");
+  const account = accountFromPasswd(await Deno.readTextFile("/etc/passwd"), SERVICE_USER);
+  if (!account) throw new ClientConfigError(`no account ${SERVICE_USER}: create it first`);
+  const done = await initSpool(settings.spool, {
+    serviceUid: account.uid,
+    serviceGid: account.gid,
+  }, Date.now());
+  if (verbose) await write(Deno.stdout, done.map((l) => `${PROGRAM}: ${l}\n`).join(""));
+  return EX_OK;
+}
+
 /** `sshsendmail --serve`: the delivery service, in the foreground. */
 async function serve(settings: ClientSettings): Promise<number> {
+  const passwd = await Deno.readTextFile("/etc/passwd");
+  const me = accountFromPasswd(passwd, loginFromPasswd(passwd, myUid()) ?? "");
+  if (!me) throw new ClientConfigError(`uid ${myUid()} has no /etc/passwd entry`);
   const sink = loggerSink(LOGGER_PATH, PROGRAM, Deno.pid);
   let stop!: () => void;
   const stopped = new Promise<void>((resolve) => (stop = resolve));
@@ -350,6 +380,7 @@ async function serve(settings: ClientSettings): Promise<number> {
     await runService({
       settings,
       uid: myUid(),
+      gid: me.gid,
       hostname: Deno.hostname(),
       sshPath: SSH_PATH,
       env: sshEnv(),
@@ -494,6 +525,8 @@ async function main(): Promise<number> {
     switch (args.command) {
       case "serve":
         return await serve(settings);
+      case "init-spool":
+        return await initSpoolCommand(settings, args.verbose);
       case "migrate":
         await migrateOldQueue(settings.spool, myUid(), dropOptions(settings));
         return EX_OK;

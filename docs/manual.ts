@@ -13,11 +13,13 @@
  */
 
 import {
+  CAT_PATH,
   LOGGER_PATH,
-  QUEUE_ROOT,
   SENDMAIL_PATH,
   SERVER_ENV,
+  SERVICE_USER,
   SPOOL_DIR,
+  SPOOL_ROOT,
   SSH_PATH,
   STATE_DIR,
 } from "../lib/layout.ts";
@@ -66,7 +68,8 @@ const seeAlso = (self: string): Section => ({
       "`pipe`(8)",
       "`nullmailer-send`(8)",
       "`logger`(1)",
-      "`systemd.timer`(5)",
+      "`systemd.service`(5)",
+      "`systemd.exec`(5)",
     ].join(", ") + ".",
   }],
 });
@@ -284,8 +287,10 @@ const sshsendmail: Page = {
           p: "`sshsendmail` [`--host` [«USER»`@`]«HOST»]… [`--user` «U»] [`--port` «P»] [`--identity` «FILE»] [`--known-hosts` «FILE»] [`--ssh-option` «K»`=`«V»]… [`--reuse`] [`--no-integrity`] [`--connect-timeout` «S»] [`--relay-command` «NAME»] [`--mta postfix`|`nullmailer`|`sendmail`] [`--config` «FILE»] [«SENDMAIL OPTIONS»] [`--`] «RECIPIENT»…",
         },
         { p: "`sshsendmail -bs` [`-i`] [`-f` «ADDR»]" },
-        { p: "`sshsendmail --flush` [`--due`] [`--all`]" },
-        { p: "`sshsendmail --list` | `--remove` «ID» | `--test` «ADDRESS»" },
+        { p: "`sshsendmail --serve` [`--config` «FILE»]" },
+        {
+          p: "`sshsendmail --flush` | `--list` | `--remove` «ID» | `--test` «ADDRESS» | `--migrate`",
+        },
         {
           p: "`sshsendmail setup --host` [«USER»`@`]«RELAY» [`--port` «P»] [`--label` «NAME»] [`--allow-sender` «ADDR»]… [`--max-size` «BYTES»] [`--install-with` «ADMIN»] [`--test` «ADDRESS»]",
         },
@@ -299,7 +304,7 @@ const sshsendmail: Page = {
           p: "`sshsendmail` runs on a satellite (a laptop, a VM, a container host) and sends the message on stdin to a relay whose SSH key runs `rsendmail`(8) as its forced command. It serves as a plain `sendmail` for cron, mutt, mailx, git send-email, Emacs and PHP, as a Postfix `pipe`(8) transport, and as a nullmailer 2.x protocol module.",
         },
         {
-          p: "With `--host`: Postfix pipe mode. Without: standalone mode, settings from the configuration file. Run as `.../nullmailer/sshsendmail` with no arguments: nullmailer mode (the options block on stdin, the envelope and message on fd 3). Invoked as `mailq` it lists the offline queue. Upstream's `--mta=postfix` and `--loglevel` are accepted.",
+          p: "With `--host`: Postfix pipe mode. Without: standalone mode, settings from the configuration file. Run as `.../nullmailer/sshsendmail` with no arguments: nullmailer mode (the options block on stdin, the envelope and message on fd 3). Invoked as `mailq` it lists the service's queue. Upstream's `--mta=postfix` and `--loglevel` are accepted.",
         },
         {
           p: "The message is spooled locally (bounded memory), its size and SHA-256 go to the relay, and the relay refuses to deliver anything else. Every remote word is quoted so that both the relay's tokenizer and a plain POSIX shell (a key without `command=`) see exactly the intended words. Hosts and users starting with `-` are refused. ssh runs as:",
@@ -312,12 +317,12 @@ const sshsendmail: Page = {
             "  'rsendmail -oi -f ... --size=N --sha256=H -- RCPT...'",
           ].join("\n"),
         },
-        { ss: "Offline queue (standalone mode)" },
+        { ss: "Delivery service (standalone mode)" },
         {
-          p: `When the relay cannot take a message for now (unreachable, timed out, authentication refused, or a temporary refusal), standalone \`sshsendmail\` writes it to an offline queue and the caller hears success. The queue is \`${QUEUE_ROOT}/\`«UID»\`/\` (the parent is 1777 like \`/tmp\`; the queue is created 0700 on first use), Maildir-style: \`tmp/\`, \`new/\`, retry state in \`state/\`, given-up messages in \`failed/\`. A message is removed only after the relay accepted it.`,
+          p: `Any local user's standalone \`sshsendmail\` writes the message into the drop directory \`${SPOOL_ROOT}/drop/\` (1733: users may write there but not list or read) and exits 0. The delivery service, \`sshsendmail --serve\` running as the system account \`${SERVICE_USER}\` (the unit \`sshsendmail.service\`), takes each drop into its private queue (\`${SPOOL_ROOT}/queue/\`, 0700), delivers it over one batch session to the relay, retries while the relay cannot take it (1 min doubling to 1 h), and keeps it until the relay accepted it. The drop's owner is the sender's identity: the default envelope sender «LOGIN»\`@\`«DOMAIN», and whose mail it is for \`mailq\`.`,
         },
         {
-          p: 'After `max_age` (default `30d`) a message moves to `failed/` and its sender gets a notice ("Undelivered Mail Returned to Sender", null sender) through the relay; a permanent refusal during a flush does the same. `queue = no` turns the queue off (the caller then sees exit 75). Postfix and nullmailer keep their own queues, so those modes do not use it.',
+          p: 'After `max_age` (default `30d`) a message moves to `failed/` and its sender gets a notice ("Undelivered Mail Returned to Sender", null sender) through the relay; a permanent refusal during a flush does the same. `queue = no` sends directly instead (the caller then sees exit 75). Postfix and nullmailer keep their own queues and send directly, unless the nullmailer remotes line says `--service`.',
         },
         { ss: "Setup" },
         {
@@ -352,9 +357,15 @@ const sshsendmail: Page = {
         },
         { tp: "`--config` «FILE»", body: ["Another configuration file."] },
         {
+          tp: "`--serve`",
+          body: [
+            `The delivery service, in the foreground, as the account \`${SERVICE_USER}\` (which must own the spool); logs to syslog (facility mail) and exits 0 on SIGTERM. \`sshsendmail.service\` runs it.`,
+          ],
+        },
+        {
           tp: "`--flush` [`--due`] [`--all`]",
           body: [
-            "Send every waiting message of the offline queue now, over one ssh session (the relay's batch mode). `--due`: only what its backoff allows (1 min doubling to 1 h; for timers). `--all` (root): every user's queue. Concurrent flushes wait on a lock.",
+            "Ask the service for a delivery run now and report what it did (also `sendmail -q`). `--due` and `--all` are accepted for old cron lines; the service decides.",
           ],
         },
         {
@@ -363,10 +374,16 @@ const sshsendmail: Page = {
         },
         { tp: "`--remove` «ID»", body: ["Drop one queued message."] },
         { tp: "`--test` «ADDRESS»", body: ["Send a test message with the configured settings."] },
+        {
+          tp: "`--migrate`",
+          body: [
+            `Hand the caller's old per-user queue (\`${SPOOL_ROOT}/\`«UID»\`/\`, before the service) to the service; the packages and \`scripts/install\` run it as each owner.`,
+          ],
+        },
         { tp: "`--help`, `--version`", body: ["Print usage or the version and exit 0."] },
         { ss: "Sendmail options" },
         {
-          p: "Recipients, `-t`, `-f` «ADDR»/`-f`«ADDR»/`-r` «ADDR» (`''`, `<>` and `MAILER-DAEMON` are the null sender), `-i`, `-oi`, `-oem`, `-oee`, `-oep`, `-oeq`, `-oew`, `-odi`, `-odb`, `-om`, `-bm`, `-B8BITMIME`/`-B7BIT`, `-F` «NAME»/`-F`«NAME», `-v`, `-V`, `-N` «DSN», `-R` «RET», `--`. `-bs` (no recipients, no `-t`) speaks SMTP on stdin and stdout, as Symfony Mailer and Laravel expect; the messages of one dialogue share one batch session. Everything else (`-bp`, `-bd`, `-bi`, `-q`…, `-C`, `-X`, `-O`, …) is refused with exit 64 and one line.",
+          p: "Recipients, `-t`, `-f` «ADDR»/`-f`«ADDR»/`-r` «ADDR» (`''`, `<>` and `MAILER-DAEMON` are the null sender), `-i`, `-oi`, `-oem`, `-oee`, `-oep`, `-oeq`, `-oew`, `-odi`, `-odb`, `-om`, `-bm`, `-B8BITMIME`/`-B7BIT`, `-F` «NAME»/`-F`«NAME», `-v`, `-V`, `-N` «DSN», `-R` «RET», `--`. `-bs` (no recipients, no `-t`) speaks SMTP on stdin and stdout, as Symfony Mailer and Laravel expect; the messages of one dialogue share one batch session. `-q` (also `-q`«INTERVAL») asks the service for a run, `-bp` lists its queue. Everything else (`-bd`, `-bi`, `-C`, `-X`, `-O`, …) is refused with exit 64 and one line.",
         },
       ],
     },
@@ -389,9 +406,15 @@ const sshsendmail: Page = {
         { tp: "`reuse`", body: ["`yes`: keep one ssh connection open for 60 s."] },
         { tp: "`integrity`", body: ["Default `yes`; `no` only for an upstream 1.1.4 relay."] },
         {
-          tp: "`queue`, `queue_dir`, `max_age`",
+          tp: "`queue`, `spool`, `max_age`",
           body: [
-            "The offline queue: on (`yes`, default) or off, its directory, and how long a message may wait (default `30d`; `s`, `m`, `h`, `d` units).",
+            `\`yes\` (default): hand mail to the service; \`no\`: send directly (the caller needs the key; exit 75 when the relay cannot take it). The service's spool (default \`${SPOOL_ROOT}\`), and how long a message may wait (default \`30d\`; \`s\`, \`m\`, \`h\`, \`d\` units). \`queue_dir\` (the old per-user queues) is accepted and ignored.`,
+          ],
+        },
+        {
+          tp: "`max_size`, `session_idle`",
+          body: [
+            "The largest message the service takes from a local user (bytes, default 52428800), and how many seconds it keeps an idle session to the relay open (default 60).",
           ],
         },
         {
@@ -401,7 +424,7 @@ const sshsendmail: Page = {
           ],
         },
         {
-          p: "The key must be readable by every user who sends mail. The calling account's `~/.ssh/config` applies to the connection.",
+          p: `The key belongs to the account \`${SERVICE_USER}\` (0600; \`setup\` hands it over when the account exists): local users never read it, they hand their mail to the service. Direct sending (\`queue = no\`, Postfix and nullmailer modes) needs an account that may read its key. The sending account's \`~/.ssh/config\` applies to the connection.`,
         },
       ],
     },
@@ -409,7 +432,7 @@ const sshsendmail: Page = {
       title: "SECURITY",
       blocks: [
         {
-          p: `The program runs in Deno's permission sandbox (flags in its first line): it may run only \`${SSH_PATH}\` and \`/bin/cat\` (nullmailer's fd 3), and write only its spool, \`${QUEUE_ROOT}\`, \`/etc/sshsendmail\` and \`/etc/sshsendmail.conf\`. The relay side decides what the key may do; see \`rsendmail\`(8).`,
+          p: `The program runs in Deno's permission sandbox (flags in its first line): it may run only \`${SSH_PATH}\`, \`${CAT_PATH}\` (nullmailer's fd 3) and \`${LOGGER_PATH}\` (the service's syslog lines), and write only its temporary spool in \`${SPOOL_DIR}\`, \`${SPOOL_ROOT}\`, \`/etc/sshsendmail\` and \`/etc/sshsendmail.conf\`. The service runs as its own account, and \`sshsendmail.service\` adds systemd's sandbox: a read-only system but for the spool, a private \`/tmp\` and \`/dev\`, no home directories, no capabilities, only Unix and IP sockets. The relay side decides what the key may do; see \`rsendmail\`(8).`,
         },
       ],
     },
@@ -446,16 +469,26 @@ const sshsendmail: Page = {
       blocks: [
         { tp: "`/usr/sbin/sshsendmail`", body: [`This program (package ${PACKAGE}-client).`] },
         { tp: `\`/usr/lib/${PACKAGE}/deno\``, body: ["The Deno runtime it runs on."] },
-        { tp: "`/etc/sshsendmail.conf`", body: ["Settings of standalone mode."] },
+        {
+          tp: "`/etc/sshsendmail.conf`",
+          body: ["Settings of standalone mode and of the service."],
+        },
         {
           tp: "`/etc/sshsendmail/id_ed25519`, `/etc/sshsendmail/known_hosts`",
-          body: ["The key and the relay's host key, as `setup` writes them."],
-        },
-        { tp: `\`${QUEUE_ROOT}/\``, body: ["The offline queues, one per user."] },
-        {
-          tp: "`sshsendmail-flush.service`, `sshsendmail-flush.timer`",
           body: [
-            "systemd units that retry the queues every 5 minutes, system-wide (every user's queue) and per user; not enabled by installation.",
+            `The key (the account \`${SERVICE_USER}\`'s, 0600, in a directory that stays root's, 0755) and the relay's host key (root's, 0644), as \`setup\` writes them.`,
+          ],
+        },
+        {
+          tp: `\`${SPOOL_ROOT}/\``,
+          body: [
+            `The service's spool (the account's, 0755): \`drop/\` (1733) where users hand in mail, the private \`queue/\`, \`incoming/\` and \`hold/\` (0700), \`reply/\` (answers to \`mailq\` and \`--flush\`), \`alive\` (the service's pid, refreshed every 5 s).`,
+          ],
+        },
+        {
+          tp: `\`/lib/systemd/system/sshsendmail.service\``,
+          body: [
+            `The delivery service: \`sshsendmail --serve\` as \`${SERVICE_USER}\`, hardened; enabled (and started when systemd runs) by the package and \`scripts/install\`.`,
           ],
         },
       ],
@@ -476,12 +509,12 @@ const sshsendmail: Page = {
             "EOF",
           ].join("\n"),
         },
-        { ss: "Retrying the offline queue" },
+        { ss: "The delivery service" },
         {
           pre: [
-            "systemctl enable --now sshsendmail-flush.timer",
-            "systemctl --user enable --now sshsendmail-flush.timer",
-            "*/5 * * * * root sshsendmail --flush --due --all   # /etc/cron.d/",
+            "systemctl status sshsendmail.service   # enabled by the package",
+            "mailq                                  # what waits (your own mail; root: all)",
+            "sshsendmail --flush                    # a delivery run now",
           ].join("\n"),
         },
         { ss: "Postfix pipe(8) transport" },
@@ -529,6 +562,9 @@ export const EXAMPLE_CONFIG =
 #reuse = no
 #integrity = yes
 #queue = yes
+#spool = /var/spool/sshsendmail
+#max_size = 52428800
+#session_idle = 60
 #max_age = 30d
 `;
 

@@ -42,6 +42,7 @@ const OWN_OPTIONS = {
   test: { type: "string" },
   serve: { type: "boolean" },
   migrate: { type: "boolean" },
+  "init-spool": { type: "boolean" },
 } as const;
 
 /** Sendmail options that take the next word as their value. */
@@ -85,6 +86,7 @@ export type ClientCommand =
   | "test"
   | "serve"
   | "migrate"
+  | "init-spool"
   | "help"
   | "version";
 
@@ -235,6 +237,8 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
     ? "serve"
     : values.migrate
     ? "migrate"
+    : values["init-spool"]
+    ? "init-spool"
     : values.flush || runQueue
     ? "flush"
     : values.list || printQueue

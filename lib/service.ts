@@ -55,12 +55,16 @@ import { normalizeSender } from "./client_args.ts";
 import { parseSendmailArgs } from "./sendmail_args.ts";
 import { Sha256 } from "./sha256.ts";
 import { classifyExit, type Failure } from "./ssh_command.ts";
+import { checkSpool } from "./spool_init.ts";
+import { ALIVE_FILE } from "./spool_layout.ts";
 
 /** What the service needs from its edge. */
 export interface ServiceContext {
   settings: ClientSettings;
   /** The account's uid (this process's). */
   uid: number;
+  /** The account's group (owns root/ with root). */
+  gid: number;
   hostname: string;
   sshPath: string;
   env: Record<string, string>;
@@ -77,15 +81,6 @@ export type Severity = "info" | "warning" | "err";
 /** The service's log sink: one line per event. */
 export type ServiceLog = (severity: Severity, fields: LogFields) => void;
 
-/** The spool's parts and their modes. */
-const SPOOL_DIRS: ReadonlyArray<readonly [string, number]> = [
-  ["drop", 0o1733],
-  ["incoming", 0o700],
-  ["queue", 0o700],
-  ["hold", 0o700],
-  ["reply", 0o711],
-];
-
 /** Relay batch sessions end (and a new one starts) after this many frames. */
 const FRAMES_PER_SESSION = 10_000;
 /** Frames written ahead of the relay's replies. */
@@ -97,30 +92,6 @@ const ALIVE_MS = 5_000;
 /** Replies nobody read are removed after this. */
 const REPLY_TTL_MS = 60_000;
 const CHUNK = 65536;
-
-/** Checks (and completes) the spool: the top directory must be this account's own. */
-export async function prepareSpool(root: string, uid: number): Promise<void> {
-  const top = await Deno.lstat(root).catch(() => undefined);
-  if (!top || !top.isDirectory) throw new MailError(75, "4.3.5", `no spool directory ${root}`);
-  if (top.uid !== uid || ((top.mode ?? 0) & 0o022) !== 0) {
-    throw new MailError(
-      75,
-      "4.3.5",
-      `spool ${root} must belong to this account (uid ${uid}) and be writable by it alone`,
-    );
-  }
-  for (const [name, mode] of SPOOL_DIRS) {
-    const path = `${root}/${name}`;
-    await Deno.mkdir(path).catch((err) => {
-      if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
-    });
-    const info = await Deno.lstat(path);
-    if (!info.isDirectory || info.uid !== uid) {
-      throw new MailError(75, "4.3.5", `${path} is not a directory of this account`);
-    }
-    await Deno.chmod(path, mode);
-  }
-}
 
 /** One queued message as the service tracks it. */
 interface Item {
@@ -163,6 +134,8 @@ export class Service {
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #stopping = false;
   readonly #pending = new Set<Promise<unknown>>();
+  /** root's requests being answered (their files still hold the request). */
+  readonly #answering = new Set<string>();
 
   private constructor(ctx: ServiceContext, queue: Queue) {
     this.#ctx = ctx;
@@ -172,7 +145,7 @@ export class Service {
 
   /** Prepares the spool, loads the queue and takes what waits in incoming/. */
   static async open(ctx: ServiceContext): Promise<Service> {
-    await prepareSpool(ctx.settings.spool, ctx.uid);
+    await checkSpool(ctx.settings.spool, { serviceUid: ctx.uid, serviceGid: ctx.gid });
     const queue = await openQueue(`${ctx.settings.spool}/queue`, ctx.uid);
     const service = new Service(ctx, queue);
     await queue.sweepTmp(Date.now());
@@ -211,8 +184,8 @@ export class Service {
 
   /** Writes `alive` (the service's pid; its mtime says it runs). */
   async touchAlive(pid: number): Promise<void> {
-    const path = `${this.#root}/alive`;
-    const tmp = `${this.#root}/.alive.tmp`;
+    const path = `${this.#root}/${ALIVE_FILE}`;
+    const tmp = `${path}.tmp`;
     await Deno.writeTextFile(tmp, `${pid}\n`, { mode: 0o644 });
     await Deno.chmod(tmp, 0o644);
     await Deno.rename(tmp, path);
@@ -220,7 +193,7 @@ export class Service {
 
   /** Removes `alive` on a clean stop. */
   async clearAlive(): Promise<void> {
-    await Deno.remove(`${this.#root}/alive`).catch(() => {});
+    await Deno.remove(`${this.#root}/${ALIVE_FILE}`).catch(() => {});
   }
 
   /** Runs the intake now, or once more after the running one. */
@@ -243,7 +216,12 @@ export class Service {
           if (this.#stopping) return;
           await this.#takeDrop(name);
         }
-        if (names.length > 0) this.pump();
+        const rootNames: string[] = [];
+        for await (const e of Deno.readDir(`${this.#root}/root`)) rootNames.push(e.name);
+        for (const name of rootNames) {
+          if (this.#stopping) return;
+          await this.#takeRootDrop(name);
+        }
       } while (this.#intakeAgain && !this.#stopping);
     } catch (err) {
       this.#ctx.log("err", { event: "intake-error", reason: String(err) });
@@ -275,6 +253,83 @@ export class Service {
         kind.kind === "temp" ? "abandoned while written" : "unexpected name",
         uid ?? undefined,
       );
+    }
+  }
+
+  /**
+   * Takes one of root's drops from `root/` (root's directory: the service
+   * may read and empty the files there, not remove them). A taken file is
+   * emptied; root's next submission removes it. A request is answered in
+   * its own file.
+   */
+  async #takeRootDrop(name: string): Promise<void> {
+    const kind = classifyDropName(name);
+    if (kind.kind !== "message" && kind.kind !== "request") return;
+    const path = `${this.#root}/root/${name}`;
+    const info = await Deno.lstat(path).catch(() => undefined);
+    if (!info || info.size === 0) return; // taken already
+    const limits = {
+      serviceUid: this.#ctx.uid,
+      maxSize: kind.kind === "message"
+        ? this.#ctx.settings.maxSize + MAX_DROP_HEADER
+        : MAX_REQUEST_SIZE,
+    };
+    const verdict = checkDrop(info, limits);
+    if (verdict.kind === "refused" || verdict.uid !== 0) return;
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true, write: true });
+    } catch {
+      return;
+    }
+    try {
+      const opened = await file.stat();
+      if (!sameFile(info, opened) || checkDrop(opened, limits).kind !== "ok") return;
+      if (kind.kind === "request") {
+        if (this.#answering.has(name)) return;
+        const text = await readCapped(file, MAX_REQUEST_SIZE);
+        if (text === undefined || text.includes('"reply"')) return; // answered already
+        this.#answering.add(name);
+        this.#track(this.#answerRoot(name, opened, parseServiceRequest(text)));
+        return;
+      }
+      const reason = await this.#accept(name, kind.hex, file, 0);
+      if (reason !== undefined) {
+        this.#ctx.log("warning", { event: "setaside", drop: name, uid: 0, reason });
+      }
+      await file.truncate(0);
+      if (reason === undefined) this.pump();
+    } catch (err) {
+      this.#ctx.log("err", { event: "intake-error", drop: name, reason: String(err) });
+    } finally {
+      file.close();
+    }
+  }
+
+  /** Answers one of root's requests inside its own file. */
+  async #answerRoot(
+    name: string,
+    info: DropStat,
+    request: ServiceRequest | undefined,
+  ): Promise<void> {
+    try {
+      const reply: ServiceReply = request
+        ? await this.#perform(0, request).catch(() => ({ ok: false, error: "internal error" }))
+        : { ok: false, error: "malformed request" };
+      const file = await Deno.open(`${this.#root}/root/${name}`, { read: true, write: true });
+      try {
+        if (!sameFile(info, await file.stat())) return;
+        const bytes = new TextEncoder().encode(JSON.stringify({ reply }));
+        await file.truncate(0);
+        await file.seek(0, Deno.SeekMode.Start);
+        for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+      } finally {
+        file.close();
+      }
+    } catch (err) {
+      this.#ctx.log("err", { event: "request-error", drop: name, reason: String(err) });
+    } finally {
+      this.#answering.delete(name);
     }
   }
 
@@ -336,6 +391,7 @@ export class Service {
       }
       const reason = await this.#accept(name, hex, file, verdict.uid);
       file.close();
+      if (reason === undefined) this.pump();
       if (reason === undefined) await Deno.remove(path).catch(() => {});
       else await this.#setAside(name, reason, verdict.uid);
     } catch (err) {
@@ -881,7 +937,9 @@ export interface RunOptions {
 export async function runService(ctx: ServiceContext, o: RunOptions): Promise<void> {
   const service = await Service.open(ctx);
   await service.touchAlive(o.pid);
-  const watcher = Deno.watchFs(`${ctx.settings.spool}/drop`, { recursive: false });
+  const watcher = Deno.watchFs([`${ctx.settings.spool}/drop`, `${ctx.settings.spool}/root`], {
+    recursive: false,
+  });
   const watching = (async () => {
     try {
       for await (const _ of watcher) service.intake();

@@ -3,8 +3,10 @@
  * reported. Makes a dedicated Ed25519 key (Web Crypto, no ssh-keygen),
  * records the relay's host key and shows its fingerprint, prints (or, over
  * the relay admin's own login, installs) the authorized_keys line, writes
- * the config file, and sends a test message. Runs only ssh. Effectful edge
- * module.
+ * the config file, and sends a test message. When the service account
+ * exists, the key is handed to it (its owner, 0600) in a directory that
+ * stays root's (0755), and known_hosts is made readable (0644). Runs only
+ * ssh. Effectful edge module.
  *
  * @module
  */
@@ -26,6 +28,7 @@ import {
 } from "./openssh_key.ts";
 import type { Failure } from "./ssh_command.ts";
 import { quoteWords } from "./words.ts";
+import { SERVICE_USER } from "./layout.ts";
 
 /** What setup needs from the edge. */
 export interface SetupContext {
@@ -64,6 +67,74 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** The service account's numeric ids (what Deno.chown takes). */
+interface Account {
+  uid: number;
+  gid: number;
+}
+
+/** The service account from /etc/passwd, or undefined when it does not exist. */
+async function serviceAccount(): Promise<Account | undefined> {
+  const passwd = await Deno.readTextFile("/etc/passwd").catch(() => "");
+  for (const line of passwd.split("\n")) {
+    const [name, , uid, gid] = line.split(":");
+    if (name === SERVICE_USER && /^[0-9]+$/.test(uid ?? "") && /^[0-9]+$/.test(gid ?? "")) {
+      return { uid: Number(uid), gid: Number(gid) };
+    }
+  }
+  return undefined;
+}
+
+function dirOf(path: string): string {
+  return path.slice(0, path.lastIndexOf("/")) || "/";
+}
+
+/**
+ * Makes a directory (and missing parents) that setup writes into: 0700, or
+ * 0755 when the service account must reach what it holds (chmod, so the
+ * umask does not decide). Returns whether it was made.
+ */
+async function makeDir(dir: string, account: Account | undefined): Promise<boolean> {
+  const missing: string[] = [];
+  for (let d = dir; !(await exists(d)); d = dirOf(d)) missing.unshift(d);
+  for (const d of missing) {
+    await Deno.mkdir(d, { mode: 0o700 });
+    if (account !== undefined) await Deno.chmod(d, 0o755);
+  }
+  return missing.length > 0;
+}
+
+/**
+ * Hands the private key to the service account: its owner and group, mode
+ * 0600. Its directory stays root's; one setup made, or the default one
+ * (which setup used to make 0700), becomes 0755 so the account can reach
+ * the key without writing there. Returns the words for the step line.
+ */
+async function handKey(identity: string, account: Account, dirMade: boolean): Promise<string> {
+  try {
+    const key = await Deno.lstat(identity);
+    if (!key.isFile) throw new ClientConfigError(`${identity} is not a regular file`);
+    await Deno.chown(identity, account.uid, account.gid);
+    await Deno.chmod(identity, 0o600);
+    const dir = dirOf(identity);
+    let st = await Deno.lstat(dir);
+    if (st.isDirectory && st.uid === 0 && (dirMade || dir === DEFAULT_DIR)) {
+      await Deno.chmod(dir, 0o755);
+      st = await Deno.lstat(dir);
+    }
+    const owner = st.uid === 0 ? "root" : `uid ${st.uid}`;
+    const mode = ((st.mode ?? 0) & 0o7777).toString(8).padStart(4, "0");
+    return `, owned by ${SERVICE_USER} (0600) in ${dir} (${owner}, ${mode})`;
+  } catch (err) {
+    if (err instanceof ClientConfigError) throw err;
+    throw new ClientConfigError(
+      `cannot hand ${identity} to the ${SERVICE_USER} account (run setup as root): ${
+        err instanceof Error ? err.message.split("\n")[0] : String(err)
+      }`,
+    );
+  }
+}
+
 async function sha256(data: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(data)));
 }
@@ -72,16 +143,17 @@ async function sha256(data: Uint8Array): Promise<Uint8Array> {
 async function ensureKey(
   identity: string,
   comment: string,
-): Promise<{ line: string; made: boolean }> {
+  account: Account | undefined,
+): Promise<{ line: string; made: boolean; dirMade: boolean }> {
   if (await exists(identity)) {
     try {
-      return { line: (await Deno.readTextFile(`${identity}.pub`)).trim(), made: false };
+      const line = (await Deno.readTextFile(`${identity}.pub`)).trim();
+      return { line, made: false, dirMade: false };
     } catch {
       throw new ClientConfigError(`${identity} exists but ${identity}.pub does not`);
     }
   }
-  const dir = identity.slice(0, identity.lastIndexOf("/")) || "/";
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const dirMade = await makeDir(dirOf(identity), account);
   const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, [
     "sign",
     "verify",
@@ -97,7 +169,7 @@ async function ensureKey(
   });
   const line = publicKeyLine(pub, comment);
   await Deno.writeTextFile(`${identity}.pub`, `${line}\n`, { mode: 0o644 });
-  return { line, made: true };
+  return { line, made: true, dirMade };
 }
 
 async function ssh(ctx: SetupContext, args: string[], stdin?: string) {
@@ -132,9 +204,10 @@ async function recordHostKey(
   ctx: SetupContext,
   s: ClientSettings,
   host: string,
+  account: Account | undefined,
 ): Promise<string[]> {
   const kh = s.knownHosts!;
-  await Deno.mkdir(kh.slice(0, kh.lastIndexOf("/")) || "/", { recursive: true, mode: 0o700 });
+  await makeDir(dirOf(kh), account);
   const r = await ssh(ctx, [
     "-T",
     "-o",
@@ -177,6 +250,8 @@ async function recordHostKey(
     if (blob) prints.push(`${type} ${fingerprint(await sha256(blob))}`);
   }
   if (prints.length === 0) throw new ClientConfigError("the relay's host key was not recorded");
+  // The service account reads it (ssh wrote it under the caller's umask).
+  if (account !== undefined && (await Deno.lstat(kh)).isFile) await Deno.chmod(kh, 0o644);
   return prints;
 }
 
@@ -307,13 +382,15 @@ export async function runSetup(argv: readonly string[], ctx: SetupContext): Prom
   }
   await ctx.say(`sshsendmail setup: relay ${target}${s.port ? ` port ${s.port}` : ""}`);
 
-  const key = await ensureKey(s.identity!, `sshsendmail@${ctx.hostname}`);
+  const account = await serviceAccount();
+  const key = await ensureKey(s.identity!, `sshsendmail@${ctx.hostname}`, account);
+  const handed = account === undefined ? "" : await handKey(s.identity!, account, key.dirMade);
   const keyPrint = fingerprint(await sha256(blobOf(key.line) ?? ed25519Blob(new Uint8Array(32))));
   await ctx.say(
-    `[1/5] key: ${key.made ? "created" : "kept"} ${s.identity} (ssh-ed25519 ${keyPrint})`,
+    `[1/5] key: ${key.made ? "created" : "kept"} ${s.identity} (ssh-ed25519 ${keyPrint})${handed}`,
   );
 
-  const prints = await recordHostKey(ctx, s, target);
+  const prints = await recordHostKey(ctx, s, target, account);
   await ctx.say(`[2/5] relay host key recorded in ${s.knownHosts}: ${prints.join(", ")}`);
   await ctx.say("      compare on the relay: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub");
 

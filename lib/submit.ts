@@ -20,6 +20,7 @@ import {
 } from "./drop.ts";
 import { DataError, TempError } from "./errors.ts";
 import { type ByteReader, writeAll } from "./pipeline.ts";
+import { ALIVE_FILE, ROOT_DROP_MODE, topProblem } from "./spool_layout.ts";
 
 /** A service whose `alive` file is older than this is not running. */
 export const ALIVE_STALE_MS = 20_000;
@@ -29,24 +30,67 @@ function newHex(): string {
   return dropHex(crypto.getRandomValues(new Uint8Array(16)));
 }
 
-/** Refuses a spool whose drop directory is not a sticky directory (no service set up). */
-async function checkDropDir(spool: string): Promise<string> {
+/**
+ * The directory this process drops into: `drop/` (sticky, the service's)
+ * for a user, `root/` (root's own, group the service's) for root, which
+ * never works inside a directory another account can write.
+ */
+async function checkDropDir(spool: string): Promise<{ dir: string; gid: number | undefined }> {
+  const uid = Deno.uid();
+  const notSetUp = () =>
+    new TempError(`the sshsendmail service is not set up (no usable ${spool})`, "4.3.5");
+  if (uid === 0) {
+    const top = await Deno.lstat(spool).catch(() => undefined);
+    const dir = `${spool}/root`;
+    const info = await Deno.lstat(dir).catch(() => undefined);
+    if (!top || topProblem(top) || !info || info.isSymlink || !info.isDirectory) throw notSetUp();
+    if (info.uid !== 0 || ((info.mode ?? 0) & 0o022) !== 0) throw notSetUp();
+    await sweepRootDir(dir);
+    return { dir, gid: info.gid ?? undefined };
+  }
   const dir = `${spool}/drop`;
   const info = await Deno.lstat(dir).catch(() => undefined);
-  if (!info || !info.isDirectory || ((info.mode ?? 0) & 0o1000) === 0) {
-    throw new TempError(`the sshsendmail service is not set up (no ${dir})`, "4.3.5");
+  if (!info || !info.isDirectory || ((info.mode ?? 0) & 0o1000) === 0) throw notSetUp();
+  if (info.uid === uid) {
+    throw new TempError(
+      "the sshsendmail account does not submit through the drop: use the Postfix pipe or queue = no",
+      "4.3.5",
+    );
   }
-  return dir;
+  return { dir, gid: undefined };
 }
 
-/** Creates `t<hex>` in the drop directory, readable by the service whatever the umask. */
-async function createTemp(dir: string): Promise<{ hex: string; path: string; file: Deno.FsFile }> {
+/** Removes what the service took (emptied) or nobody answered from root's directory. */
+async function sweepRootDir(dir: string): Promise<void> {
+  const now = Date.now();
+  for await (const e of Deno.readDir(dir)) {
+    const path = `${dir}/${e.name}`;
+    const info = await Deno.lstat(path).catch(() => undefined);
+    if (!info || !info.isFile) continue;
+    const age = now - (info.mtime?.getTime() ?? now);
+    const taken = e.name.startsWith("d") && info.size === 0;
+    if (taken || (e.name.startsWith("q") && age > 600_000) || age > 86_400_000) {
+      await Deno.remove(path).catch(() => {});
+    }
+  }
+}
+
+/**
+ * Creates `t<hex>` in the drop directory, readable by the service whatever
+ * the umask (in root's directory: group the service's, which may empty it).
+ */
+async function createTemp(
+  where: { dir: string; gid: number | undefined },
+): Promise<{ hex: string; path: string; file: Deno.FsFile }> {
+  const dir = where.dir;
   for (let tries = 0;; tries++) {
     const hex = newHex();
     const path = `${dir}/t${hex}`;
     try {
-      const file = await Deno.open(path, { write: true, createNew: true, mode: 0o644 });
-      await Deno.chmod(path, 0o644);
+      const mode = where.gid === undefined ? 0o644 : ROOT_DROP_MODE;
+      const file = await Deno.open(path, { write: true, createNew: true, mode });
+      if (where.gid !== undefined) await Deno.chown(path, 0, where.gid);
+      await Deno.chmod(path, mode);
       return { hex, path, file };
     } catch (err) {
       if (err instanceof Deno.errors.AlreadyExists && tries < 3) continue;
@@ -87,8 +131,9 @@ export async function dropMessage(
   body: ByteReader,
   o: DropOptions,
 ): Promise<string> {
-  const dir = await checkDropDir(spool);
-  const { hex, path, file } = await createTemp(dir);
+  const where = await checkDropDir(spool);
+  const dir = where.dir;
+  const { hex, path, file } = await createTemp(where);
   try {
     const head = new TextEncoder().encode(encodeDropHeader(words));
     await writeAll(file, head);
@@ -121,7 +166,7 @@ export async function dropMessage(
 
 /** True when the service refreshed its `alive` file lately. */
 export async function serviceRunning(spool: string, now: number): Promise<boolean> {
-  const info = await Deno.stat(`${spool}/alive`).catch(() => undefined);
+  const info = await Deno.lstat(`${spool}/${ALIVE_FILE}`).catch(() => undefined);
   return info?.mtime !== null && info?.mtime !== undefined &&
     now - info.mtime.getTime() < ALIVE_STALE_MS;
 }
@@ -136,8 +181,9 @@ export async function askService(spool: string, request: ServiceRequest): Promis
   if (!await serviceRunning(spool, Date.now())) {
     throw new TempError("the sshsendmail service is not running", "4.3.0");
   }
-  const dir = await checkDropDir(spool);
-  const { hex, path, file } = await createTemp(dir);
+  const where = await checkDropDir(spool);
+  const dir = where.dir;
+  const { hex, path, file } = await createTemp(where);
   try {
     const text = new TextEncoder().encode(JSON.stringify(request));
     if (text.length > MAX_REQUEST_SIZE) throw new RangeError("Cannot send a request: too long");
@@ -146,14 +192,18 @@ export async function askService(spool: string, request: ServiceRequest): Promis
     file.close();
   }
   await publish(dir, path, `q${hex}`);
-  const reply = `${spool}/reply/${hex}`;
+  // root's reply comes in its own file; a user's in reply/, under the same hex.
+  const own = where.gid !== undefined;
+  const reply = own ? `${dir}/q${hex}` : `${spool}/reply/${hex}`;
   let wait = 2;
   let checked = Date.now();
   for (;;) {
     const text = await Deno.readTextFile(reply).catch(() => undefined);
-    if (text !== undefined) {
+    if (text !== undefined && (!own || text.includes('"reply"'))) {
+      if (own) await Deno.remove(reply).catch(() => {});
       try {
-        return JSON.parse(text) as ServiceReply;
+        const parsed = JSON.parse(text);
+        return (own ? parsed.reply : parsed) as ServiceReply;
       } catch {
         throw new TempError("the sshsendmail service answered garbage", "4.3.0");
       }

@@ -19,6 +19,7 @@ const EFFECTFUL = [
   "/lib/submit.ts",
   "/lib/migrate.ts",
   "/lib/prepare_local.ts",
+  "/lib/spool_init.ts",
 ];
 
 const plugin: Deno.lint.Plugin = {

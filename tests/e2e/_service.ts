@@ -140,9 +140,6 @@ export async function startServiceBed(o: ServiceBedOptions = {}): Promise<Servic
   await Deno.copyFile(relay.knownHosts, knownHosts);
   await Deno.chmod(knownHosts, 0o644);
   const spool = `${dir}/spool`;
-  await Deno.mkdir(spool, { mode: 0o755 });
-  await Deno.chown(spool, service.uid, service.gid);
-  await Deno.chmod(spool, 0o755);
   const conf = `${dir}/sshsendmail.conf`;
   const sendmail = `${dir}/sendmail`;
   await Deno.symlink(SSHSENDMAIL, sendmail);
@@ -170,6 +167,8 @@ export async function startServiceBed(o: ServiceBedOptions = {}): Promise<Servic
     );
   };
   await writeConfig();
+  // As the packages do: root makes the spool (the top root's, the parts the account's).
+  await run(SSHSENDMAIL, ["--init-spool", "--config", conf], { env: { PATH } });
 
   const alive = async () => {
     if (pid === undefined) return false;
@@ -195,7 +194,7 @@ export async function startServiceBed(o: ServiceBedOptions = {}): Promise<Servic
       const { argv } = await unitCommand();
       const [exe, ...args] = argv;
       if (exe !== "/usr/sbin/sshsendmail") throw new Error(`unexpected ExecStart ${argv}`);
-      await Deno.remove(`${spool}/alive`).catch(() => {});
+      await Deno.remove(`${spool}/reply/alive`).catch(() => {});
       await run("/usr/bin/env", [
         "-i",
         "PATH=/usr/bin:/bin",
@@ -224,7 +223,7 @@ export async function startServiceBed(o: ServiceBedOptions = {}): Promise<Servic
       // the service's own `alive` file holds its pid once it is up.
       const deadline = Date.now() + 10_000;
       for (;;) {
-        const text = await Deno.readTextFile(`${spool}/alive`).catch(() => "");
+        const text = await Deno.readTextFile(`${spool}/reply/alive`).catch(() => "");
         if (/^\d+\n$/.test(text)) {
           pid = Number(text.trim());
           break;

@@ -36,3 +36,29 @@ Deno.test("service: a user's sendmail is delivered with envelope sender login@do
     await bed.stop();
   }
 });
+
+Deno.test("service: root's sendmail and mailq go through root's own directory", async () => {
+  const bed = await startServiceBed();
+  try {
+    const root = { name: "root", uid: 0, gid: 0, home: "/root" };
+    const rcpt = await account("rsmrcpt");
+    const box = bed.mailbox(rcpt.name);
+    const tok = token("root");
+    const res = await bed.sendAs(
+      root,
+      [`${rcpt.name}@${bed.domain}`],
+      `Subject: r\n\nhello ${tok}\n`,
+    );
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(res.stdout + res.stderr, "");
+    const mail = parseMessage(await takeByToken(box, tok));
+    assert.deepEqual(mail.header("Return-Path"), [`<root@sat.test>`]);
+    const q = await bed.sendAs(root, [bed.sendmail, "-bp"]);
+    assert.equal(q.stdout, "Mail queue is empty\n", q.stderr);
+    const f = await bed.sendAs(root, [bed.sendmail, "-q", "-v"]);
+    assert.equal(f.code, 0, f.stderr);
+    assert.match(f.stdout, /delivered 0, deferred 0, failed 0, expired 0; 0 waiting/);
+  } finally {
+    await bed.stop();
+  }
+});
