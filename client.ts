@@ -367,8 +367,22 @@ async function initSpoolCommand(settings: ClientSettings, verbose: boolean): Pro
   return EX_OK;
 }
 
+/** Reads the config again when its mtime changed (the service's reload). */
+function configReloader(file: string | undefined): () => Promise<ClientSettings | undefined> {
+  const path = file ?? Deno.env.get("SSHSENDMAIL_CONFIG") ?? DEFAULT_CONFIG_FILE;
+  let seen: number | undefined;
+  const mtime = async () => (await Deno.stat(path).catch(() => undefined))?.mtime?.getTime();
+  mtime().then((t) => (seen = t));
+  return async () => {
+    const now = await mtime();
+    if (now === seen) return undefined;
+    seen = now;
+    return now === undefined ? undefined : parseConfigFile(await Deno.readTextFile(path));
+  };
+}
+
 /** `sshsendmail --serve`: the delivery service, in the foreground. */
-async function serve(settings: ClientSettings): Promise<number> {
+async function serve(settings: ClientSettings, configFile: string | undefined): Promise<number> {
   const passwd = await Deno.readTextFile("/etc/passwd");
   const me = accountFromPasswd(passwd, loginFromPasswd(passwd, myUid()) ?? "");
   if (!me) throw new ClientConfigError(`uid ${myUid()} has no /etc/passwd entry`);
@@ -388,7 +402,7 @@ async function serve(settings: ClientSettings): Promise<number> {
       spoolDir: SPOOL_DIR,
       log: sink.log,
       policy: () => localPolicy(settings),
-    }, { pid: Deno.pid, stopped });
+    }, { pid: Deno.pid, stopped, reload: configReloader(configFile) });
   } finally {
     await sink.close();
   }
@@ -519,12 +533,12 @@ async function main(): Promise<number> {
     }
     let settings = args.settings;
     if (mta !== "nullmailer" && !args.configured) {
-      const needHost = args.command === "serve" || args.command === "test";
+      const needHost = args.command === "test";
       settings = await loadConfig(args.configFile, needHost);
     }
     switch (args.command) {
       case "serve":
-        return await serve(settings);
+        return await serve(settings, args.configFile);
       case "init-spool":
         return await initSpoolCommand(settings, args.verbose);
       case "migrate":

@@ -571,6 +571,16 @@ export class Service {
       if (item.forced || (item.entry.state?.nextAttempt ?? 0) <= now) due.push(item);
     }
     due.sort((a, b) => a.entry.header.created - b.entry.header.created);
+    if (this.#ctx.settings.hosts.length === 0) {
+      // Accepting mail before `setup` is fine; it waits for a relay.
+      const line = `4.3.5 ${this.#ctx.program}: no relay configured (host in the config file)`;
+      for (const item of due) {
+        item.busy = true;
+        this.#track(this.#defer(item, line, "-"));
+      }
+      this.#planRetry(now);
+      return;
+    }
     let s = this.#session;
     for (const item of due) {
       if (s && (s.ending || s.inflight.length >= WINDOW)) break;
@@ -730,6 +740,18 @@ export class Service {
     }
     this.#hostIndex = 0;
     for (const item of pending) await this.#defer(item, line, s.host);
+    if (failure?.connectPhase) {
+      // No relay can be reached: what is due now would only meet the same
+      // failure, one ssh attempt per window. It waits for its backoff.
+      const now = Date.now();
+      for (const item of this.#items.values()) {
+        if (item.busy) continue;
+        if (item.forced || (item.entry.state?.nextAttempt ?? 0) <= now) {
+          item.forced = false;
+          await this.#defer(item, line, s.host);
+        }
+      }
+    }
     this.pump();
   }
 
@@ -928,6 +950,11 @@ export interface RunOptions {
   pid: number;
   /** Resolves when the service should stop (SIGTERM). */
   stopped: Promise<void>;
+  /**
+   * The config again when it changed since the last call (checked every
+   * sweep: `setup` rewrites it while the service runs), else undefined.
+   */
+  reload?: () => Promise<ClientSettings | undefined>;
 }
 
 /**
@@ -950,7 +977,17 @@ export async function runService(ctx: ServiceContext, o: RunOptions): Promise<vo
   const alive = setInterval(() => {
     service.touchAlive(o.pid).catch(() => {});
   }, ALIVE_MS);
-  const sweeper = setInterval(() => {
+  const sweeper = setInterval(async () => {
+    try {
+      const fresh = await o.reload?.();
+      if (fresh) {
+        // The spool stays the one the service started with.
+        ctx.settings = { ...fresh, spool: ctx.settings.spool };
+        ctx.log("info", { event: "reloaded", hosts: fresh.hosts.length });
+      }
+    } catch (err) {
+      ctx.log("err", { event: "reload-error", reason: err instanceof Error ? err.message : "" });
+    }
     service.sweep().catch(() => {});
   }, SWEEP_MS);
   ctx.log("info", { event: "started", spool: ctx.settings.spool, queued: service.size });
