@@ -32,7 +32,7 @@ import {
 import { newMessageId, queueHeader } from "./lib/queue_entry.ts";
 import { runSetup, runTest, type SetupContext } from "./lib/setup.ts";
 import { openBatchChannel } from "./lib/batch_channel.ts";
-import { frameWordsOf } from "./lib/flush.ts";
+import { frameWordsOf } from "./lib/batch.ts";
 import type { LocalPolicy } from "./lib/local_mail.ts";
 import {
   accountFromPasswd,

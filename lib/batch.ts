@@ -23,6 +23,7 @@
 import { UsageError } from "./errors.ts";
 import { PROGRAM_REGEXP } from "./sendmail_args.ts";
 import { quoteWords } from "./words.ts";
+import type { QueueHeader } from "./queue_entry.ts";
 
 /** Longest frame header line. */
 export const MAX_FRAME_HEADER = 65536;
@@ -67,4 +68,18 @@ export function parseReply(line: string): BatchReply | undefined {
   const m = REPLY_REGEXP.exec(line);
   if (!m) return undefined;
   return { id: m[1]!, code: Number(m[2]), status: m[3]!, text: m[4]! };
+}
+
+/** The request words of one batch frame for a queued message (without the program name). */
+export function frameWordsOf(h: QueueHeader): string[] {
+  return [
+    "-oi",
+    ...(h.sender === null ? [] : ["-f", h.sender]),
+    ...(h.extractRecipients ? ["-t"] : []),
+    `--size=${h.size}`,
+    `--sha256=${h.sha256}`,
+    `--id=${h.id}`,
+    "--",
+    ...h.recipients,
+  ];
 }

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { frameHeader, parseReply } from "./batch.ts";
+import { frameHeader, frameWordsOf, parseReply } from "./batch.ts";
 import { type BatchSession, spawnBatchSession } from "./batch_channel.ts";
 import type { ClientSettings } from "./client_config.ts";
 import {
@@ -37,7 +37,7 @@ import {
 } from "./drop.ts";
 import { MailError } from "./errors.ts";
 import { isTemporary } from "./exit_codes.ts";
-import { frameWordsOf } from "./flush.ts";
+
 import type { LocalPolicy } from "./local_mail.ts";
 import { formatLogLine, type LogFields } from "./log_line.ts";
 import { prefixedReader, spoolMessage } from "./pipeline.ts";

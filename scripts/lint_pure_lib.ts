@@ -11,7 +11,6 @@ const EFFECTFUL = [
   "/lib/syslog.ts",
   "/lib/dedup.ts",
   "/lib/queue.ts",
-  "/lib/flush.ts",
   "/lib/setup.ts",
   "/lib/batch_channel.ts",
   "/lib/smtp_server.ts",
