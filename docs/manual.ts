@@ -287,7 +287,7 @@ const sshsendmail: Page = {
           p: "`sshsendmail` [`--host` [«USER»`@`]«HOST»]… [`--user` «U»] [`--port` «P»] [`--identity` «FILE»] [`--known-hosts` «FILE»] [`--ssh-option` «K»`=`«V»]… [`--reuse`] [`--no-integrity`] [`--connect-timeout` «S»] [`--relay-command` «NAME»] [`--mta postfix`|`nullmailer`|`sendmail`] [`--config` «FILE»] [«SENDMAIL OPTIONS»] [`--`] «RECIPIENT»…",
         },
         { p: "`sshsendmail -bs` [`-i`] [`-f` «ADDR»]" },
-        { p: "`sshsendmail --serve` [`--config` «FILE»]" },
+        { p: "`sshsendmail --serve` | `--init-spool` [`--config` «FILE»]" },
         {
           p: "`sshsendmail --flush` | `--list` | `--remove` «ID» | `--test` «ADDRESS» | `--migrate`",
         },
@@ -319,7 +319,7 @@ const sshsendmail: Page = {
         },
         { ss: "Delivery service (standalone mode)" },
         {
-          p: `Any local user's standalone \`sshsendmail\` writes the message into the drop directory \`${SPOOL_ROOT}/drop/\` (1733: users may write there but not list or read) and exits 0. The delivery service, \`sshsendmail --serve\` running as the system account \`${SERVICE_USER}\` (the unit \`sshsendmail.service\`), takes each drop into its private queue (\`${SPOOL_ROOT}/queue/\`, 0700), delivers it over one batch session to the relay, retries while the relay cannot take it (1 min doubling to 1 h), and keeps it until the relay accepted it. The drop's owner is the sender's identity: the default envelope sender «LOGIN»\`@\`«DOMAIN», and whose mail it is for \`mailq\`.`,
+          p: `Any local user's standalone \`sshsendmail\` writes the message into the drop directory \`${SPOOL_ROOT}/drop/\` (1733: users may write there but not list or read; root's go into \`${SPOOL_ROOT}/root/\`, root's own) and exits 0. The delivery service, \`sshsendmail --serve\` running as the system account \`${SERVICE_USER}\` (the unit \`sshsendmail.service\`), takes each drop into its private queue (\`${SPOOL_ROOT}/queue/\`, 0700), delivers it over one batch session to the relay, retries while the relay cannot take it (1 min doubling to 1 h), and keeps it until the relay accepted it. The drop's owner is the sender's identity: the default envelope sender «LOGIN»\`@\`«DOMAIN», and whose mail it is for \`mailq\`.`,
         },
         {
           p: 'After `max_age` (default `30d`) a message moves to `failed/` and its sender gets a notice ("Undelivered Mail Returned to Sender", null sender) through the relay; a permanent refusal during a flush does the same. `queue = no` sends directly instead (the caller then sees exit 75). Postfix and nullmailer keep their own queues and send directly, unless the nullmailer remotes line says `--service`.',
@@ -359,7 +359,13 @@ const sshsendmail: Page = {
         {
           tp: "`--serve`",
           body: [
-            `The delivery service, in the foreground, as the account \`${SERVICE_USER}\` (which must own the spool); logs to syslog (facility mail) and exits 0 on SIGTERM. \`sshsendmail.service\` runs it.`,
+            `The delivery service, in the foreground, as the account \`${SERVICE_USER}\`, on a spool as \`--init-spool\` made it (it refuses to start on anything else); logs to syslog (facility mail) and exits 0 on SIGTERM. \`sshsendmail.service\` runs it.`,
+          ],
+        },
+        {
+          tp: "`--init-spool`",
+          body: [
+            "(root) Make the service's spool (see FILES): the top directory root's 0755 first, then each part with its owner and mode; a part that is something else is renamed aside. The packages and `scripts/install` run it.",
           ],
         },
         {
@@ -482,7 +488,7 @@ const sshsendmail: Page = {
         {
           tp: `\`${SPOOL_ROOT}/\``,
           body: [
-            `The service's spool (the account's, 0755): \`drop/\` (1733) where users hand in mail, the private \`queue/\`, \`incoming/\` and \`hold/\` (0700), \`reply/\` (answers to \`mailq\` and \`--flush\`), \`alive\` (the service's pid, refreshed every 5 s).`,
+            `The service's spool, made by \`--init-spool\`: the top directory root's (0755); \`drop/\` (the account's, 1733) where users hand in mail; \`root/\` (root's, group \`${SERVICE_USER}\`, 0750) where root hands in its own; the account's private \`incoming/\`, \`queue/\` and \`hold/\` (0700); \`reply/\` (0711: answers to \`mailq\` and \`--flush\`, and \`alive\`, the service's pid, refreshed every 5 s).`,
           ],
         },
         {

@@ -134,6 +134,8 @@ export class Service {
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #stopping = false;
   readonly #pending = new Set<Promise<unknown>>();
+  /** Names in drop/ that cannot be claimed (logged once). */
+  readonly #stuck = new Set<string>();
   /** root's requests being answered (their files still hold the request). */
   readonly #answering = new Set<string>();
 
@@ -239,10 +241,25 @@ export class Service {
       const age = Date.now() - (info?.mtime?.getTime() ?? Date.now());
       if (!info || age < STALE_TEMP_MS) return;
     }
+    if (this.#stuck.has(name)) return;
     try {
       await Deno.rename(`${this.#root}/drop/${name}`, `${this.#root}/incoming/${name}`);
     } catch {
-      return; // vanished (its owner took it back): nothing to do
+      // Vanished (its owner took it back), or a directory of another
+      // account, which cannot move to another parent: left alone, once.
+      const info = await Deno.lstat(`${this.#root}/drop/${name}`).catch(() => undefined);
+      if (info) {
+        this.#stuck.add(name);
+        this.#ctx.log("warning", {
+          event: "setaside",
+          drop: name,
+          uid: info.uid ?? "-",
+          reason: `cannot be moved (${
+            info.isDirectory ? "directory" : "not movable"
+          }), left in drop/`,
+        });
+      }
+      return;
     }
     if (kind.kind === "message" || kind.kind === "request") {
       await this.#process(name, kind.kind, kind.hex);
@@ -338,8 +355,13 @@ export class Service {
     const from = `${this.#root}/incoming/${name}`;
     let to = `${this.#root}/hold/${name}`;
     if (await Deno.lstat(to).then(() => true, () => false)) to += `.${Date.now()}`;
-    await Deno.rename(from, to).catch(() => Deno.remove(from, { recursive: true }));
-    this.#ctx.log("warning", { event: "setaside", drop: name, uid: uid ?? "-", reason });
+    const moved = await Deno.rename(from, to).then(() => true, () => false);
+    this.#ctx.log("warning", {
+      event: "setaside",
+      drop: name,
+      uid: uid ?? "-",
+      reason: moved ? reason : `${reason} (left in incoming/)`,
+    });
   }
 
   /** Checks, reads and queues one claimed drop (or answers a request). */

@@ -4,14 +4,18 @@
  * - rsendmail-ng-runtime (amd64): the pinned Deno at /usr/lib/rsendmail-ng/deno.
  * - rsendmail-ng-relay (all): /usr/sbin/rsendmail and rsendmail(8).
  * - rsendmail-ng-client (all): /usr/sbin/sshsendmail, sshsendmail(8),
- *   /etc/sshsendmail.conf (a commented example, a conffile), the
- *   sshsendmail-flush units (system and user; not enabled), and
- *   /var/spool/sshsendmail (1777, made by postinst).
+ *   /etc/sshsendmail.conf (a commented example, a conffile) and the
+ *   delivery service's unit sshsendmail.service. Its maintainer scripts
+ *   (scripts/service_account.sh) create the account `sshsendmail`, make
+ *   /var/spool/sshsendmail (`sshsendmail --init-spool`), hand the key to
+ *   the account, take over the old per-user queues (each as its owner),
+ *   and enable the unit (and start it when systemd runs).
  *
  * Purging the relay leaves the duplicate record (/var/tmp/rsendmail-UID/):
  * it is runtime state that any rsendmail of that account shares (a copy from
  * scripts/install, a test build), and /var/tmp ages it out. Purging the
- * client removes /etc/sshsendmail/ and the offline queues unless mail waits.
+ * client removes /etc/sshsendmail/, and the spool and the account unless
+ * mail may wait in the spool (then both stay).
  *
  * The names and paths do not clash with Debian's `rsendmail` package (which
  * owns /usr/bin/rsendmail and /usr/bin/sshsendmail). The bundles are built
@@ -77,46 +81,107 @@ async function run(cmd: string, args: string[], env?: Record<string, string>): P
   return dec.decode(out.stdout);
 }
 
-/** A shell script for a maintainer hook. */
-function hook(body: string): string {
-  return `#!/bin/sh\n# Written by scripts/package.ts.\nset -e\n${body.trim()}\n\nexit 0\n`;
+/** A shell script for a maintainer hook; `lib` is scripts/service_account.sh when it needs it. */
+function hook(body: string, lib = ""): string {
+  return `#!/bin/sh\n# Written by scripts/package.ts.\nset -e\n${
+    lib === "" ? "" : `\n${lib.trim()}\n\n`
+  }${body.trim()}\n\nexit 0\n`;
 }
 
-const CLIENT_POSTINST = hook(`
-if [ "$1" = configure ]; then
-  # The satellite's offline queues: one private directory per user inside.
-  install -d -m 1777 /var/spool/sshsendmail
-  if [ -d /run/systemd/system ]; then systemctl --system daemon-reload >/dev/null 2>&1 || true; fi
+const UNIT = "sshsendmail.service";
+
+/** The old flush timer, if the admin enabled it, goes before its files do. */
+const CLIENT_PREINST = hook(`
+if [ "$1" = upgrade ] && [ -L /etc/systemd/system/timers.target.wants/sshsendmail-flush.timer ]; then
+  if [ -d /run/systemd/system ]; then
+    systemctl --system stop sshsendmail-flush.timer sshsendmail-flush.service >/dev/null 2>&1 || true
+  fi
+  systemctl --system disable sshsendmail-flush.timer >/dev/null 2>&1 || true
 fi
 `);
+
+/**
+ * The account, the spool (`sshsendmail --init-spool`: the top root's 0755,
+ * the parts the account's), the key handed to the account, the old
+ * per-user queues taken over (each as its owner, into the drop directory),
+ * then the service enabled and, when systemd runs, (re)started.
+ */
+const CLIENT_POSTINST = (lib: string) =>
+  hook(
+    `
+if [ "$1" = configure ]; then
+  sshsendmail_account
+  sshsendmail_init_spool /usr/sbin/sshsendmail
+  sshsendmail_key
+  sshsendmail_migrate /usr/sbin/sshsendmail
+  if command -v deb-systemd-helper >/dev/null 2>&1; then
+    deb-systemd-helper unmask ${UNIT} >/dev/null || true
+    if deb-systemd-helper --quiet was-enabled ${UNIT}; then
+      deb-systemd-helper enable ${UNIT} >/dev/null || true
+    else
+      deb-systemd-helper update-state ${UNIT} >/dev/null || true
+    fi
+    if [ -d /run/systemd/system ]; then
+      systemctl --system daemon-reload >/dev/null || true
+      deb-systemd-invoke restart ${UNIT} >/dev/null || true
+    fi
+  elif [ -d /run/systemd/system ]; then
+    systemctl --system daemon-reload >/dev/null || true
+    systemctl --system enable --now ${UNIT} >/dev/null || true
+    if [ -n "$2" ]; then systemctl --system try-restart ${UNIT} >/dev/null || true; fi
+  fi
+fi
+`,
+    lib,
+  );
 
 const CLIENT_PRERM = hook(`
-if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
-  systemctl --system stop sshsendmail-flush.timer sshsendmail-flush.service >/dev/null 2>&1 || true
+if [ "$1" = remove ]; then
+  if [ -d /run/systemd/system ]; then
+    if command -v deb-systemd-invoke >/dev/null 2>&1; then
+      deb-systemd-invoke stop ${UNIT} >/dev/null || true
+    else
+      systemctl --system stop ${UNIT} >/dev/null 2>&1 || true
+    fi
+  fi
+  if ! command -v deb-systemd-helper >/dev/null 2>&1; then
+    systemctl --system disable ${UNIT} >/dev/null 2>&1 || true
+  fi
 fi
 `);
 
-const CLIENT_POSTRM = hook(`
+/**
+ * Purge: what setup wrote, the spool unless mail may wait in it (emptied as
+ * the account, never by root), and then the account; a kept spool keeps
+ * its account too, so a reinstall finds its mail.
+ */
+const CLIENT_POSTRM = (lib: string) =>
+  hook(
+    `
 if [ "$1" = remove ] || [ "$1" = purge ]; then
   if [ -d /run/systemd/system ]; then systemctl --system daemon-reload >/dev/null 2>&1 || true; fi
 fi
+if [ "$1" = remove ] && command -v deb-systemd-helper >/dev/null 2>&1; then
+  deb-systemd-helper mask ${UNIT} >/dev/null || true
+fi
 if [ "$1" = purge ]; then
+  if command -v deb-systemd-helper >/dev/null 2>&1; then
+    deb-systemd-helper purge ${UNIT} >/dev/null || true
+    deb-systemd-helper unmask ${UNIT} >/dev/null || true
+  fi
   # What setup wrote besides the conffile (dpkg removes that): the key and
   # the relay's host key, and the config it replaced.
   rm -rf /etc/sshsendmail
   rm -f /etc/sshsendmail.conf.bak
-  # The offline queues, unless mail still waits in them.
-  q=/var/spool/sshsendmail
-  if [ -d "$q" ]; then
-    left=$(find "$q" -type f \\( -path '*/new/*' -o -path '*/tmp/*' -o -path '*/failed/*' \\) | wc -l)
-    if [ "$left" -eq 0 ]; then
-      rm -rf "$q"
-    else
-      echo "rsendmail-ng-client: $left queued message(s) kept in $q; remove it by hand" >&2
-    fi
+  if sshsendmail_remove_spool; then
+    sshsendmail_delete_account
+  else
+    echo "rsendmail-ng-client: kept $SSHSENDMAIL_SPOOL and the account $SSHSENDMAIL_ACCOUNT; deliver or remove the mail, then delete both by hand" >&2
   fi
 fi
-`);
+`,
+    lib,
+  );
 
 function copyright(extra = ""): Uint8Array {
   return text(
@@ -195,12 +260,6 @@ async function build(spec: Spec, version: string): Promise<string> {
   return deb;
 }
 
-/** Rewrites a unit's ExecStart from the contrib path to the installed program. */
-async function unit(path: string, program: string): Promise<Uint8Array> {
-  const body = await Deno.readTextFile(path);
-  return text(body.replaceAll("/usr/local/bin/sshsendmail", program));
-}
-
 /** Builds the three packages; returns the .deb paths. */
 export async function buildPackages(): Promise<string[]> {
   const version = await readVersion();
@@ -237,21 +296,7 @@ export async function buildPackages(): Promise<string[]> {
     from: "README.md",
     gzip: true,
   });
-  const units: Entry[] = [];
-  for (const u of ["sshsendmail-flush.service", "sshsendmail-flush.timer"]) {
-    for (
-      const [from, to] of [["contrib/systemd", "/lib/systemd/system"], [
-        "contrib/systemd/user",
-        "/usr/lib/systemd/user",
-      ]]
-    ) {
-      units.push({
-        path: `${to}/${u}`,
-        mode: 0o644,
-        from: await unit(`${from}/${u}`, "/usr/sbin/sshsendmail"),
-      });
-    }
-  }
+  const lib = await Deno.readTextFile("scripts/service_account.sh");
   const specs: Spec[] = [
     {
       name: `${PACKAGE}-runtime`,
@@ -289,28 +334,35 @@ export async function buildPackages(): Promise<string[]> {
     {
       name: `${PACKAGE}-client`,
       arch: "all",
-      depends: [runtimeDep, "openssh-client"],
+      depends: [runtimeDep, "openssh-client", "adduser | passwd", "util-linux"],
       description: "send mail through SSH to a relay running rsendmail",
       long: [
         "sshsendmail runs on a satellite (laptop, VM, container host) as a",
         "sendmail for cron, mutt, mailx, git send-email and PHP, as a Postfix",
         "pipe(8) transport or as a nullmailer module, and sends each message",
-        "over SSH to a relay whose key runs rsendmail. An offline queue keeps",
-        "mail while the relay cannot be reached; `sshsendmail setup` makes the",
-        "key, records the relay's host key and writes /etc/sshsendmail.conf.",
+        "over SSH to a relay whose key runs rsendmail. Local users hand their",
+        "mail to a delivery service (sshsendmail.service, enabled) that runs",
+        "as the system account sshsendmail, owns the key and keeps the mail",
+        "while the relay cannot be reached; `sshsendmail setup` makes the key,",
+        "records the relay's host key and writes /etc/sshsendmail.conf.",
         "",
         "Installs /usr/sbin/sshsendmail (no clash with the rsendmail package's",
-        "/usr/bin/sshsendmail) and systemd units for the queue, not enabled.",
+        "/usr/bin/sshsendmail).",
       ],
       files: [
         { path: "/usr/sbin/sshsendmail", mode: 0o755, from: `${BUILD}/sshsendmail` },
         man("sshsendmail"),
         readme(`${PACKAGE}-client`),
         { path: "/etc/sshsendmail.conf", mode: 0o644, from: text(EXAMPLE_CONFIG) },
-        ...units,
+        { path: `/lib/systemd/system/${UNIT}`, mode: 0o644, from: `contrib/systemd/${UNIT}` },
       ],
       conffiles: ["/etc/sshsendmail.conf"],
-      scripts: { postinst: CLIENT_POSTINST, prerm: CLIENT_PRERM, postrm: CLIENT_POSTRM },
+      scripts: {
+        preinst: CLIENT_PREINST,
+        postinst: CLIENT_POSTINST(lib),
+        prerm: CLIENT_PRERM,
+        postrm: CLIENT_POSTRM(lib),
+      },
     },
   ];
   const debs: string[] = [];

@@ -3,21 +3,31 @@
  * Debian packages; `dpkg -i` installs them on this machine; the INSTALLED
  * /usr/sbin/sshsendmail delivers a message through the test bed's sshd to a
  * key whose forced command is the INSTALLED /usr/sbin/rsendmail, into the
- * real Postfix; both man pages render without a warning; `dpkg -r` keeps
- * the conffile, `dpkg --purge` leaves nothing of ours. The same round trip
- * for scripts/install and --uninstall into a temp prefix. Also `--help` and
+ * real Postfix; both man pages render without a warning; the client
+ * package installs over an old per-user spool (the account made, the spool
+ * laid out by --init-spool, each old queue migrated as its owner and its
+ * message delivered later, nothing followed),
+ * `setup` hands the key to the account, and the installed service, started
+ * as its unit starts it, delivers a local user's mail; `dpkg -r` keeps the
+ * conffile, `dpkg --purge` keeps a spool where mail waits (and its account)
+ * and otherwise leaves nothing of ours. The same round trip for
+ * scripts/install and --uninstall into a temp prefix. Also `--help` and
  * `--version` of both programs, and the man pages' source against the
  * options the code accepts.
  *
- * Needs root, dpkg, man-db and groff-base. Whatever of ours existed before
- * (/etc/sshsendmail*, /var/spool/sshsendmail) is put back afterwards.
+ * Needs root, dpkg, man-db and groff-base; systemd does not run here, so
+ * the unit is enabled (deb-systemd-helper) but not started, and the tests
+ * start the service themselves. Whatever of ours existed before
+ * (/etc/sshsendmail*, /var/spool/sshsendmail, the account sshsendmail) is
+ * put back afterwards.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { run, startPostfix, startRelay, takeMail } from "./_bed.ts";
+import { type Mailbox, run, startPostfix, startRelay, takeMail } from "./_bed.ts";
 import { parseMessage, takeByToken, token, uidOf, viaRelay } from "./_standalone.ts";
+import { account } from "./_service.ts";
 import { CLIENT_FLAGS, RUN_FLAGS, SERVER_FLAGS } from "../../scripts/permissions.ts";
 import { PAGES } from "../../docs/manual.ts";
 
@@ -26,7 +36,10 @@ const DENO = `${root}/node_modules/.bin/deno`;
 const RUNTIME = "/usr/lib/rsendmail-ng/deno";
 const PACKAGES = ["rsendmail-ng-runtime", "rsendmail-ng-relay", "rsendmail-ng-client"];
 const SPOOL = "/var/spool/sshsendmail";
-/** Every path the packages may leave behind. */
+const SERVICE = "sshsendmail";
+const UNIT = "sshsendmail.service";
+const DSH = "/var/lib/systemd/deb-systemd-helper";
+/** Every path the packages may leave behind (the spool and account are checked apart). */
 const OURS = [
   "/usr/sbin/rsendmail",
   "/usr/sbin/sshsendmail",
@@ -34,10 +47,12 @@ const OURS = [
   "/usr/share/man/man8/rsendmail.8.gz",
   "/usr/share/man/man8/sshsendmail.8.gz",
   ...PACKAGES.map((p) => `/usr/share/doc/${p}`),
-  "/lib/systemd/system/sshsendmail-flush.service",
-  "/lib/systemd/system/sshsendmail-flush.timer",
-  "/usr/lib/systemd/user/sshsendmail-flush.service",
-  "/usr/lib/systemd/user/sshsendmail-flush.timer",
+  `/lib/systemd/system/${UNIT}`,
+  `/etc/systemd/system/${UNIT}`,
+  `/etc/systemd/system/multi-user.target.wants/${UNIT}`,
+  `${DSH}-enabled/${UNIT}.dsh-also`,
+  `${DSH}-enabled/multi-user.target.wants/${UNIT}`,
+  `${DSH}-masked/${UNIT}`,
   "/etc/sshsendmail.conf",
   "/etc/sshsendmail.conf.bak",
   "/etc/sshsendmail",
@@ -50,6 +65,69 @@ async function exists(path: string): Promise<boolean> {
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return false;
     throw e;
+  }
+}
+
+/** The passwd line of an account, or undefined. */
+async function passwdOf(name: string): Promise<string | undefined> {
+  const res = await run("/usr/bin/getent", ["passwd", name], { check: false });
+  return res.code === 0 ? res.stdout.trim() : undefined;
+}
+
+/** Runs a command as the service account (what the maintainer scripts do inside the spool). */
+function asService(args: string[]) {
+  return run("/usr/bin/setpriv", [
+    `--reuid=${SERVICE}`,
+    `--regid=${SERVICE}`,
+    "--clear-groups",
+    ...args,
+  ]);
+}
+
+/** The spool as `sshsendmail --init-spool` makes it (lib/spool_layout.ts). */
+async function assertLayout(): Promise<void> {
+  assert.equal(await ownerMode(SPOOL), "root:root 755", "the top is root's");
+  const parts: Array<[string, string]> = [
+    ["drop", "sshsendmail:sshsendmail 1733"],
+    ["root", "root:sshsendmail 750"],
+    ["incoming", "sshsendmail:sshsendmail 700"],
+    ["queue", "sshsendmail:sshsendmail 700"],
+    ["hold", "sshsendmail:sshsendmail 700"],
+    ["reply", "sshsendmail:sshsendmail 711"],
+  ];
+  for (const [part, want] of parts) assert.equal(await ownerMode(`${SPOOL}/${part}`), want, part);
+}
+
+/** Owner name and permission bits of a path (not followed). */
+async function ownerMode(path: string): Promise<string> {
+  return (await run("/usr/bin/stat", ["-c", "%U:%G %a", path])).stdout.trim();
+}
+
+/**
+ * Puts the account back as it was before a test: recreated with its old
+ * ids if a purge deleted it, deleted if the test made it.
+ */
+async function restoreAccount(before: string | undefined): Promise<void> {
+  const now = await passwdOf(SERVICE);
+  if (before === undefined && now !== undefined) {
+    await run("/usr/sbin/deluser", ["--system", "--quiet", SERVICE], { check: false });
+    await run("/usr/sbin/delgroup", ["--system", "--quiet", SERVICE], { check: false });
+  } else if (before !== undefined && now === undefined) {
+    const [, , uid, gid, , home, shell] = before.split(":");
+    await run("/usr/sbin/groupadd", ["--system", "--gid", gid!, SERVICE], { check: false });
+    await run("/usr/sbin/useradd", [
+      "--system",
+      "--uid",
+      uid!,
+      "--gid",
+      gid!,
+      "--home-dir",
+      home!,
+      "--no-create-home",
+      "--shell",
+      shell!,
+      SERVICE,
+    ]);
   }
 }
 
@@ -152,7 +230,7 @@ async function assertDelivery(sbin: string, label: string): Promise<void> {
  * against the bed's relay, installing the key over an admin login, then the
  * test message arrives.
  */
-async function assertSetup(): Promise<void> {
+async function assertSetup(migrated: string): Promise<void> {
   const postfix = await startPostfix();
   const box = postfix.mailbox("rsmpkg");
   const relay = await startRelay();
@@ -173,12 +251,19 @@ async function assertSetup(): Promise<void> {
       `${box.user}@${postfix.domain}`,
     ], { check: false });
     assert.equal(res.code, 0, res.stdout + res.stderr);
-    assert.match(res.stdout, /\[1\/5\] key: created \/etc\/sshsendmail\/id_ed25519/);
+    assert.match(
+      res.stdout,
+      /\[1\/5\] key: created \/etc\/sshsendmail\/id_ed25519 .*, owned by sshsendmail \(0600\) in \/etc\/sshsendmail \(root, 0755\)/,
+    );
     assert.match(res.stdout, /restrict,command="\/usr\/sbin\/rsendmail --label /);
     assert.match(res.stdout, /\[4\/5\] config: wrote \/etc\/sshsendmail.conf/);
     assert.match(res.stdout, /\[5\/5\] test message to .*: accepted by the relay/);
     const mail = new TextDecoder().decode(await takeMail(box));
     assert.match(mail, /^Subject: sshsendmail test from /m);
+    assert.equal(await ownerMode("/etc/sshsendmail/id_ed25519"), "sshsendmail:sshsendmail 600");
+    assert.equal(await ownerMode("/etc/sshsendmail"), "root:root 755");
+    assert.equal(await ownerMode("/etc/sshsendmail/known_hosts"), "root:root 644");
+    await assertService(`${box.user}@${postfix.domain}`, box, migrated);
   } finally {
     const text = await Deno.readTextFile(installed).catch(() => "");
     await Deno.writeTextFile(
@@ -188,6 +273,127 @@ async function assertSetup(): Promise<void> {
     await relay.stop();
   }
 }
+
+/**
+ * The installed service as sshsendmail.service runs it (its User= and
+ * ExecStart=, with the package's /etc/sshsendmail.conf that setup wrote):
+ * a local user's sendmail returns at once and the message arrives; the
+ * user's mailq is then empty; the message postinst migrated from the old
+ * queue arrives too; SIGTERM ends the service with 0.
+ */
+async function assertService(rcpt: string, box: Mailbox, migrated: string): Promise<void> {
+  const unit = await Deno.readTextFile(`/lib/systemd/system/${UNIT}`);
+  const user = /^User=(\S+)$/m.exec(unit)?.[1];
+  const argv = /^ExecStart=(.+)$/m.exec(unit)?.[1]?.trim().split(/\s+/) ?? [];
+  assert.equal(user, SERVICE);
+  const home = (await passwdOf(SERVICE))!.split(":")[5]!;
+  await Deno.remove(`${SPOOL}/reply/alive`).catch(() => {});
+  const service = new Deno.Command("/usr/bin/setpriv", {
+    args: [`--reuid=${user}`, `--regid=${user}`, "--init-groups", "--", ...argv],
+    clearEnv: true,
+    env: { PATH: "/usr/bin:/bin", HOME: home, LANG: "C.UTF-8", DENO_DIR: "/nonexistent" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = service.output();
+  try {
+    const deadline = Date.now() + 10_000;
+    while (!/^\d+\n$/.test(await Deno.readTextFile(`${SPOOL}/reply/alive`).catch(() => ""))) {
+      assert.ok(Date.now() < deadline, "the installed service did not start within 10 s");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const sender = await account("rsmpkgsend");
+    const tok = token("pkgsvc");
+    const as = [
+      `--reuid=${sender.uid}`,
+      `--regid=${sender.gid}`,
+      "--init-groups",
+      "/usr/bin/env",
+      "-i",
+      "PATH=/usr/bin:/bin",
+      `HOME=${sender.home}`,
+      "/usr/sbin/sshsendmail",
+    ];
+    const res = await run("/usr/bin/setpriv", [...as, "-oi", rcpt], {
+      stdin: `Subject: ${tok}\n\nbody ${tok}\n`,
+      check: false,
+    });
+    assert.deepEqual([res.code, res.stdout, res.stderr], [0, "", ""]);
+    await takeByToken(box, `body ${tok}`);
+    // The old queue's message, migrated into the drop directory by postinst.
+    await takeByToken(box, `queued before the service ${migrated}`);
+    const q = await run("/usr/bin/setpriv", [...as, "-bp"], { check: false });
+    assert.equal(q.stdout, "Mail queue is empty\n", q.stderr);
+  } finally {
+    try {
+      service.kill("SIGTERM");
+    } catch {
+      // it ended already; its status tells
+    }
+    const out = await output;
+    const text = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, `the service ended with ${out.code}: ${text}`);
+  }
+}
+
+/**
+ * An old per-user spool (before the service): root's 1777 top directory
+ * with a user's queue holding one message for `rcpt`, root's queue, and a
+ * numbered entry that points elsewhere.
+ */
+async function makeOldSpool(
+  rcpt: string,
+): Promise<{ old: Account; other: Account; decoy: string; tok: string }> {
+  const old = await account("rsmpkgold");
+  await run("/usr/bin/install", ["-d", "-m", "1777", SPOOL]);
+  const queue = `${SPOOL}/${old.uid}`;
+  for (const sub of ["", "/new", "/tmp", "/state", "/failed"]) {
+    await run("/usr/bin/install", [
+      "-d",
+      "-m",
+      "0700",
+      "-o",
+      old.name,
+      "-g",
+      old.name,
+      queue + sub,
+    ]);
+  }
+  // One message in the old queue file format (lib/queue.ts): a JSON header line, then the body.
+  const tok = token("pkgold");
+  const body = new TextEncoder().encode(`Subject: ${tok}\n\nqueued before the service ${tok}\n`);
+  const sha256 = Array.from(
+    new Uint8Array(await crypto.subtle.digest("SHA-256", body)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+  const id = `m${crypto.randomUUID().replaceAll("-", "")}`;
+  const header = {
+    v: 1,
+    id,
+    sender: null,
+    recipients: [rcpt],
+    extractRecipients: false,
+    created: Date.now(),
+    size: body.length,
+    sha256,
+  };
+  const head = new TextEncoder().encode(`${JSON.stringify(header)}\n`);
+  const file = `${queue}/new/${id}`;
+  await Deno.writeFile(file, new Uint8Array([...head, ...body]), { mode: 0o600 });
+  await Deno.chown(file, old.uid, old.gid);
+  await run("/usr/bin/install", ["-d", "-m", "0700", `${SPOOL}/0`, `${SPOOL}/0/new`]);
+  await Deno.writeTextFile(`${SPOOL}/0/new/m0`, "root's old mail\n");
+  // A numbered symlink whose target that uid owns: never followed.
+  const other = await account("rsmpkgdecoy");
+  const decoy = await Deno.makeTempDir({ prefix: "rsm-pkg-decoy-" });
+  await run("/usr/bin/install", ["-d", "-m", "0700", "-o", other.name, `${decoy}/new`]);
+  await Deno.chown(decoy, other.uid, other.gid);
+  await Deno.symlink(decoy, `${SPOOL}/${other.uid}`);
+  return { old, other, decoy, tok };
+}
+
+type Account = Awaited<ReturnType<typeof account>>;
 
 /** Moves what of ours exists out of the way; returns how to put it back. */
 async function setAside(paths: string[]): Promise<() => Promise<void>> {
@@ -236,11 +442,12 @@ Deno.test("Debian packages: build, install, deliver, remove, purge", async (t) =
   const debs = PACKAGES.map((p, i) =>
     `${root}/dist/pkg/${p}_${version}_${i ? "all" : "amd64"}.deb`
   );
-  const spoolExisted = await exists(SPOOL);
+  const accountBefore = await passwdOf(SERVICE);
   const restore = await setAside([
     "/etc/sshsendmail.conf",
     "/etc/sshsendmail.conf.bak",
     "/etc/sshsendmail",
+    SPOOL,
   ]);
   // A run that died halfway leaves the packages installed.
   await run("/usr/bin/dpkg", ["--purge", ...PACKAGES], { check: false });
@@ -257,6 +464,10 @@ Deno.test("Debian packages: build, install, deliver, remove, purge", async (t) =
       assert.equal(client.stdout.trim(), "/etc/sshsendmail.conf");
       const files = await run("/usr/bin/dpkg-deb", ["--contents", debs[2]!]);
       assert.match(files.stdout, /\.\/usr\/sbin\/sshsendmail\n/);
+      assert.match(files.stdout, /\.\/lib\/systemd\/system\/sshsendmail\.service\n/);
+      assert.doesNotMatch(files.stdout, /flush|systemd\/user/, "the old flush units are gone");
+      const depends = await run("/usr/bin/dpkg-deb", ["--field", debs[2]!, "Depends"]);
+      assert.match(depends.stdout, /adduser \| passwd, util-linux/);
       assert.doesNotMatch(
         files.stdout,
         /\.\/usr\/bin\//,
@@ -266,11 +477,37 @@ Deno.test("Debian packages: build, install, deliver, remove, purge", async (t) =
       assert.notEqual((await shebang(`${root}/dist/rsendmail`))[0], RUNTIME);
     });
 
-    await t.step("dpkg -i all three", async () => {
-      await run("/usr/bin/dpkg", ["-i", ...debs]);
+    let migrated = "";
+    await t.step("dpkg -i all three, over an old per-user spool", async () => {
+      const postfix = await startPostfix();
+      const { old, other, decoy, tok } = await makeOldSpool(`rsmpkg@${postfix.domain}`);
+      migrated = tok;
+      const res = await run("/usr/bin/dpkg", ["-i", ...debs]);
       const verify = await run("/usr/bin/dpkg", ["--verify", ...PACKAGES]);
       assert.equal(verify.stdout, "", "installed files match md5sums");
-      assert.equal((await Deno.stat(SPOOL)).mode! & 0o7777, 0o1777, "spool 1777");
+      const pw = (await passwdOf(SERVICE))?.split(":") ?? [];
+      assert.deepEqual([pw[0], pw[5], pw[6]], [SERVICE, SPOOL, "/usr/sbin/nologin"]);
+      await assertLayout();
+      // The user's old queue was migrated as its owner: its message is a
+      // drop of that uid, and the directory it emptied is gone.
+      assert.ok(!(await exists(`${SPOOL}/${old.uid}`)), "the old queue is taken over");
+      const drops = await Array.fromAsync(Deno.readDir(`${SPOOL}/drop`));
+      assert.equal(drops.length, 1, JSON.stringify(drops));
+      assert.match(drops[0]!.name, /^d[0-9a-f]{32}$/);
+      assert.equal((await Deno.lstat(`${SPOOL}/drop/${drops[0]!.name}`)).uid, old.uid);
+      assert.match(res.stderr, /root's old queue \/var\/spool\/sshsendmail\/0 is not taken over/);
+      assert.equal(await Deno.readTextFile(`${SPOOL}/0/new/m0`), "root's old mail\n");
+      assert.equal(await ownerMode(`${SPOOL}/0`), "root:root 700");
+      assert.ok(
+        (await Deno.lstat(`${decoy}/new`)).isDirectory,
+        "a numbered symlink is not followed",
+      );
+      assert.equal(await ownerMode(decoy), `${other.name}:${other.name} 700`);
+      assert.ok((await Deno.lstat(`${SPOOL}/${other.uid}`)).isSymlink);
+      await Deno.remove(decoy, { recursive: true });
+      for (const left of ["0", `${other.uid}`]) {
+        await Deno.remove(`${SPOOL}/${left}`, { recursive: true });
+      }
       for (
         const [program, flags] of [["rsendmail", SERVER_FLAGS], [
           "sshsendmail",
@@ -281,8 +518,20 @@ Deno.test("Debian packages: build, install, deliver, remove, purge", async (t) =
         assert.deepEqual(words, [RUNTIME, "run", ...RUN_FLAGS, ...flags]);
         assert.ok(!words.some((w) => w === "-A" || w.startsWith("--allow-all")));
       }
-      const unit = await Deno.readTextFile("/lib/systemd/system/sshsendmail-flush.service");
-      assert.match(unit, /^ExecStart=\/usr\/sbin\/sshsendmail --flush --due --all$/m);
+      const unit = await Deno.readTextFile(`/lib/systemd/system/${UNIT}`);
+      assert.match(unit, /^ExecStart=\/usr\/sbin\/sshsendmail --serve$/m);
+      assert.match(unit, /^User=sshsendmail$/m);
+      assert.match(unit, /^ReadWritePaths=\/var\/spool\/sshsendmail$/m);
+      assert.ok(
+        (await Deno.lstat(`/etc/systemd/system/multi-user.target.wants/${UNIT}`)).isSymlink,
+        "the unit is enabled",
+      );
+      if (await exists("/usr/bin/systemd-analyze")) {
+        const v = await run("/usr/bin/systemd-analyze", ["verify", `/lib/systemd/system/${UNIT}`], {
+          check: false,
+        });
+        assert.equal(v.code, 0, v.stdout + v.stderr);
+      }
     });
 
     await t.step("--help and --version of both installed programs", async () => {
@@ -301,36 +550,56 @@ Deno.test("Debian packages: build, install, deliver, remove, purge", async (t) =
     await t.step(
       "installed sshsendmail setup: from nothing to a delivered test message",
       async () => {
-        await assertSetup();
+        await assertSetup(migrated);
       },
     );
 
-    await t.step("dpkg -r keeps the conffile, --purge leaves nothing", async () => {
+    await t.step("dpkg -r keeps the conffile, the account and the spool", async () => {
       await run("/usr/bin/dpkg", ["-r", ...PACKAGES]);
       assert.ok(await exists("/etc/sshsendmail.conf"), "a removed package keeps its conffile");
       assert.ok(!(await exists("/usr/sbin/sshsendmail")));
-      const mailWaits = (await run("/usr/bin/find", [
-        SPOOL,
-        "-type",
-        "f",
-        "(",
-        "-path",
-        "*/new/*",
-        "-o",
-        "-path",
-        "*/tmp/*",
-        "-o",
-        "-path",
-        "*/failed/*",
-        ")",
-      ], { check: false })).stdout !== "";
-      await run("/usr/bin/dpkg", ["--purge", ...PACKAGES]);
+      assert.ok(await passwdOf(SERVICE), "the account stays until purge");
+      await assertLayout();
+    });
+
+    const assertPurged = async () => {
       for (const p of PACKAGES) {
         const s = await run("/usr/bin/dpkg-query", ["-W", "-f=${Status}", p], { check: false });
         assert.ok(s.code !== 0 || !s.stdout.includes("installed"), `${p} is gone: ${s.stdout}`);
       }
       for (const path of OURS) assert.ok(!(await exists(path)), `${path} left after purge`);
-      assert.equal(await exists(SPOOL), mailWaits, "the spool goes unless mail waits in it");
+    };
+
+    await t.step("--purge keeps a spool where mail waits, and its account", async () => {
+      const waiting = `${SPOOL}/queue/new/mpkgtest`;
+      await asService([
+        "/bin/sh",
+        "-c",
+        'mkdir -p "${1%/*}" && echo waiting > "$1"',
+        "sh",
+        waiting,
+      ]);
+      const res = await run("/usr/bin/dpkg", ["--purge", ...PACKAGES]);
+      await assertPurged();
+      assert.equal(await Deno.readTextFile(waiting), "waiting\n");
+      assert.ok(await passwdOf(SERVICE), "the spool's account stays with it");
+      assert.match(res.stderr, /kept \/var\/spool\/sshsendmail/);
+      await Deno.remove(waiting);
+    });
+
+    await t.step("reinstalled, then purged with no mail: nothing of ours is left", async () => {
+      await run("/usr/bin/dpkg", ["-i", ...debs]);
+      // A symlink in the spool is removed, never followed (the cleanup runs as the account).
+      const decoy = await Deno.makeTempFile({ prefix: "rsm-pkg-decoy-" });
+      await asService(["/bin/ln", "-s", decoy, `${SPOOL}/reply/link`]);
+      await run("/usr/bin/dpkg", ["--purge", ...PACKAGES]);
+      await assertPurged();
+      assert.ok(!(await exists(SPOOL)), "the spool goes when no mail waits in it");
+      assert.equal(await passwdOf(SERVICE), undefined, "the account goes with its spool");
+      const group = await run("/usr/bin/getent", ["group", SERVICE], { check: false });
+      assert.notEqual(group.code, 0, "and its group");
+      assert.ok(await exists(decoy), "a link's target is left alone");
+      await Deno.remove(decoy);
       // Debian's own rsendmail, if installed, is untouched.
       for (const p of ["/usr/bin/rsendmail", "/usr/bin/sshsendmail"]) {
         const owner = await run("/usr/bin/dpkg", ["-S", p], { check: false });
@@ -339,8 +608,8 @@ Deno.test("Debian packages: build, install, deliver, remove, purge", async (t) =
     });
   } finally {
     await run("/usr/bin/dpkg", ["--purge", ...PACKAGES], { check: false });
-    if (spoolExisted) await run("/usr/bin/install", ["-d", "-m", "1777", SPOOL]);
     await restore();
+    await restoreAccount(accountBefore);
   }
 });
 
@@ -351,15 +620,22 @@ Deno.test("scripts/install: install into a prefix, deliver, --uninstall leaves n
   await Deno.chmod(base, 0o755);
   const prefix = `${base}/usr`;
   const install = `${root}/scripts/install`;
+  const accountBefore = await passwdOf(SERVICE);
+  const restore = await setAside(["/etc/sshsendmail", SPOOL]);
   try {
-    await run(install, ["--prefix", prefix, "--sysconfdir", `${base}/etc`]);
+    const res = await run(install, ["--prefix", prefix, "--sysconfdir", `${base}/etc`]);
+    assert.ok(await passwdOf(SERVICE), "the account is made");
+    await assertLayout();
+    if (!(await exists("/run/systemd/system"))) {
+      assert.match(res.stdout, /systemd does not run here: start .*\/sbin\/sshsendmail --serve/);
+    }
     for (const p of ["rsendmail", "sshsendmail"]) {
       assert.equal((await shebang(`${prefix}/sbin/${p}`))[0], `${prefix}/lib/rsendmail-ng/deno`);
     }
     assert.ok(await exists(`${base}/etc/sshsendmail.conf`));
     assert.match(
-      await Deno.readTextFile(`${prefix}/lib/systemd/system/sshsendmail-flush.service`),
-      new RegExp(`^ExecStart=${prefix}/sbin/sshsendmail `, "m"),
+      await Deno.readTextFile(`${prefix}/lib/systemd/system/${UNIT}`),
+      new RegExp(`^ExecStart=${prefix}/sbin/sshsendmail --serve$`, "m"),
     );
     await assertPrograms(`${prefix}/sbin`, version);
     await assertManClean(`${prefix}/share/man/man8/rsendmail.8.gz`, "RSENDMAIL(8)");
@@ -367,10 +643,19 @@ Deno.test("scripts/install: install into a prefix, deliver, --uninstall leaves n
     await assertDelivery(`${prefix}/sbin`, "insttest");
     const again = await run(install, ["--prefix", prefix], { check: false });
     assert.notEqual(again.code, 0, "a second install over the first is refused");
-    await run(install, ["--uninstall", "--prefix", prefix]);
+    // --uninstall keeps a spool where mail waits (and always the account).
+    const waiting = `${SPOOL}/queue/new/minsttest`;
+    await asService(["/bin/sh", "-c", 'mkdir -p "${1%/*}" && echo waiting > "$1"', "sh", waiting]);
+    const kept = await run(install, ["--uninstall", "--prefix", prefix]);
+    assert.match(kept.stderr, /kept \/var\/spool\/sshsendmail/);
+    assert.equal(await Deno.readTextFile(waiting), "waiting\n");
+    assert.ok(await passwdOf(SERVICE), "--uninstall keeps the account");
     const left = await Array.fromAsync(Deno.readDir(base));
     assert.deepEqual(left.map((e) => e.name), [], "nothing left under the prefix");
   } finally {
     await Deno.remove(base, { recursive: true }).catch(() => {});
+    await run("/bin/rm", ["-rf", SPOOL]);
+    await restore();
+    await restoreAccount(accountBefore);
   }
 });
