@@ -53,6 +53,31 @@ export function isEnvelopeAddress(text: string): boolean {
   return true;
 }
 
+/**
+ * True when the address names a program (`|cmd`), a file (`/path`) or an
+ * include list (`:include:/path`), bare or as a quoted local part: what a
+ * local delivery agent would run or write. Stock MTAs refuse these from an
+ * envelope, but the relay's grammar refuses them itself.
+ *
+ * @example Usage
+ * ```ts
+ * import { ok } from "node:assert/strict";
+ * import { isDeliveryTarget } from "./address.ts";
+ * ok(isDeliveryTarget("|/usr/bin/id"));
+ * ok(isDeliveryTarget('":include:/x"@y'));
+ * ok(!isDeliveryTarget("ops|alerts@example.net"));
+ * ```
+ */
+export function isDeliveryTarget(address: string): boolean {
+  const at = address.lastIndexOf("@");
+  let local = at < 0 ? address : address.slice(0, at);
+  if (local.startsWith('"') && local.endsWith('"') && local.length >= 2) {
+    local = local.slice(1, -1).replace(/\\(.)/g, "$1");
+  }
+  local = local.trimStart();
+  return local.startsWith("|") || local.startsWith("/") || /^:include:/i.test(local);
+}
+
 /** The domain part of an address, lower-cased, or "" for a bare local name. */
 export function domainOf(address: string): string {
   const at = address.lastIndexOf("@");

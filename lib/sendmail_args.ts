@@ -6,7 +6,7 @@
  * @module
  */
 
-import { isEnvelopeAddress } from "./address.ts";
+import { isDeliveryTarget, isEnvelopeAddress } from "./address.ts";
 import { DataError, UsageError } from "./errors.ts";
 import { hasControl } from "./words.ts";
 
@@ -206,6 +206,9 @@ export function parseSendmailArgs(words: readonly string[]): SendmailRequest {
     }
     if (!isEnvelopeAddress(word)) {
       throw new DataError("invalid recipient address", "5.1.3");
+    }
+    if (isDeliveryTarget(word)) {
+      throw new DataError("program, file and include recipients are not allowed", "5.1.3");
     }
     req.recipients.push(word);
   }

@@ -743,6 +743,43 @@ const REFUSE: Refusal[] = [
     expect: NOT_SENDMAIL,
     control: ["sendmail", "-t"],
   },
+  // Program, file and include recipients (a local delivery agent would run or write them).
+  {
+    name: "program recipient |/usr/bin/id",
+    words: ["sendmail", "--", "|/usr/bin/id"],
+    expect: BAD_RCPT,
+    control: ["sendmail", "--", "ops|alerts@example.net"],
+  },
+  {
+    name: 'program recipient quoted "|/usr/bin/id"@relay',
+    words: ["sendmail", "--", '"|/usr/bin/id"@relay.example'],
+    expect: BAD_RCPT,
+    control: ["sendmail", "--", '"john doe"@relay.example'],
+  },
+  {
+    name: "file recipient /etc/passwd",
+    words: ["sendmail", "--", "/etc/passwd"],
+    expect: BAD_RCPT,
+    control: ["sendmail", "--", "etc/passwd@example.net"],
+  },
+  {
+    name: 'file recipient quoted "/tmp/x"@relay',
+    words: ["sendmail", "--", '"/tmp/x"@relay.example'],
+    expect: BAD_RCPT,
+    control: ["sendmail", "--", '"tmp x"@relay.example'],
+  },
+  {
+    name: 'include recipient ":include:/x"@y',
+    words: ["sendmail", "--", '":include:/x"@y.example'],
+    expect: BAD_RCPT,
+    control: ["sendmail", "--", '"include x"@y.example'],
+  },
+  {
+    name: "include recipient :INCLUDE: in another case, unquoted",
+    words: ["sendmail", "--", ":INCLUDE:/x"],
+    expect: BAD_RCPT,
+    control: ["sendmail", "--", "include@y.example"],
+  },
 ];
 
 Deno.test("parseSendmailArgs() refuses every attack, beside a positive control", async (t) => {
