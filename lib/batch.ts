@@ -67,7 +67,14 @@ export function formatReply(reply: BatchReply): string {
 export function parseReply(line: string): BatchReply | undefined {
   const m = REPLY_REGEXP.exec(line);
   if (!m) return undefined;
-  return { id: m[1]!, code: Number(m[2]), status: m[3]!, text: m[4]! };
+  // The text is the relay's: it reaches terminals (mailq), notices and
+  // SMTP replies, so no control or format character passes.
+  return {
+    id: m[1]!,
+    code: Number(m[2]),
+    status: m[3]!,
+    text: m[4]!.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, "?").slice(0, 512),
+  };
 }
 
 /** The request words of one batch frame for a queued message (without the program name). */

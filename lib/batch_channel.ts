@@ -9,7 +9,7 @@
 
 import { type BatchReply, frameHeader, parseReply } from "./batch.ts";
 import type { ClientSettings } from "./client_config.ts";
-import type { Spooled } from "./pipeline.ts";
+import { readCapped, type Spooled } from "./pipeline.ts";
 import { classifyExit, type Failure, sshArgv } from "./ssh_command.ts";
 import { quoteWords } from "./words.ts";
 
@@ -30,6 +30,8 @@ export interface BatchChannel {
 }
 
 const CHUNK = 65536;
+/** Most of ssh's stderr kept (the first lines name the cause). */
+const STDERR_CAP = 65536;
 
 /** One `ssh relay rsendmail --batch` process and its pipes. */
 export interface BatchSession {
@@ -55,11 +57,13 @@ export function spawnBatchSession(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  // ssh's and the relay's diagnostics: a hostile relay may send gigabytes.
+  const stderr = readCapped(child.stderr, STDERR_CAP);
   return {
     child,
     writer: child.stdin.getWriter(),
     lines: linesOf(child.stdout),
-    stderr: new Response(child.stderr).text(),
+    stderr: stderr.done.then(() => stderr.text()),
   };
 }
 

@@ -251,6 +251,13 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
     ? "smtp"
     : "send";
   let request: SendmailRequest | undefined;
+  if ((runQueue || printQueue) && mail.length > 0) {
+    // Like Postfix: -q and -bp take flags only, never recipients.
+    const req = parseSendmailArgs(["sendmail", "-t", ...mail.filter((w) => w !== "--")]);
+    if (req.recipients.length > 0 || mail.includes("-t")) {
+      throw new UsageError(`${runQueue ? "-q" : "-bp"} takes no recipients`, "5.5.4");
+    }
+  }
   if (command === "smtp") {
     if (mta === "nullmailer") throw new UsageError("-bs is not a nullmailer mode");
     // Only flags may come with -bs (Laravel passes -i): no recipients, no -t.

@@ -179,8 +179,9 @@ export function parseServiceRequest(text: string): ServiceRequest | undefined {
   }
   if (typeof value !== "object" || value === null) return undefined;
   const v = value as Record<string, unknown>;
-  if (v.op === "list" || v.op === "flush") return { op: v.op };
-  if (v.op === "remove" && typeof v.id === "string" && ID_REGEXP.test(v.id)) {
+  const keys = Object.keys(v).length;
+  if ((v.op === "list" || v.op === "flush") && keys === 1) return { op: v.op };
+  if (v.op === "remove" && typeof v.id === "string" && ID_REGEXP.test(v.id) && keys === 2) {
     return { op: "remove", id: v.id };
   }
   return undefined;

@@ -26,11 +26,12 @@ export function arrivalTime(ms: number): string {
   }:${two(d.getMinutes())}:${two(d.getSeconds())}`;
 }
 
-/** Replaces every control or non-ASCII-printable character (terminal safety). */
+/**
+ * Replaces every control, format (bidi embeddings and isolates, zero-width
+ * characters) or line/paragraph separator character (terminal safety).
+ */
 export function printable(text: string, max = 200): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e]/g, "?")
-    .slice(0, max);
+  return text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, "?").slice(0, max);
 }
 
 /**

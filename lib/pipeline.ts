@@ -244,8 +244,12 @@ async function feedSpool(spool: Spooled, sink: WritableStream<Uint8Array>): Prom
   }
 }
 
-/** Reads a stream to its end, keeping the first `cap` characters; text() is what came so far. */
-function readCapped(
+/**
+ * Reads a stream to its end, keeping the first `cap` characters; text() is
+ * what came so far. Everything after the cap is read and dropped, so a
+ * peer that floods a pipe neither grows memory nor blocks its writer.
+ */
+export function readCapped(
   stream: ReadableStream<Uint8Array>,
   cap: number,
 ): { done: Promise<void>; text(): string } {

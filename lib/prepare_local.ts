@@ -41,6 +41,7 @@ async function readText(path: string): Promise<string | undefined> {
  */
 export function loginFromPasswd(passwd: string, uid: number): string | undefined {
   for (const line of passwd.split("\n")) {
+    if (line.startsWith("#")) continue;
     const f = line.split(":");
     if (f[2] === String(uid) && f[0]) return f[0];
   }
@@ -53,8 +54,9 @@ export function accountFromPasswd(
   login: string,
 ): { uid: number; gid: number; home: string } | undefined {
   for (const line of passwd.split("\n")) {
+    if (line.startsWith("#")) continue;
     const f = line.split(":");
-    if (f[0] === login && /^\d+$/.test(f[2] ?? "") && /^\d+$/.test(f[3] ?? "")) {
+    if (f[0] === login && login !== "" && /^\d+$/.test(f[2] ?? "") && /^\d+$/.test(f[3] ?? "")) {
       return { uid: Number(f[2]), gid: Number(f[3]), home: f[5] ?? "/" };
     }
   }

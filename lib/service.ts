@@ -116,6 +116,8 @@ interface Session {
   ending: boolean;
   writes: Promise<void>;
   watchdog: ReturnType<typeof setTimeout> | undefined;
+  /** The watchdog killed it: the relay did not answer within ssh_timeout. */
+  timedOut: boolean;
   idle: ReturnType<typeof setTimeout> | undefined;
   done: Promise<void>;
 }
@@ -649,6 +651,7 @@ export class Service {
       ending: false,
       writes: Promise.resolve(),
       watchdog: undefined,
+      timedOut: false,
       idle: undefined,
       done: Promise.resolve(),
     };
@@ -685,6 +688,7 @@ export class Service {
     if (s.inflight.length === 0) return;
     s.watchdog = setTimeout(() => {
       s.watchdog = undefined;
+      s.timedOut = true;
       this.#ctx.log("warning", { event: "relay-timeout", host: s.host });
       try {
         s.bs.child.kill();
@@ -741,12 +745,17 @@ export class Service {
       this.pump();
       return;
     }
-    const failure: Failure | undefined = garbled
+    // ssh catches the watchdog's SIGTERM and exits 255: the timeout is known by the flag.
+    const failure: Failure | undefined = garbled || s.timedOut
       ? undefined
       : classifyExit(status.code, stderr, this.#ctx.program);
     const line = failure?.line ??
       `4.4.2 ${this.#ctx.program}: ${
-        garbled ? "the relay answered out of turn" : "relay ended the batch early"
+        garbled
+          ? "the relay answered out of turn"
+          : s.timedOut
+          ? `no answer from the relay within ssh_timeout (${this.#ctx.settings.sshTimeout} s)`
+          : "relay ended the batch early"
       }`;
     const pending = s.inflight.splice(0);
     const hosts = this.#ctx.settings.hosts.length;

@@ -29,6 +29,7 @@ import {
 import type { Failure } from "./ssh_command.ts";
 import { quoteWords } from "./words.ts";
 import { SERVICE_USER } from "./layout.ts";
+import { readCapped } from "./pipeline.ts";
 
 /** What setup needs from the edge. */
 export interface SetupContext {
@@ -186,9 +187,12 @@ async function ssh(ctx: SetupContext, args: string[], stdin?: string) {
     await w.write(new TextEncoder().encode(stdin));
     await w.close();
   }
-  const out = await child.output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+  // The relay's output is capped: a hostile one may send without end.
+  const stdout = readCapped(child.stdout, 1 << 20);
+  const stderr = readCapped(child.stderr, 65536);
+  const status = await child.status;
+  await Promise.all([stdout.done, stderr.done]);
+  return { code: status.code, stdout: stdout.text(), stderr: stderr.text() };
 }
 
 function firstLine(text: string): string {

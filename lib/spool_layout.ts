@@ -99,6 +99,7 @@ export function partProblem(part: SpoolPart, info: PartStat, ids: SpoolIds): str
 export function topProblem(info: PartStat): string | undefined {
   if (info.isSymlink || !info.isDirectory) return "not a directory";
   if (info.uid !== 0) return `owned by uid ${info.uid}, not root`;
-  if (((info.mode ?? 0) & 0o022) !== 0) return "writable by others than root";
+  if (info.mode === null) return "mode unknown";
+  if ((info.mode & 0o022) !== 0) return "writable by others than root";
   return undefined;
 }

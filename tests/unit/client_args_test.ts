@@ -1,0 +1,189 @@
+import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { type ClientCommand, type Mta, parseClientArgs } from "../../lib/client_args.ts";
+import { ClientConfigError } from "../../lib/client_config.ts";
+import { DataError, UsageError } from "../../lib/errors.ts";
+import { EX_DATAERR, EX_TEMPFAIL, EX_USAGE } from "../../lib/exit_codes.ts";
+import { assertRefused, type MailErrorClass } from "./_assert.ts";
+
+/** [name, argv, caller, command, verbose] */
+const COMMANDS: [string, string[], Mta, ClientCommand, boolean][] = [
+  ["-q (sendmail's queue run)", ["-q"], "sendmail", "flush", false],
+  ["-q30m (the interval is the service's business)", ["-q30m"], "sendmail", "flush", false],
+  ["-q1h", ["-q1h"], "sendmail", "flush", false],
+  ["-q15 (no unit)", ["-q15"], "sendmail", "flush", false],
+  ["-q5s", ["-q5s"], "sendmail", "flush", false],
+  ["-q1d", ["-q1d"], "sendmail", "flush", false],
+  ["-q2w", ["-q2w"], "sendmail", "flush", false],
+  ["-q from a Postfix pipe line", ["--host", "relay.example", "-q"], "postfix", "flush", false],
+  ["-v -q", ["-v", "-q"], "sendmail", "flush", true],
+  ["-q -v", ["-q", "-v"], "sendmail", "flush", true],
+  ["--flush", ["--flush"], "sendmail", "flush", false],
+  ["--flush --due (old timers)", ["--flush", "--due"], "sendmail", "flush", false],
+  ["-bp (mailq)", ["-bp"], "sendmail", "list", false],
+  ["-bp -v", ["-bp", "-v"], "sendmail", "list", true],
+  ["--list", ["--list"], "sendmail", "list", false],
+  ["-q wins over -bp", ["-bp", "-q"], "sendmail", "flush", false],
+  ["-q wins over -bs", ["-bs", "-q"], "sendmail", "flush", false],
+  ["--serve", ["--serve"], "sendmail", "serve", false],
+  ["--serve wins over -q", ["--serve", "-q"], "sendmail", "serve", false],
+  ["--migrate", ["--migrate"], "sendmail", "migrate", false],
+  ["--init-spool", ["--init-spool"], "sendmail", "init-spool", false],
+  ["--init-spool -v", ["--init-spool", "-v"], "sendmail", "init-spool", true],
+  ["--remove ID", ["--remove", `m${"0".repeat(32)}`], "sendmail", "remove", false],
+  ["a recipient is a send", ["a@b.example"], "sendmail", "send", false],
+  ["-v with a recipient is a verbose send", ["-v", "a@b.example"], "sendmail", "send", true],
+  ["-bs", ["-bs"], "sendmail", "smtp", false],
+];
+
+Deno.test("parseClientArgs() maps -q, -bp and the service options to commands", async (t) => {
+  for (const [name, argv, caller, command, verbose] of COMMANDS) {
+    await t.step(name, () => {
+      const args = parseClientArgs(argv, caller);
+      strictEqual(args.command, command);
+      strictEqual(args.verbose, verbose);
+      if (command !== "send" && command !== "smtp") strictEqual(args.request, undefined);
+    });
+  }
+});
+
+Deno.test("parseClientArgs() reads --config beside the service commands", async (t) => {
+  for (const command of ["serve", "migrate", "init-spool", "flush", "list"] as const) {
+    await t.step(`--${command} --config FILE`, () => {
+      const args = parseClientArgs([`--${command}`, "--config", "/etc/x.conf"], "sendmail");
+      strictEqual(args.command, command);
+      strictEqual(args.configFile, "/etc/x.conf");
+      strictEqual(args.configured, false);
+    });
+  }
+});
+
+Deno.test("parseClientArgs() keeps -q's words out of a message's request", async (t) => {
+  await t.step("-q with other sendmail flags", () => {
+    const args = parseClientArgs(["-q", "-oi"], "sendmail");
+    strictEqual(args.command, "flush");
+    strictEqual(args.request, undefined);
+  });
+  await t.step("a send without -q has its request", () => {
+    const args = parseClientArgs(["-oi", "--", "a@b.example"], "sendmail");
+    strictEqual(args.command, "send");
+    deepStrictEqual(args.request?.recipients, ["a@b.example"]);
+    strictEqual(args.verbose, false);
+  });
+});
+
+/** [attack, argv, caller, error class, exit code, status] */
+const REFUSE: [string, string[], Mta, MailErrorClass, number, string][] = [
+  [
+    "-q after -- is a recipient-looking word (starts with a dash)",
+    [
+      "--",
+      "-q",
+    ],
+    "sendmail",
+    DataError,
+    EX_DATAERR,
+    "5.1.3",
+  ],
+  [
+    "-bp after -- is a recipient-looking word",
+    ["-oi", "--", "-bp"],
+    "sendmail",
+    DataError,
+    EX_DATAERR,
+    "5.1.3",
+  ],
+  [
+    "-q30m after a recipient and --",
+    [
+      "--",
+      "a@b.example",
+      "-q30m",
+    ],
+    "sendmail",
+    DataError,
+    EX_DATAERR,
+    "5.1.3",
+  ],
+  [
+    "-f -q: -q is -f's value, not a queue run",
+    [
+      "-f",
+      "-q",
+      "a@b.example",
+    ],
+    "sendmail",
+    DataError,
+    EX_DATAERR,
+    "5.1.7",
+  ],
+  [
+    "-F -q: -q is -F's value",
+    ["-F", "-q", "a@b.example"],
+    "sendmail",
+    UsageError,
+    EX_USAGE,
+    "5.5.4",
+  ],
+  ["-qf (a queue run by file, not supported)", ["-qf"], "sendmail", UsageError, EX_USAGE, "5.5.4"],
+  ["-q1x (an unknown unit)", ["-q1x"], "sendmail", UsageError, EX_USAGE, "5.5.4"],
+  ["-q-1", ["-q-1"], "sendmail", UsageError, EX_USAGE, "5.5.4"],
+  ["-bpx is not -bp", ["-bpx"], "sendmail", UsageError, EX_USAGE, "5.5.4"],
+  ["nullmailer mode: -q is not a queue run", ["-q"], "nullmailer", UsageError, EX_USAGE, "5.5.4"],
+  ["nullmailer mode: -q30m", ["-q30m"], "nullmailer", UsageError, EX_USAGE, "5.5.4"],
+  ["nullmailer mode: -bp is not mailq", ["-bp"], "nullmailer", UsageError, EX_USAGE, "5.5.4"],
+  ["nullmailer mode: -bs", ["-bs"], "nullmailer", UsageError, EX_USAGE, "5.5.4"],
+  ["--serve with a value", ["--serve=yes"], "sendmail", ClientConfigError, EX_TEMPFAIL, "4.3.5"],
+  [
+    "--init-spools is not --init-spool",
+    ["--init-spools"],
+    "sendmail",
+    ClientConfigError,
+    EX_TEMPFAIL,
+    "4.3.5",
+  ],
+  ["--migrat is not --migrate", ["--migrat"], "sendmail", ClientConfigError, EX_TEMPFAIL, "4.3.5"],
+];
+
+Deno.test("parseClientArgs() refuses -q in the wrong place or the wrong mode", async (t) => {
+  for (const [name, argv, caller, errorClass, exitCode, status] of REFUSE) {
+    await t.step(`refuses ${name}`, () => {
+      assertRefused(() => parseClientArgs(argv, caller), errorClass, { exitCode, status });
+    });
+  }
+});
+
+Deno.test("parseClientArgs() accepts the positive controls beside its refusals", async (t) => {
+  await t.step("a recipient after -- that does not start with a dash", () => {
+    deepStrictEqual(parseClientArgs(["--", "q@b.example"], "sendmail").request?.recipients, [
+      "q@b.example",
+    ]);
+  });
+  await t.step("-f with an address, then -q", () => {
+    strictEqual(parseClientArgs(["-f", "a@b.example", "-q"], "sendmail").command, "flush");
+  });
+  await t.step("nullmailer mode without arguments is a send", () => {
+    const args = parseClientArgs([], "nullmailer");
+    strictEqual(args.command, "send");
+    strictEqual(args.mta, "nullmailer");
+    strictEqual(args.request, undefined);
+  });
+  await t.step("nullmailer mode with --serve", () => {
+    strictEqual(parseClientArgs(["--serve"], "nullmailer").command, "serve");
+  });
+});
+
+Deno.test("parseClientArgs() refuses recipients after -q and -bp (as Postfix does), beside flags that pass", async (t) => {
+  const refused: string[][] = [["-q", "a@b"], ["-q", "--", "x@y"], ["-bp", "root"], [
+    "-q",
+    "-X/tmp/log",
+  ]];
+  for (const argv of refused) {
+    await t.step(`refuses ${argv.join(" ")}`, () => {
+      assertRefused(() => parseClientArgs(argv, "sendmail"), UsageError, { exitCode: EX_USAGE });
+    });
+  }
+  await t.step("positive control: -q -v and -bp -oi pass", () => {
+    strictEqual(parseClientArgs(["-q", "-v"], "sendmail").command, "flush");
+    strictEqual(parseClientArgs(["-bp", "-oi"], "sendmail").command, "list");
+  });
+});
