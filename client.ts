@@ -498,6 +498,14 @@ async function sendTest(settings: ClientSettings, address: string) {
   return await send(settings, req, spool, newMessageId(crypto.randomUUID()));
 }
 
+/** Asks a yes/no question on the terminal (setup's host key check). */
+async function confirmOnTerminal(question: string): Promise<boolean> {
+  await write(Deno.stdout, question);
+  const buffer = new Uint8Array(256);
+  const n = await Deno.stdin.read(buffer);
+  return /^\s*y(es)?\s*$/i.test(new TextDecoder().decode(buffer.subarray(0, n ?? 0)));
+}
+
 function setupContext(configFile: string | undefined): SetupContext {
   return {
     sshPath: SSH_PATH,
@@ -508,6 +516,7 @@ function setupContext(configFile: string | undefined): SetupContext {
     say: async (line) => {
       await Deno.stdout.write(new TextEncoder().encode(`${line}\n`));
     },
+    confirm: Deno.stdin.isTerminal() ? confirmOnTerminal : undefined,
   };
 }
 

@@ -87,6 +87,10 @@ const FRAMES_PER_SESSION = 10_000;
 const WINDOW = 32;
 /** The fallback sweep of the drop directory (a missed inotify event). */
 const SWEEP_MS = 15_000;
+/** How often the drop directory's mtime is looked at (users' entries are never watched). */
+const DROP_POLL_MS = 10;
+/** A drop directory changed this recently is read again (file times tick with a coarse clock). */
+const DROP_RECENT_MS = 50;
 /** How often `alive` is refreshed. */
 const ALIVE_MS = 5_000;
 /** Replies nobody read are removed after this. */
@@ -131,6 +135,8 @@ export class Service {
   readonly #waiters = new Map<string, Array<(o: Outcome) => void>>();
   #session: Session | undefined;
   #hostIndex = 0;
+  /** A session failed since the last delivery: retries wait for their backoff. */
+  #relayDown = false;
   #intakeRunning = false;
   #intakeAgain = false;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -541,11 +547,14 @@ export class Service {
         return { ok: true, op: "remove", removed: true };
       }
       case "flush": {
+        // Like `postqueue -f`: the whole queue runs now; the answer counts
+        // only what the caller may see.
         await this.intake();
-        const items = this.#mine(uid);
-        const outcomes = items.map((item) => {
+        const mine = new Set(this.#mine(uid).map((i) => i.entry.header.id));
+        const outcomes = [...this.#items.values()].map((item) => {
           item.forced = true;
-          return this.#outcome(item.entry.header.id);
+          const id = item.entry.header.id;
+          return this.#outcome(id).then((o) => (mine.has(id) ? o : undefined));
         });
         this.pump();
         const done = await Promise.all(outcomes);
@@ -770,6 +779,7 @@ export class Service {
       return;
     }
     this.#hostIndex = 0;
+    this.#relayDown = true;
     for (const item of pending) await this.#defer(item, line, s.host);
     if (failure?.connectPhase) {
       // No relay can be reached: what is due now would only meet the same
@@ -791,6 +801,11 @@ export class Service {
     if (code === 0) {
       await this.#queue.remove(h.id);
       this.#items.delete(h.id);
+      if (this.#relayDown) {
+        // The relay is back: what waits for its backoff goes now.
+        this.#relayDown = false;
+        for (const other of this.#items.values()) if (!other.busy) other.forced = true;
+      }
       this.#ctx.log("info", {
         event: line.includes("already delivered") ? "duplicate" : "delivered",
         id: h.id,
@@ -995,9 +1010,12 @@ export interface RunOptions {
 export async function runService(ctx: ServiceContext, o: RunOptions): Promise<void> {
   const service = await Service.open(ctx);
   await service.touchAlive(o.pid);
-  const watcher = Deno.watchFs([`${ctx.settings.spool}/drop`, `${ctx.settings.spool}/root`], {
-    recursive: false,
-  });
+  // Only root/ (root's own directory) is watched. Deno.watchFs opens every
+  // path it reports, following symlinks (its same-file check), on its one
+  // watcher thread: a FIFO a user plants in drop/ would block that thread
+  // for good, and a symlink would make it open the link's target. drop/
+  // is polled instead: one lstat of the directory every DROP_POLL_MS.
+  const watcher = Deno.watchFs([`${ctx.settings.spool}/root`], { recursive: false });
   const watching = (async () => {
     try {
       for await (const _ of watcher) service.intake();
@@ -1005,6 +1023,22 @@ export async function runService(ctx: ServiceContext, o: RunOptions): Promise<vo
       // closed
     }
   })();
+  let dropSeen: number | undefined;
+  let polling = false;
+  const dropPoll = setInterval(() => {
+    if (polling) return;
+    polling = true;
+    Deno.lstat(`${ctx.settings.spool}/drop`).then((info) => {
+      const mtime = info.mtime?.getTime() ?? 0;
+      const age = Date.now() - mtime;
+      if (mtime !== dropSeen || (age >= 0 && age < DROP_RECENT_MS)) {
+        dropSeen = mtime;
+        service.intake();
+      }
+    }).catch(() => {}).finally(() => {
+      polling = false;
+    });
+  }, DROP_POLL_MS);
   const alive = setInterval(() => {
     service.touchAlive(o.pid).catch(() => {});
   }, ALIVE_MS);
@@ -1027,6 +1061,7 @@ export async function runService(ctx: ServiceContext, o: RunOptions): Promise<vo
   await o.stopped;
   clearInterval(alive);
   clearInterval(sweeper);
+  clearInterval(dropPoll);
   watcher.close();
   await watching;
   await service.stop();

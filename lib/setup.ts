@@ -30,6 +30,8 @@ import type { Failure } from "./ssh_command.ts";
 import { quoteWords } from "./words.ts";
 import { SERVICE_USER } from "./layout.ts";
 import { readCapped } from "./pipeline.ts";
+import { PolicyError } from "./errors.ts";
+import { parseAdminArgs } from "./relay_config.ts";
 
 /** What setup needs from the edge. */
 export interface SetupContext {
@@ -40,6 +42,8 @@ export interface SetupContext {
   /** Sends a test message with these settings; undefined on success. */
   sendTest(settings: ClientSettings, address: string): Promise<Failure | undefined>;
   say(line: string): Promise<void>;
+  /** Asks a yes/no question on a terminal; absent when no terminal is attached. */
+  confirm?: ((question: string) => Promise<boolean>) | undefined;
 }
 
 const SETUP_OPTIONS = {
@@ -54,9 +58,42 @@ const SETUP_OPTIONS = {
   "install-with": { type: "string" },
   "admin-identity": { type: "string" },
   test: { type: "string" },
+  fingerprint: { type: "string", multiple: true },
 } as const;
 
 const DEFAULT_DIR = "/etc/sshsendmail";
+/** An OpenSSH SHA-256 fingerprint as `ssh-keygen -lf` prints it. */
+const FINGERPRINT_REGEXP = /^SHA256:[A-Za-z0-9+/]{43}$/;
+/** Words sshd's `$SHELL -c` passes on unchanged (the forced command is not quoted). */
+const SHELL_SAFE_REGEXP = /^[A-Za-z0-9@%+=:,./_-]+$/;
+
+/**
+ * Checks the forced command setup will print: the relay's own admin
+ * grammar must take every word (a value it would refuse makes a relay that
+ * defers all mail), and every word must reach it unchanged through the
+ * relay account's shell (a `'` would make a line the shell cannot parse).
+ */
+function checkForcedCommand(words: readonly string[]): void {
+  const [, ...admin] = words;
+  for (const w of words) {
+    if (!SHELL_SAFE_REGEXP.test(w)) {
+      throw new ClientConfigError(
+        `setup: "${
+          w.replace(/[^ -~]/g, "?").slice(0, 64)
+        }" cannot be carried in the forced command`,
+      );
+    }
+  }
+  let parsed;
+  try {
+    parsed = parseAdminArgs(admin);
+  } catch (err) {
+    throw new ClientConfigError(`setup: the relay would refuse it: ${(err as Error).message}`);
+  }
+  if (parsed.rest.length > 0) {
+    throw new ClientConfigError(`setup: the relay would not take "${parsed.rest[0]}" as an option`);
+  }
+}
 const LABEL_REGEXP = /^[A-Za-z0-9._@+-]{1,64}$/;
 
 async function exists(path: string): Promise<boolean> {
@@ -372,17 +409,12 @@ export async function runSetup(argv: readonly string[], ctx: SetupContext): Prom
     throw new ClientConfigError("setup: invalid --rsendmail");
   }
   const policy: string[] = [];
-  for (const a of values["allow-sender"] ?? []) {
-    if (!/^@?[A-Za-z0-9._+'-]+(@[A-Za-z0-9.-]+)?$/.test(a)) {
-      throw new ClientConfigError("setup: invalid --allow-sender");
-    }
-    policy.push("--allow-sender", a);
-  }
-  if (values["max-size"]) {
-    if (!/^[1-9][0-9]{0,11}$/.test(values["max-size"])) {
-      throw new ClientConfigError("setup: invalid --max-size");
-    }
-    policy.push("--max-size", values["max-size"]);
+  for (const a of values["allow-sender"] ?? []) policy.push("--allow-sender", a);
+  if (values["max-size"]) policy.push("--max-size", values["max-size"]);
+  checkForcedCommand([rsendmail, "--label", label, "--require-integrity", ...policy]);
+  const expected = values.fingerprint ?? [];
+  if (expected.some((f) => !FINGERPRINT_REGEXP.test(f))) {
+    throw new ClientConfigError("setup: --fingerprint wants SHA256:… as ssh-keygen -lf prints it");
   }
   await ctx.say(`sshsendmail setup: relay ${target}${s.port ? ` port ${s.port}` : ""}`);
 
@@ -394,9 +426,34 @@ export async function runSetup(argv: readonly string[], ctx: SetupContext): Prom
     `[1/5] key: ${key.made ? "created" : "kept"} ${s.identity} (ssh-ed25519 ${keyPrint})${handed}`,
   );
 
+  const before = await Deno.readTextFile(s.knownHosts!).catch(() => undefined);
   const prints = await recordHostKey(ctx, s, target, account);
   await ctx.say(`[2/5] relay host key recorded in ${s.knownHosts}: ${prints.join(", ")}`);
-  await ctx.say("      compare on the relay: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub");
+  const matches = expected.length > 0 && prints.some((p) => expected.includes(p.split(" ")[1]!));
+  if (expected.length > 0 && !matches) {
+    // Nothing is logged in to and nothing is kept: the key is not the relay's.
+    if (before === undefined) await Deno.remove(s.knownHosts!).catch(() => {});
+    else await Deno.writeTextFile(s.knownHosts!, before);
+    throw new PolicyError(
+      `setup: the relay's host key is not the one given with --fingerprint (got ${
+        prints.join(", ")
+      }); nothing was installed`,
+      "5.7.0",
+    );
+  }
+  if (matches) {
+    await ctx.say("      matches --fingerprint");
+  } else if (ctx.confirm) {
+    await ctx.say("      compare on the relay: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub");
+    if (!(await ctx.confirm("      Is this the relay's host key? [y/N] "))) {
+      if (before === undefined) await Deno.remove(s.knownHosts!).catch(() => {});
+      else await Deno.writeTextFile(s.knownHosts!, before);
+      throw new PolicyError("setup: host key not confirmed; nothing was installed", "5.7.0");
+    }
+  } else {
+    await ctx.say("      compare on the relay: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub");
+    await ctx.say("      (no terminal and no --fingerprint: not confirmed; pass --fingerprint)");
+  }
 
   const forced = [rsendmail, "--label", label, "--require-integrity", ...policy].join(" ");
   const authorized = `restrict,command="${forced}" ${key.line}`;

@@ -196,16 +196,23 @@ export async function askService(spool: string, request: ServiceRequest): Promis
   const own = where.gid !== undefined;
   const reply = own ? `${dir}/q${hex}` : `${spool}/reply/${hex}`;
   let wait = 2;
+  let garbled = 0;
   let checked = Date.now();
   for (;;) {
     const text = await Deno.readTextFile(reply).catch(() => undefined);
     if (text !== undefined && (!own || text.includes('"reply"'))) {
-      if (own) await Deno.remove(reply).catch(() => {});
+      let parsed;
       try {
-        const parsed = JSON.parse(text);
-        return (own ? parsed.reply : parsed) as ServiceReply;
+        parsed = JSON.parse(text);
       } catch {
-        throw new TempError("the sshsendmail service answered garbage", "4.3.0");
+        // root's reply is written in place: a read may catch it half-written.
+        if (!own || ++garbled > 50) {
+          throw new TempError("the sshsendmail service answered garbage", "4.3.0");
+        }
+      }
+      if (parsed !== undefined) {
+        if (own) await Deno.remove(reply).catch(() => {});
+        return (own ? parsed.reply : parsed) as ServiceReply;
       }
     }
     await new Promise((resolve) => setTimeout(resolve, wait));
