@@ -292,7 +292,7 @@ const sshsendmail: Page = {
           p: "`sshsendmail --flush` | `--list` | `--remove` «ID» | `--test` «ADDRESS» | `--migrate`",
         },
         {
-          p: "`sshsendmail setup --host` [«USER»`@`]«RELAY» [`--port` «P»] [`--label` «NAME»] [`--allow-sender` «ADDR»]… [`--max-size` «BYTES»] [`--install-with` «ADMIN»] [`--test` «ADDRESS»]",
+          p: "`sshsendmail setup --host` [«USER»`@`]«RELAY» [`--port` «P»] [`--label` «NAME»] [`--allow-sender` «ADDR»]… [`--max-size` «BYTES»] [`--fingerprint` `SHA256:`«…»] [`--install-with` «ADMIN»] [`--test` «ADDRESS»]",
         },
         { p: "`sshsendmail --help` | `--version`" },
       ],
@@ -326,7 +326,7 @@ const sshsendmail: Page = {
         },
         { ss: "Setup" },
         {
-          p: "`sshsendmail setup` creates a dedicated ed25519 key (`/etc/sshsendmail/id_ed25519`) if there is none, shows the relay's host key fingerprint and records it (`/etc/sshsendmail/known_hosts`), prints the `authorized_keys` line `restrict,command=\"/usr/sbin/rsendmail --label` «NAME» `--require-integrity` …`\"` «KEY» (or, with `--install-with` «ADMIN», the relay admin's own login, installs it), writes `/etc/sshsendmail.conf`, and with `--test` sends a test message, reporting each step.",
+          p: "`sshsendmail setup` creates a dedicated ed25519 key (`/etc/sshsendmail/id_ed25519`) if there is none, shows the relay's host key fingerprint and records it (`/etc/sshsendmail/known_hosts`), prints the `authorized_keys` line `restrict,command=\"/usr/sbin/rsendmail --label` «NAME» `--require-integrity` …`\"` «KEY» (or, with `--install-with` «ADMIN», the relay admin's own login, installs it), writes `/etc/sshsendmail.conf`, and with `--test` sends a test message, reporting each step. With `--fingerprint` (the relay's host key as `ssh-keygen -lf` prints it on the relay) it stops before any login, keeping nothing, when the relay shows another key; without it, on a terminal, it asks to confirm the printed fingerprint. `--allow-sender` and `--max-size` are checked with the relay's own grammar before anything is written.",
         },
       ],
     },
