@@ -129,8 +129,10 @@ const BEGIN = "# rsm-sat transports (written by tests/e2e/_satellite.ts)";
 export interface SatelliteOptions {
   /** master.cf service lines (each `NAME unix - n n - - pipe …`), replacing earlier ones. */
   services: string[];
-  /** main.cf default_transport (`service:nexthop`). */
+  /** main.cf default_transport (`service:nexthop`, or `service` with a relayhost). */
   defaultTransport: string;
+  /** main.cf relayhost (the nexthop of a default_transport without one). */
+  relayhost?: string;
   /** Domain → transport pairs for an inline transport map. */
   transports?: Record<string, string>;
   /** Sender (`@domain`) → transport pairs (sender_dependent_default_transport_maps). */
@@ -176,6 +178,7 @@ export async function startSatellite(opts: SatelliteOptions): Promise<Satellite>
     "master_service_disable=inet",
     `maillog_file=${SAT_LOG}`,
     `default_transport=${opts.defaultTransport}`,
+    `relayhost=${opts.relayhost ?? ""}`,
     `transport_maps=${inlineMap(opts.transports)}`,
     `sender_dependent_default_transport_maps=${inlineMap(opts.senderTransports)}`,
     "queue_run_delay=1s",

@@ -3,8 +3,9 @@
  * leaves a satellite: the real cron mailing `root` reaches the `adminaddr`
  * mailbox; with no `-f` the envelope sender is `LOGIN@domain` (the login of
  * the sending uid); an unqualified `-f` gets `@domain`; a `From:` is added
- * only when missing; an aliases file maps names; `mailq` and `newaliases`
- * work under their own names. Real sshd → dist/rsendmail → Postfix → Maildir.
+ * only when missing; an aliases file maps names; `mailq` (which asks the
+ * satellite service, tests/e2e/_service.ts) and `newaliases` work under
+ * their own names. Real sshd → dist/rsendmail → Postfix → Maildir.
  *
  * Needs root and: cron, util-linux (unshare, mount, setpriv).
  *
@@ -25,6 +26,8 @@ import {
   viaRelay,
 } from "./_standalone.ts";
 import { bytes, closedPort, envFor, fromMarker, PATH, takeBytes } from "./_smtp.ts";
+import { account, startServiceBed, waitFor } from "./_service.ts";
+import { MAILQ_HEADER, parseMailq } from "./_mailq.ts";
 
 const ADMIN = "rsmadmin";
 /** The unprivileged account that sends in the default-sender steps. */
@@ -219,37 +222,58 @@ Deno.test("local mail: default sender, From:, aliases, mailq, newaliases", async
     });
 
     await t.step("mailq (symlink) lists the queue", async () => {
-      const mailq = `${s.dir}/mailq`;
-      await Deno.symlink(SSHSENDMAIL, mailq);
-      const conf = await s.config("down", s.forcedKey, [
-        `port = ${closedPort()}`,
-        "queue = yes",
-        `queue_dir = ${s.dir}/queue`,
-        `domain = ${DOMAIN}`,
-      ]);
-      const env = envFor(s, conf);
-      const empty = await run(mailq, [], { env });
-      assert.equal(empty.stdout, "Mail queue is empty\n");
-      const tok = token("mailq");
-      const res = await run(s.sendmail, ["-i", "--", s.rcpt], {
-        stdin: `Subject: ${tok}\n\n${bodyFor(tok)}`,
-        env,
-        check: false,
-      });
-      assert.equal(res.code, 0, res.stderr);
-      assert.equal(`${res.stdout}${res.stderr}`, "");
-      const list = await run(mailq, [], { env });
-      assert.equal(list.stderr, "");
-      // Queued at send time with the reason it could not go out.
-      assert.match(
-        list.stdout,
-        new RegExp(
-          `^m[0-9a-f]+ .*  <root@${DOMAIN}>  ${s.rcpt}  \\[1x\\] 4\\.4\\.1 .*connection refused`,
-          "m",
-        ),
-      );
-      assert.match(list.stdout, /\n-- 1 message in queue\n$/);
-      await expectNoToken(s.box, tok, 300);
+      // mailq asks the satellite service; here its relay is down, so the
+      // message waits in the service's queue with the reason it could not go.
+      const bed = await startServiceBed({ deferStart: true });
+      try {
+        await bed.writeConfig([], closedPort());
+        await bed.start();
+        const user = await account(SENDER);
+        const mailq = `${bed.dir}/mailq`;
+        await Deno.symlink(SSHSENDMAIL, mailq);
+        const empty = await bed.sendAs(user, [mailq]);
+        assert.deepEqual([empty.code, empty.stdout, empty.stderr], [
+          0,
+          "Mail queue is empty\n",
+          "",
+        ]);
+        const tok = token("mailq");
+        const res = await bed.sendAs(
+          user,
+          ["-i", "--", s.rcpt],
+          `Subject: ${tok}\n\n${bodyFor(tok)}`,
+        );
+        assert.equal(res.code, 0, res.stderr);
+        assert.equal(`${res.stdout}${res.stderr}`, "");
+        let out = "";
+        await waitFor("the message deferred", async () => {
+          const list = await bed.sendAs(user, [mailq]);
+          assert.equal(list.code, 0, list.stderr);
+          assert.equal(list.stderr, "");
+          out = list.stdout;
+          return parseMailq(out).messages[0]?.reason !== undefined;
+        });
+        // Postfix's layout: header, one block, the total.
+        const lines = out.split("\n");
+        assert.equal(lines[0], MAILQ_HEADER, out);
+        assert.match(
+          lines[1]!,
+          new RegExp(
+            `^m[0-9a-f]{32} +\\d+ [A-Z][a-z]{2} [A-Z][a-z]{2} [ 123]\\d \\d\\d:\\d\\d:\\d\\d  ${SENDER}@${DOMAIN}$`,
+          ),
+          out,
+        );
+        assert.match(
+          lines[2]!,
+          /^\(4\.4\.1 sshsendmail: connection refused by the relay; 1 attempts; next try in \w+\)$/,
+          out,
+        );
+        assert.equal(lines[3], `${" ".repeat(41)}${s.rcpt}`, out);
+        assert.deepEqual(lines.slice(4), ["", "-- 1 Kbytes in 1 Request.", ""], out);
+        await expectNoToken(s.box, tok, 300);
+      } finally {
+        await bed.stop();
+      }
     });
 
     await t.step("newaliases (symlink) exits 0 silently", async () => {

@@ -6,6 +6,13 @@
  * sent by nullmailer-send as user mail → real sshd → dist/rsendmail → the
  * relay's Postfix → Maildir.
  *
+ * README's recipe runs as printed (read by tests/e2e/_recipes.ts): the
+ * module symlink and the remotes line `localhost sshsendmail --service`, the
+ * module dropping each message into a running satellite service
+ * (tests/e2e/_service.ts) whose spool the namespace's /etc/sshsendmail.conf
+ * names. The direct mode (a remotes line naming the relay and a key) keeps
+ * its own tests, with nullmailer's exit-code rule (bit 32 = permanent).
+ *
  * Run as root: deno task test tests/e2e/nullmailer_test.ts
  *
  * @module
@@ -21,6 +28,9 @@ import {
   takeMail,
 } from "./_bed.ts";
 import { type Nullmailer, prepareNullmailer, RSENDMAIL, SSHSENDMAIL } from "./_satellite.ts";
+import { nullmailerRecipe } from "./_recipes.ts";
+import { type Account, startServiceBed, waitFor } from "./_service.ts";
+import { parseMailq, type Queued } from "./_mailq.ts";
 
 const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
@@ -252,5 +262,95 @@ Deno.test("nullmailer 2.2 → sshsendmail → sshd → rsendmail → relay Postf
   } finally {
     await nm.remove();
     await relay.stop();
+  }
+});
+
+Deno.test("nullmailer 2.2 → README's `sshsendmail --service` → the satellite service → relay Postfix", async (t) => {
+  const postfix = await startPostfix();
+  const box: Mailbox = postfix.mailbox("rsmsatnmsvc");
+  await clearMailbox(box);
+  const rcpt = `${box.user}@${postfix.domain}`;
+  const recipe = await nullmailerRecipe();
+  const bed = await startServiceBed();
+  const nm = await prepareNullmailer();
+  const root: Account = { name: "root", uid: 0, gid: 0, home: "/root" };
+  try {
+    // README's two lines, only /usr/sbin/sshsendmail replaced by dist/sshsendmail.
+    assert.equal(recipe.link.target, "/usr/sbin/sshsendmail");
+    const dir = "/usr/lib/nullmailer/";
+    assert.ok(recipe.link.path.startsWith(dir), recipe.link.path);
+    await nm.addModule(recipe.link.path.slice(dir.length), SSHSENDMAIL, true);
+    assert.match(recipe.remotes, /--service\b/);
+    await nm.setRemotes([recipe.remotes]);
+    // The module (as mail) reads the default config: inside the namespace
+    // /etc/sshsendmail.conf is the bed's, naming its spool (nm.dir/etc lies over /etc).
+    await Deno.copyFile(bed.conf, `${nm.dir}/etc/sshsendmail.conf`);
+    await Deno.chmod(`${nm.dir}/etc/sshsendmail.conf`, 0o644);
+
+    await t.step("the module hands the message to the service, which delivers it", async () => {
+      const body = concat(
+        "first line\n",
+        ".\n",
+        "after a lone dot\n",
+        "Gr\u00fc\u00dfe \u2014 8-bit\n",
+        new Uint8Array([0xe9, 0x74, 0xe9, 0x0a]),
+      );
+      await inject(nm, "nm-svc@sat.test", rcpt, concat("Subject: nm service\n\n", body));
+      assert.equal((await nm.queued()).length, 1);
+      const res = await nm.send();
+      assert.equal(res.code, 0, res.stderr);
+      assert.match(res.stdout, /Sent file\./, res.stdout);
+      assert.equal(res.stderr, "", "the module is silent on success");
+      assert.deepEqual(await nm.queued(), []);
+      assert.deepEqual(await nm.failed(), []);
+      const got = split(await takeMail(box, 15000));
+      assert.equal(header(got.head, "Subject"), "nm service");
+      assert.equal(header(got.head, "Return-Path"), "<nm-svc@sat.test>");
+      assert.deepEqual(got.body, body);
+      assert.equal((await bed.sendAs(root, ["-bp"])).stdout, "Mail queue is empty\n");
+    });
+
+    await t.step(
+      "relay down: nullmailer's queue empties, the service keeps the message and delivers it later",
+      async () => {
+        await bed.stopService();
+        await bed.writeConfig([], closedPort());
+        await bed.start();
+        await inject(nm, "nm-later@sat.test", rcpt, "Subject: nm later\n\nwaited\n");
+        const res = await nm.send();
+        assert.equal(res.code, 0, res.stderr);
+        assert.match(res.stdout, /Sent file\./, res.stdout);
+        assert.equal(res.stderr, "");
+        assert.deepEqual(await nm.queued(), []);
+        assert.deepEqual(await nm.failed(), []);
+        let queued: Queued | undefined;
+        await waitFor("the message deferred in the service's queue", async () => {
+          const q = await bed.sendAs(root, ["-bp"]);
+          assert.equal(q.code, 0, q.stderr);
+          queued = parseMailq(q.stdout).messages[0];
+          return queued?.reason !== undefined;
+        });
+        assert.equal(queued!.sender, "nm-later@sat.test");
+        assert.deepEqual(queued!.recipients, [rcpt]);
+        assert.match(queued!.reason!, /^4\.4\.1 sshsendmail: connection refused by the relay$/);
+        await expectNoMail(box, 500);
+        await bed.stopService();
+        await bed.writeConfig();
+        await bed.start();
+        const flush = await bed.sendAs(root, ["-q", "-v"]);
+        assert.deepEqual([flush.code, flush.stdout, flush.stderr], [
+          0,
+          "sshsendmail: delivered 1, deferred 0, failed 0, expired 0; 0 waiting\n",
+          "",
+        ]);
+        const got = split(await takeMail(box, 15000));
+        assert.equal(header(got.head, "Subject"), "nm later");
+        assert.equal(header(got.head, "Return-Path"), "<nm-later@sat.test>");
+        await expectNoMail(box, 500);
+      },
+    );
+  } finally {
+    await nm.remove();
+    await bed.stop();
   }
 });

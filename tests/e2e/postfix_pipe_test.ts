@@ -1,8 +1,15 @@
 /**
  * End to end, with real programs only: a satellite Postfix instance whose
- * default transport is a pipe(8) service running dist/sshsendmail as user
- * `mail` → a real sshd with a forced-command key → dist/rsendmail → the
- * relay's Postfix → a Maildir on the relay.
+ * default transport is a pipe(8) service running dist/sshsendmail as the
+ * service's account `sshsendmail` → a real sshd with a forced-command key →
+ * dist/rsendmail → the relay's Postfix → a Maildir on the relay.
+ *
+ * The master.cf lines and main.cf settings are README.md's own ("Postfix
+ * `pipe(8)` transport", read by tests/e2e/_recipes.ts): only the absolute
+ * paths are replaced (dist/sshsendmail, the test's key and known_hosts)
+ * and `--port` added for the private relay; `${nexthop}` comes from
+ * `relayhost = rsmrelay@127.0.0.1`. The broken, seed-style and misspelt
+ * services are that line with one change each.
  *
  * The ssh connection goes through a TCP gate (tests/e2e/_satellite.ts) so
  * that the relay can go down and come back on the same port while the pipe
@@ -23,6 +30,8 @@ import {
   takeMail,
 } from "./_bed.ts";
 import { openGate, RSENDMAIL, type Satellite, SSHSENDMAIL, startSatellite } from "./_satellite.ts";
+import { pipeRecipe, substitute } from "./_recipes.ts";
+import { account, unitCommand } from "./_service.ts";
 
 const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
@@ -65,7 +74,14 @@ Deno.test({
     const gate = openGate(relay.port);
     let sat: Satellite | undefined;
     try {
-      const key = await relay.addKey(`restrict,command="${RSENDMAIL} --label sat"`, "mail");
+      // README's recipe, line for line: the pipe runs as the service's account,
+      // which owns the key.
+      const recipe = await pipeRecipe();
+      assert.match(recipe.master[0]!, new RegExp(`^${recipe.service} unix .* pipe user=(\\S+)$`));
+      const pipeUser = /\buser=(\S+)$/.exec(recipe.master[0]!)![1]!;
+      assert.equal(pipeUser, (await unitCommand()).user, "the pipe runs as the service's account");
+      await account(pipeUser, true);
+      const key = await relay.addKey(`restrict,command="${RSENDMAIL} --label sat"`, pipeUser);
       // The relay's host key, listed for the gate's port.
       const knownHosts = `${relay.dir}/known_hosts_gate`;
       await Deno.writeTextFile(
@@ -76,26 +92,49 @@ Deno.test({
         ),
       );
       await Deno.chmod(knownHosts, 0o644);
-      const fixed = `--port ${gate.port} --identity ${key} --known-hosts ${knownHosts}`;
+      // Only the absolute paths change; the private relay's port is the one option added.
+      const readme = substitute(recipe.master, {
+        "/usr/sbin/sshsendmail": SSHSENDMAIL,
+        "/etc/sshsendmail/id_ed25519": key,
+        "/etc/sshsendmail/known_hosts": knownHosts,
+      }).map((l) => l.replace(" -f ${sender}", ` --port ${gate.port} -f \${sender}`));
+      assert.ok(readme[1]!.includes(`--port ${gate.port} -f`), readme.join("\n"));
+      /** The README line as another service, changed by `edit`. */
+      const variant = (name: string, edit: (line: string) => string) => {
+        const renamed = readme.map((l) => l.replace(new RegExp(`^${recipe.service} `), `${name} `));
+        const edited = renamed.map(edit);
+        assert.notEqual(edited.join("\n"), renamed.join("\n"), `${name}: the change applies`);
+        return edited;
+      };
+      // main.cf as README says: default_transport without a nexthop, relayhost USER@HOST.
+      assert.match(recipe.relayhost, /^[^@\s]+@[^@\s]+$/);
+      const relayhost = `${relay.user}@127.0.0.1`;
       sat = await startSatellite({
         services: [
-          "rsendmail unix - n n - - pipe user=mail",
-          `  argv=${SSHSENDMAIL} --host \${nexthop} ${fixed} -f \${sender} -- \${recipient}`,
-          "rsmbroken unix - n n - - pipe user=mail",
-          `  argv=${SSHSENDMAIL} --host \${nexthop} ${fixed} --no-such-option -f \${sender} -- \${recipient}`,
+          ...readme,
+          ...variant(
+            "rsmbroken",
+            (l) => l.replace(" -f ${sender}", " --no-such-option -f ${sender}"),
+          ),
           // The seed's line (no `--`) with flags=q: pipe(8) quotes local parts itself.
-          "rsmq unix - n n - - pipe flags=q user=mail",
-          `  argv=${SSHSENDMAIL} --host \${nexthop} ${fixed} -f \${sender} \${recipient}`,
-          "rsmtypo unix - n n - - pipe user=mail",
-          `  argv=${SSHSENDMAIL} --hots \${nexthop} ${fixed} -f \${sender} -- \${recipient}`,
+          ...variant(
+            "rsmq",
+            (l) =>
+              l.replace(" pipe user=", " pipe flags=q user=").replace(
+                " -- ${recipient}",
+                " ${recipient}",
+              ),
+          ),
+          ...variant("rsmtypo", (l) => l.replace(" --host ", " --hots ")),
         ],
-        defaultTransport: "rsendmail:rsmrelay@127.0.0.1",
+        defaultTransport: recipe.defaultTransport,
+        relayhost,
         transports: {
           "bounce.test": "error:5.1.1 no such user here (test)",
-          "broken.test": "rsmbroken:rsmrelay@127.0.0.1",
-          "typo.test": "rsmtypo:rsmrelay@127.0.0.1",
+          "broken.test": `rsmbroken:${relayhost}`,
+          "typo.test": `rsmtypo:${relayhost}`,
         },
-        senderTransports: { "@q.sat.test": "rsmq:rsmrelay@127.0.0.1" },
+        senderTransports: { "@q.sat.test": `rsmq:${relayhost}` },
       });
       const s = sat;
       await s.purge();

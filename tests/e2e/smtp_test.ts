@@ -3,7 +3,11 @@
  * from Debian's php-symfony-mailer with SendmailTransport's default command
  * `/usr/sbin/sendmail -bs`, Laravel's `-bs -i`) and hand-written pipelined
  * dialogues, through real sshd → dist/rsendmail (batch mode) → the relay's
- * Postfix → Maildir. Bodies are compared byte for byte.
+ * Postfix → Maildir. Bodies are compared byte for byte. Most sessions run
+ * with `queue = no` (direct: the reply to each dot is the relay's verdict);
+ * one runs as a local user against the satellite service
+ * (tests/e2e/_service.ts), which answers `250 2.0.0 Ok: queued as HEX` and
+ * keeps the message while the relay is down.
  *
  * Needs root and: swaks, php-cli, php-symfony-mailer, util-linux (unshare,
  * mount).
@@ -30,13 +34,18 @@ import {
   envFor,
   fromMarker,
   loginCount,
+  parseReplies,
   type Reply,
   smtpSession,
   takeBytes,
 } from "./_smtp.ts";
+import { account, startServiceBed, waitFor } from "./_service.ts";
+import { parseMailq, type Queued } from "./_mailq.ts";
 
 const ACCOUNT = "rsmsmtp";
 const ACCOUNT2 = "rsmsmtp2";
+/** The local account that speaks -bs to the satellite service. */
+const SENDER = "rsmsmtpu";
 
 /** A body every client must pass through unchanged: a lone dot line and 8-bit text. */
 function bodyFor(tok: string): string {
@@ -317,10 +326,9 @@ function smtpSessionless(sendmail: string, tok: string, rcpt: string, env: Recor
   });
 }
 
-Deno.test("smtp: relay down queues (250, --list), relay refusal is 5xx", async (t) => {
+Deno.test("smtp: relay down queues (250, mailq), relay refusal is 5xx", async (t) => {
   const s = await startStandalone(ACCOUNT);
   try {
-    const queueDir = `${s.dir}/queue`;
     const session = (from: string, tok: string) =>
       [
         "EHLO client.test",
@@ -333,58 +341,86 @@ Deno.test("smtp: relay down queues (250, --list), relay refusal is 5xx", async (
         ".",
       ].map((l) => `${l}\r\n`).join("");
 
-    await t.step("relay unreachable: 250 queued, --list shows it", async () => {
-      const conf = await s.config("down", s.forcedKey, [
-        `port = ${closedPort()}`,
-        "queue = yes",
-        `queue_dir = ${queueDir}`,
-      ]);
-      const env = envFor(s, conf);
-      const tok = token("down");
-      const res = await smtpSession(
-        [s.sendmail, "-bs"],
-        `${session("q@example.net", tok)}QUIT\r\n`,
-        env,
-      );
-      assert.equal(res.code, 0, res.stderr);
-      assert.deepEqual(codes(res.replies), [220, 250, 250, 250, 354, 250, 221], res.stdout);
-      const m = /^2\.0\.0 Ok: queued as (\S+) /.exec(res.replies[5]!.lines[0]!);
-      assert.ok(m, res.stdout);
-      const list = await run(s.sendmail, ["--list"], { env });
-      assert.match(list.stdout, new RegExp(`^${m[1]} .*<q@example\\.net>  ${s.rcpt}  `, "m"));
-      assert.match(list.stdout, /-- 1 message in queue/);
-      await expectNoToken(s.box, tok, 300);
-    });
+    await t.step(
+      "relay unreachable: 250 queued by the service, mailq shows it, delivered once it is back",
+      async () => {
+        // The satellite service (tests/e2e/_service.ts) with its relay down.
+        const bed = await startServiceBed({ deferStart: true });
+        try {
+          await bed.writeConfig([], closedPort());
+          await bed.start();
+          const user = await account(SENDER);
+          const tok = token("down");
+          const res = await bed.sendAs(user, ["-bs"], `${session("q@example.net", tok)}QUIT\r\n`);
+          assert.equal(res.code, 0, res.stderr);
+          assert.equal(res.stderr, "");
+          const replies = parseReplies(res.stdout);
+          assert.deepEqual(codes(replies), [220, 250, 250, 250, 354, 250, 221], res.stdout);
+          // The answer after the dot: the service has it (its drop's name).
+          assert.match(replies[5]!.lines[0]!, /^2\.0\.0 Ok: queued as [0-9a-f]{32}$/, res.stdout);
+          let queued: Queued | undefined;
+          await waitFor("the message deferred in the service's queue", async () => {
+            const list = await bed.sendAs(user, ["-bp"]);
+            assert.equal(list.code, 0, list.stderr);
+            queued = parseMailq(list.stdout).messages[0];
+            return queued?.reason !== undefined;
+          });
+          assert.equal(queued!.sender, "q@example.net");
+          assert.deepEqual(queued!.recipients, [s.rcpt]);
+          assert.match(queued!.reason!, /^4\.4\.1 sshsendmail: connection refused by the relay$/);
+          await expectNoToken(s.box, tok, 300);
 
-    await t.step("sender refused by the key's --allow-sender: 5xx after the dot", async () => {
-      const key = await s.relay.addKey(
-        `restrict,command="${RSENDMAIL} --allow-sender allowed@example.net"`,
-      );
-      const conf = await s.config("refusing", key, ["queue = yes", `queue_dir = ${queueDir}`]);
-      const env = envFor(s, conf);
-      const [bad, good] = [token("refused"), token("allowed")];
-      const res = await smtpSession(
-        [s.sendmail, "-bs"],
-        `${session("other@example.net", bad)}${
-          session("allowed@example.net", good).replace(/^EHLO[^\n]*\n/, "")
-        }QUIT\r\n`,
-        env,
-      );
-      assert.equal(res.code, 0, res.stderr);
-      assert.deepEqual(
-        codes(res.replies),
-        [220, 250, 250, 250, 354, 550, 250, 250, 354, 250, 221],
-        res.stdout,
-      );
-      assert.match(res.replies[5]!.lines[0]!, /^5\.7\.1 .*sender not allowed/);
-      // Refused for good: not queued (only the first step's message is there).
-      const list = await run(s.sendmail, ["--list"], { env });
-      assert.match(list.stdout, /-- 1 message in queue/);
-      assert.doesNotMatch(list.stdout, /other@example\.net/);
-      const msg = parseMessage(text(await takeBytes(s.box, good)));
-      assert.equal(msg.body, bodyFor(good));
-      await expectNoToken(s.box, bad, 300);
-    });
+          // The relay is back: the service (restarted with its queue) delivers it on -q.
+          await bed.stopService();
+          await bed.writeConfig();
+          await bed.start();
+          const flush = await bed.sendAs(user, ["-q", "-v"]);
+          assert.deepEqual([flush.code, flush.stdout, flush.stderr], [
+            0,
+            "sshsendmail: delivered 1, deferred 0, failed 0, expired 0; 0 waiting\n",
+            "",
+          ]);
+          const msg = parseMessage(text(await takeBytes(s.box, tok)));
+          assert.deepEqual(msg.header("Return-Path"), ["<q@example.net>"]);
+          assert.equal(msg.body, bodyFor(tok));
+          await expectNoToken(s.box, tok, 1000);
+          assert.equal((await bed.sendAs(user, ["-bp"])).stdout, "Mail queue is empty\n");
+        } finally {
+          await bed.stop();
+        }
+      },
+    );
+
+    await t.step(
+      "sender refused by the key's --allow-sender: 5xx after the dot (queue = no)",
+      async () => {
+        // Direct mode keeps the relay's verdict on each message after its dot.
+        const key = await s.relay.addKey(
+          `restrict,command="${RSENDMAIL} --allow-sender allowed@example.net"`,
+        );
+        const conf = await s.config("refusing", key, ["queue = no"]);
+        const env = envFor(s, conf);
+        const [bad, good] = [token("refused"), token("allowed")];
+        const res = await smtpSession(
+          [s.sendmail, "-bs"],
+          `${session("other@example.net", bad)}${
+            session("allowed@example.net", good).replace(/^EHLO[^\n]*\n/, "")
+          }QUIT\r\n`,
+          env,
+        );
+        assert.equal(res.code, 0, res.stderr);
+        assert.deepEqual(
+          codes(res.replies),
+          [220, 250, 250, 250, 354, 550, 250, 250, 354, 250, 221],
+          res.stdout,
+        );
+        assert.match(res.replies[5]!.lines[0]!, /^5\.7\.1 .*sender not allowed/);
+        assert.match(res.replies[9]!.lines[0]!, /^2\.0\.0 Ok: sent as m[0-9a-f]{32}$/);
+        const msg = parseMessage(text(await takeBytes(s.box, good)));
+        assert.equal(msg.body, bodyFor(good));
+        await expectNoToken(s.box, bad, 300);
+      },
+    );
   } finally {
     await s.stop();
   }
