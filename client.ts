@@ -33,7 +33,7 @@ import { newMessageId, queueHeader } from "./lib/queue_entry.ts";
 import { runSetup, runTest, type SetupContext } from "./lib/setup.ts";
 import { openBatchChannel } from "./lib/batch_channel.ts";
 import { frameWordsOf } from "./lib/batch.ts";
-import type { LocalPolicy } from "./lib/local_mail.ts";
+import { type LocalPolicy, missingHeaders } from "./lib/local_mail.ts";
 import {
   accountFromPasswd,
   loginFromPasswd,
@@ -69,11 +69,24 @@ const SMTP_MAX_SIZE = 52_428_800;
 /** ssh's connection-sharing socket, private to the user (ssh expands %d and %C). */
 const CONTROL_PATH = "%d/.ssh/sshsendmail-%C";
 
-const USAGE = `usage: sshsendmail [--host [USER@]HOST]... [--user U] [--port P] [--identity KEY]
-                   [--known-hosts FILE] [--ssh-option K=V]... [--reuse] [--mta postfix|nullmailer]
-                   [sendmail options] [--] RECIPIENT...
-Sends the message on stdin through ssh to a relay running rsendmail.
-Without --host, settings come from /etc/sshsendmail.conf or $SSHSENDMAIL_CONFIG.
+const USAGE =
+  `usage: sshsendmail [SENDMAIL OPTIONS] [--] RECIPIENT...   a message on stdin (any user)
+       sshsendmail -bs [-i] [-f ADDR]                 SMTP on stdin/stdout (PHP frameworks)
+       sshsendmail -t [-i] [-f ADDR]                  recipients from the headers
+       mailq | sshsendmail -bp | --list               your queued messages (root: all)
+       sshsendmail -q [-v] | --flush                  ask the service to run the queue now
+       sshsendmail --remove ID                        drop one of your queued messages
+       sshsendmail --test ADDRESS                     send a test message through the relay
+       sshsendmail setup --host [USER@]RELAY ...      key, relay host key, config (see setup --help)
+       sshsendmail --serve                            the delivery service (its account; systemd)
+       sshsendmail --init-spool | --migrate           make the spool (root) | hand over an old queue
+       sshsendmail --host [USER@]HOST [--user U] [--port P] [--identity KEY] [--known-hosts FILE]
+                   [--ssh-option K=V]... [--reuse] [--no-integrity] [--connect-timeout S]
+                   [--relay-command NAME] [-f SENDER] [--] RECIPIENT...   Postfix pipe(8)
+       (run as .../nullmailer/sshsendmail: a nullmailer 2.x protocol module)
+Common: --config FILE (default /etc/sshsendmail.conf, or $SSHSENDMAIL_CONFIG), --mta
+postfix|nullmailer|sendmail, --help, --version. Sendmail options: -f/-r ADDR, -t, -i, -oi,
+-oem/-oep/-oee/-oeq/-oew, -odi/-odb, -om, -bm, -B8BITMIME/-B7BIT, -F NAME, -N DSN, -R RET, -v.
 See sshsendmail(8).
 `;
 
@@ -124,7 +137,7 @@ async function loadConfig(file: string | undefined, needHost: boolean): Promise<
     if (explicit === undefined && !needHost) return defaultSettings();
     throw new ClientConfigError(`no relay configured: cannot read ${path}`);
   }
-  const settings = parseConfigFile(text);
+  const settings = parseConfigFile(text, path);
   if ((needHost || !settings.queue) && settings.hosts.length === 0) {
     throw new ClientConfigError(`no host in ${path}`);
   }
@@ -308,7 +321,40 @@ async function submit(settings: ClientSettings, req: SendmailRequest, body: Byte
   if (settings.spool === SPOOL_ROOT) {
     await migrateOldQueue(settings.spool, myUid(), dropOptions(settings)).catch(() => {});
   }
-  return await dropMessage(settings.spool, dropWords(req), body, dropOptions(settings));
+  return await dropMessage(
+    settings.spool,
+    dropWords(req),
+    await withSubmissionHeaders(settings, body),
+    dropOptions(settings),
+  );
+}
+
+/** The message with `Date:` and `Message-ID:` added where it has none (read ahead ≤ 64 KiB). */
+async function withSubmissionHeaders(
+  settings: ClientSettings,
+  body: ByteReader,
+): Promise<ByteReader> {
+  const head = new Uint8Array(65536);
+  let got = 0;
+  for (;;) {
+    const n = await body.read(head.subarray(got));
+    if (n === null) break;
+    got += n;
+    const text = new TextDecoder().decode(head.subarray(0, got));
+    if (got === head.length || /\r?\n\r?\n/.test(text) || /^\r?\n/.test(text)) break;
+  }
+  const text = new TextDecoder().decode(head.subarray(0, got));
+  const id = Array.from(
+    crypto.getRandomValues(new Uint8Array(12)),
+    (b) => b.toString(16).padStart(2, "0"),
+  )
+    .join("");
+  const domain = settings.domain ?? Deno.hostname().toLowerCase();
+  const added = new TextEncoder().encode(missingHeaders(text, new Date(), id, domain));
+  const bytes = new Uint8Array(added.length + got);
+  bytes.set(added);
+  bytes.set(head.subarray(0, got), added.length);
+  return prefixedReader(bytes, body);
 }
 
 function dropOptions(settings: ClientSettings) {
@@ -377,7 +423,7 @@ function configReloader(file: string | undefined): () => Promise<ClientSettings 
     const now = await mtime();
     if (now === seen) return undefined;
     seen = now;
-    return now === undefined ? undefined : parseConfigFile(await Deno.readTextFile(path));
+    return now === undefined ? undefined : parseConfigFile(await Deno.readTextFile(path), path);
   };
 }
 
@@ -524,14 +570,17 @@ async function main(): Promise<number> {
   const path = invokedPath();
   const name = path.slice(path.lastIndexOf("/") + 1);
   let mta: Mta = defaultMta(path, Deno.args);
+  let admin = false;
   try {
     if (name === "newaliases") return EX_OK;
     if (Deno.args[0] === "setup") {
       mta = "sendmail";
+      admin = true;
       return await runSetup(Deno.args.slice(1), setupContext(undefined));
     }
     const args = parseClientArgs(name === "mailq" ? ["--list", ...Deno.args] : Deno.args, mta);
     mta = args.mta;
+    admin = !["send", "smtp"].includes(args.command) && mta !== "nullmailer";
     if (args.command === "help") {
       await write(Deno.stdout, USAGE);
       return EX_OK;
@@ -599,6 +648,11 @@ async function main(): Promise<number> {
     return code;
   } catch (err) {
     const error = toMailError(err);
+    if (admin) {
+      // An admin's command: plain words, no DSN code (those are for mailers).
+      await write(Deno.stderr, `${PROGRAM}: ${printable(error.message, 500)}\n`);
+      return error.exitCode;
+    }
     const line = error.publicLine(PROGRAM);
     if (mta === "nullmailer") {
       await write(Deno.stderr, `${line}\n`);
@@ -607,7 +661,11 @@ async function main(): Promise<number> {
     // Postfix bounces every code but 71 and 75: a fault of the pipe line or
     // of this machine must defer; only a malformed address bounces.
     const code = mta === "postfix" && !(error instanceof DataError) ? EX_TEMPFAIL : error.exitCode;
-    await write(Deno.stderr, `${matchClass(line, code)}\n`);
+    // A pipe line sshsendmail cannot parse is master.cf's fault: 4.3.5, as a config error.
+    const shown = mta === "postfix" && error instanceof UsageError
+      ? `4.3.5 ${PROGRAM}: ${error.message}`
+      : line;
+    await write(Deno.stderr, `${matchClass(shown, code)}\n`);
     return code;
   }
 }

@@ -18,7 +18,16 @@ import {
   MAX_FRAMES,
 } from "./lib/batch.ts";
 import { type DeliveryRecord, openDeliveryRecord } from "./lib/dedup.ts";
-import { DataError, MailError, toMailError, UsageError } from "./lib/errors.ts";
+import {
+  DataError,
+  MailError,
+  PolicyError,
+  TempError,
+  toMailError,
+  UsageError,
+} from "./lib/errors.ts";
+import { headerSenders } from "./lib/header_senders.ts";
+import { type Limits, openLimits } from "./lib/limits.ts";
 import { countHeaderRecipients } from "./lib/header_recipients.ts";
 import {
   EX_DATAERR,
@@ -30,13 +39,14 @@ import {
   isTemporary,
 } from "./lib/exit_codes.ts";
 import { drain, FramedReader } from "./lib/framed_reader.ts";
-import { LOGGER_PATH } from "./lib/layout.ts";
+import { LOGGER_PATH, SERVER_ENV } from "./lib/layout.ts";
 import { formatLogLine, type LogFields } from "./lib/log_line.ts";
 import { type ByteReader, runWithSpool, type Spooled, spoolMessage } from "./lib/pipeline.ts";
 import {
   checkPolicy,
   ConfigError,
   DEFAULT_CONFIG,
+  isSenderAllowed,
   LOG_LEVELS,
   parseAdminArgs,
   type RelayConfig,
@@ -58,6 +68,8 @@ const USAGE =
                  [--max-recipients N] [--label NAME] [--require-integrity]
                  [--log-level LEVEL] [--idle-timeout S] [--sendmail-timeout S]
                  [--state-dir DIR] [--dedup-days N] [--syslog-socket PATH]
+                 [--max-messages N/PERIOD] [--max-sessions N] [--allow-header-sender]
+                 [--message-timeout S] [--session-timeout S] [--min-rate BYTES]
 Runs as an SSH forced command: restrict,command="rsendmail --label NAME ..." KEY
 The request comes from SSH_ORIGINAL_COMMAND and may only send mail.
 See rsendmail(8).
@@ -83,13 +95,23 @@ function requestWords(rest: string[], original: string | undefined): string[] {
 }
 
 /**
+ * One of sshd's variables, under the name the launcher gave it
+ * (REQ = SSH_ORIGINAL_COMMAND, PEER = SSH_CONNECTION). The launcher sets
+ * both, empty when sshd set none: empty is unset.
+ */
+function envOf(name: keyof typeof SERVER_ENV): string | undefined {
+  const value = Deno.env.get(name);
+  return value === "" ? undefined : value;
+}
+
+/**
  * SSH_ORIGINAL_COMMAND holds the peer's raw bytes; Deno refuses to decode
  * one that is not UTF-8 (InvalidData). That is the peer's malformed
  * request (64), not a relay fault to retry (75).
  */
 function originalCommand(): string | undefined {
   try {
-    return Deno.env.get("SSH_ORIGINAL_COMMAND");
+    return envOf("REQ");
   } catch (err) {
     if (err instanceof Deno.errors.InvalidData) {
       throw new UsageError("request is not valid UTF-8", "5.5.2");
@@ -110,6 +132,8 @@ async function deliver(
     maxSize: config.maxSize,
     idleTimeoutMs: config.idleTimeoutMs,
     declaredSize: req.size,
+    deadlineMs: config.messageTimeoutMs,
+    minRate: config.minRate,
   });
   try {
     fields.size = spool.size;
@@ -121,10 +145,13 @@ async function deliver(
       throw new MailError(EX_DATAERR, "5.6.0", "message does not match its SHA-256");
     }
     if (req.extractRecipients) await checkHeaderRecipients(spool, req, config);
+    if (config.allowHeaderSender) await checkHeaderSenders(spool, config);
+    const undo = await reserveMessage(config);
     const result = await runWithSpool(toSendmailArgv(config.sendmail, req), spool, {
       timeoutMs: config.sendmailTimeoutMs,
     });
     if (result.code === EX_OK) return spool;
+    await undo?.();
     fields.sendmail = result.timedOut ? "timeout" : result.signal ?? result.code;
     if (result.stderr) fields.stderr = result.stderr.trim();
     if (result.code === undefined) {
@@ -148,9 +175,37 @@ async function deliver(
 /** How much of a -t message's head is read to count its header recipients. */
 const HEAD_LIMIT = 1 << 20;
 
+/** The first HEAD_LIMIT bytes of the spooled message, as text. */
+async function readHead(spool: Spooled): Promise<string> {
+  const head = new Uint8Array(Math.min(HEAD_LIMIT, spool.size));
+  await spool.file.seek(0, Deno.SeekMode.Start);
+  let got = 0;
+  while (got < head.length) {
+    const n = await spool.file.read(head.subarray(got));
+    if (n === null) break;
+    got += n;
+  }
+  return new TextDecoder().decode(head.subarray(0, got));
+}
+
+/** One character per byte (windows-1252 maps every byte): line lengths stay byte counts. */
+const BYTES_AS_TEXT = new TextDecoder("latin1");
+
 /**
- * With -t, sendmail takes recipients from To/Cc/Bcc: the key's
- * --max-recipients counts those too, before sendmail runs.
+ * With -t, Postfix's sendmail takes recipients from To/Cc/Bcc (or their
+ * Resent- forms): the key's --max-recipients counts those too, before
+ * sendmail runs, never fewer than Postfix extracts however the header is
+ * spelt (lib/header_recipients.ts; measured against Postfix by
+ * tests/e2e/header_count_test.ts). Over the limit: 5.5.3, as for the
+ * command line.
+ *
+ * A header section the count cannot be sure of is refused with 5.6.0
+ * (exit 65): one that does not end within the first HEAD_LIMIT bytes
+ * (Postfix would read on), one holding a NUL byte, or a From_ line as long
+ * as Postfix's 2048-byte line record. Permanent, because sending the same
+ * bytes again cannot succeed (a 4.x.x would keep the satellite retrying
+ * for days); not "too many recipients", because that is not what was found.
+ * No legitimate message has any of these.
  */
 async function checkHeaderRecipients(
   spool: Spooled,
@@ -165,12 +220,55 @@ async function checkHeaderRecipients(
     if (n === null) break;
     got += n;
   }
-  const text = new TextDecoder().decode(head.subarray(0, got));
+  const text = BYTES_AS_TEXT.decode(head.subarray(0, got));
+  const found = countHeaderRecipients(text, { complete: got === spool.size });
+  if (found.kind === "uncountable") throw new DataError(found.reason, "5.6.0");
+  if (req.recipients.length + found.count > config.maxRecipients) {
+    throw new DataError("too many recipients", "5.5.3");
+  }
+}
+
+/** The key's limits (`--max-sessions`, `--max-messages`), when it has any. */
+let limits: Limits | undefined;
+
+/** Opens the limits and counts this session in; the returned function ends it. */
+async function enterSession(config: RelayConfig): Promise<() => Promise<void>> {
+  if (config.maxSessions === 0 && config.maxMessages === undefined) return async () => {};
+  limits = await openLimits(config.stateDir, config.label);
+  if (!limits) throw new TempError("relay state directory unusable", "4.3.0");
+  if (config.maxSessions === 0) return async () => {};
+  const session = await limits.enterSession(config.maxSessions);
+  if (session === "busy") {
+    throw new MailError(EX_TEMPFAIL, "4.7.0", "too many concurrent sessions for this key");
+  }
+  return session.end;
+}
+
+/** Reserves the message in the key's rate window; the undo gives it back. */
+async function reserveMessage(config: RelayConfig): Promise<(() => Promise<void>) | undefined> {
+  if (config.maxMessages === undefined || !limits) return undefined;
+  const undo = await limits.reserveMessage(config.maxMessages);
+  if (undo === "limited") {
+    throw new MailError(EX_TEMPFAIL, "4.7.0", "message rate limit reached for this key");
+  }
+  return undo;
+}
+
+/**
+ * `--allow-header-sender`: every address in From: and Sender: must match
+ * the key's --allow-sender list too (the message is spooled already, so
+ * the check costs reading its head).
+ */
+async function checkHeaderSenders(spool: Spooled, config: RelayConfig): Promise<void> {
+  const text = await readHead(spool);
   if (spool.size > HEAD_LIMIT && !/\r?\n\r?\n/.test(text)) {
     throw new DataError("header section too long", "5.6.0");
   }
-  const count = req.recipients.length + countHeaderRecipients(text);
-  if (count > config.maxRecipients) throw new DataError("too many recipients", "5.5.3");
+  for (const address of headerSenders(text)) {
+    if (!isSenderAllowed(address, config.allowSenders)) {
+      throw new PolicyError("header sender not allowed for this key", "5.7.1");
+    }
+  }
 }
 
 function describe(req: SendmailRequest, fields: LogFields): void {
@@ -238,8 +336,15 @@ async function batch(
         text: err ? `${PROGRAM}: ${err.message}` : text,
       })
     }\n`));
+  const sessionStarted = performance.now();
   for (let n = 0; n < MAX_FRAMES; n++) {
     const started = performance.now();
+    if (started - sessionStarted > config.sessionTimeoutMs) {
+      // A deadline, not an idle time: a peer trickling frames cannot hold
+      // the session for ever. The client reconnects for what is left.
+      await reply("-", new MailError(EX_TEMPFAIL, "4.4.2", "session time limit reached"));
+      return EX_TEMPFAIL;
+    }
     let line: string | null;
     try {
       line = await withIdle(input.readLine(MAX_FRAME_HEADER), config.idleTimeoutMs);
@@ -332,8 +437,8 @@ async function withIdle<T>(promise: Promise<T>, ms: number): Promise<T> {
 async function localInfo(): Promise<boolean> {
   const arg = Deno.args.length === 1 ? Deno.args[0] : undefined;
   if (arg !== "--help" && arg !== "--version") return false;
-  if (Deno.env.get("SSH_CONNECTION") !== undefined) return false;
-  if (Deno.env.get("SSH_ORIGINAL_COMMAND") !== undefined) return false;
+  if (envOf("PEER") !== undefined) return false;
+  if (envOf("REQ") !== undefined) return false;
   await Deno.stdout.write(
     new TextEncoder().encode(arg === "--help" ? USAGE : `${PROGRAM} ${VERSION}\n`),
   );
@@ -349,8 +454,37 @@ async function main(): Promise<number> {
     const admin = parseAdminArgs(Deno.args);
     config = admin.config;
     fields.label = config.label || undefined;
-    fields.client = Deno.env.get("SSH_CONNECTION")?.split(" ")[0];
+    fields.client = envOf("PEER")?.split(" ")[0];
     const words = requestWords(admin.rest, originalCommand());
+    const endSession = await enterSession(config);
+    try {
+      return await serve(config, words, fields, started);
+    } finally {
+      await endSession();
+    }
+  } catch (err) {
+    const error = toMailError(err);
+    await log(config, isTemporary(error.exitCode) ? "err" : "warning", {
+      ...fields,
+      event: isTemporary(error.exitCode) ? "deferred" : "refused",
+      exit: error.exitCode,
+      reason: error.message,
+      detail: error.detail || undefined,
+      ms: elapsed(started),
+    });
+    await Deno.stderr.write(new TextEncoder().encode(`${error.publicLine(PROGRAM)}\n`));
+    return error.exitCode;
+  }
+}
+
+/** One session: a batch, or one message. */
+async function serve(
+  config: RelayConfig,
+  words: string[],
+  fields: LogFields,
+  started: number,
+): Promise<number> {
+  {
     if (isBatchRequest(words)) {
       const { event: _, ...base } = fields;
       // One logger(1) for every BATCH_LOG_LINES frames instead of one per frame.
@@ -368,18 +502,6 @@ async function main(): Promise<number> {
     await single(config, words, fields);
     await log(config, "info", { ...fields, exit: EX_OK, ms: elapsed(started) });
     return EX_OK;
-  } catch (err) {
-    const error = toMailError(err);
-    await log(config, isTemporary(error.exitCode) ? "err" : "warning", {
-      ...fields,
-      event: isTemporary(error.exitCode) ? "deferred" : "refused",
-      exit: error.exitCode,
-      reason: error.message,
-      detail: error.detail || undefined,
-      ms: elapsed(started),
-    });
-    await Deno.stderr.write(new TextEncoder().encode(`${error.publicLine(PROGRAM)}\n`));
-    return error.exitCode;
   }
 }
 

@@ -141,6 +141,30 @@ const rsendmail: Page = {
           body: ["Refuse requests without `--size`/`--sha256`."],
         },
         {
+          tp: "`--allow-header-sender`",
+          body: [
+            "Every address in `From:`, `Sender:` and their `Resent-` forms must match `--allow-sender` too (`5.7.1` otherwise). It costs reading the message's head before sendmail runs (the message is spooled first anyway).",
+          ],
+        },
+        {
+          tp: "`--max-messages` «N»`/`«PERIOD»",
+          body: [
+            "At most «N» messages per «PERIOD» (`s`, `min`, `hour`, `day`, optionally with a count: `10/5m`) for this label, counted in the state directory under a lock across concurrent sessions; more are refused for now (`4.7.0`, exit 75), so an honest satellite's queue waits. `sshsendmail setup` writes `200/hour`.",
+          ],
+        },
+        {
+          tp: "`--max-sessions` «N»",
+          body: [
+            "At most «N» concurrent sessions of this label (each idle relay costs about 35 MB); one more is refused for now (`4.7.0`). `sshsendmail setup` writes 4.",
+          ],
+        },
+        {
+          tp: "`--message-timeout` «S», `--session-timeout` «S», `--min-rate` «BYTES»",
+          body: [
+            "Deadlines, not idle times: a message must arrive whole within «S» (default 600), a batch session ends at a frame boundary after «S» (default 3600), and after its first minute a message slower than «BYTES» a second on average (default 256) is cut (`4.4.2`). A peer trickling a byte a minute holds nothing for ever.",
+          ],
+        },
+        {
           tp: "`--log-level` «LEVEL»",
           body: [
             "`err`, `warning`, `notice`, `info` (default), `debug`; upstream's `--loglevel` is accepted.",
@@ -194,8 +218,10 @@ const rsendmail: Page = {
         },
         {
           p: `The process runs in Deno's permission sandbox (flags in the program's first line): it may run only \`${SENDMAIL_PATH}\` and \`${LOGGER_PATH}\`, read and write only \`${SPOOL_DIR}\` and \`${STATE_DIR}\`, read only the variables \`${
-            SERVER_ENV.join("` and `")
-          }\`, and has no network access at all.`,
+            Object.values(SERVER_ENV).join("` and `")
+          }\` (its first line starts Deno through \`env -i\`, passing exactly these two as \`${
+            Object.keys(SERVER_ENV).join("` and `")
+          }\`: no \`DENO_*\`, \`LD_*\` or other variable an sshd lets through can steer the runtime), and has no network access at all.`,
         },
         {
           p: "A stolen key can send mail as the senders its line allows, up to its size limit, and nothing else: no shell, no files, no forwarding.",
@@ -264,7 +290,7 @@ const rsendmail: Page = {
         { p: "One line per satellite key in the relay account's `~/.ssh/authorized_keys`:" },
         {
           pre:
-            'restrict,command="/usr/sbin/rsendmail --label laptop1 --allow-sender @example.net --require-integrity" ssh-ed25519 AAAA... laptop1',
+            'restrict,command="/usr/sbin/rsendmail --label laptop1 --allow-sender @example.net --require-integrity --max-messages 200/hour --max-sessions 4" ssh-ed25519 AAAA... laptop1',
         },
         {
           p: "The account's login shell must be a real shell: sshd runs the forced command through it. `sshsendmail setup` on the satellite prints this line (or installs it).",
@@ -292,7 +318,7 @@ const sshsendmail: Page = {
           p: "`sshsendmail --flush` | `--list` | `--remove` «ID» | `--test` «ADDRESS» | `--migrate`",
         },
         {
-          p: "`sshsendmail setup --host` [«USER»`@`]«RELAY» [`--port` «P»] [`--label` «NAME»] [`--allow-sender` «ADDR»]… [`--max-size` «BYTES»] [`--fingerprint` `SHA256:`«…»] [`--install-with` «ADMIN»] [`--test` «ADDRESS»]",
+          p: "`sshsendmail setup --host` [«USER»`@`]«RELAY» [`--port` «P»] [`--label` «NAME»] [`--allow-sender` «ADDR»]… [`--max-size` «BYTES»] [`--max-messages` «N»`/`«PERIOD»] [`--max-sessions` «N»] [`--fingerprint` `SHA256:`«…»] [`--install-with` «ADMIN»] [`--test` «ADDRESS»]",
         },
         { p: "`sshsendmail --help` | `--version`" },
       ],
@@ -556,9 +582,15 @@ const sshsendmail: Page = {
  */
 export const EXAMPLE_CONFIG =
   `# /etc/sshsendmail.conf: settings of sshsendmail(8) in standalone mode
-# (as /usr/sbin/sendmail for cron, mutt, mailx, git send-email, PHP ...).
-# \`sshsendmail setup --host rsendmail@relay.example.net\` writes this file.
-# key = value lines; see sshsendmail(8), CONFIGURATION.
+# (as /usr/sbin/sendmail for cron, mutt, mailx, git send-email, PHP ...)
+# and of its delivery service: key = value lines, # at the start of a line
+# makes it a comment; see
+# sshsendmail(8), CONFIGURATION. Every setting below is commented out: the
+# value shown is the default, or an example.
+#
+# \`sshsendmail setup --host rsendmail@relay.example.net\` sets the relay's
+# lines (host, user, port, identity, known_hosts) in place, adding those
+# missing at the end, and keeps every other line of this file as it is.
 #
 #host = rsendmail@relay.example.net
 #identity = /etc/sshsendmail/id_ed25519
@@ -567,6 +599,15 @@ export const EXAMPLE_CONFIG =
 #connect_timeout = 10
 #reuse = no
 #integrity = yes
+#
+# Local recipients (root, cron's mail): where their mail goes, an
+# /etc/aliases-style file, and the domain of the default sender LOGIN@DOMAIN
+# (default /etc/mailname, else the host name):
+#adminaddr = postmaster@example.net
+#aliases = /etc/aliases
+#domain = example.net
+#
+# The delivery service (sshsendmail.service) and its queue:
 #queue = yes
 #spool = /var/spool/sshsendmail
 #max_size = 52428800

@@ -198,11 +198,12 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
       allowPositionals: false,
     }));
   } catch (err) {
-    // No sendmail caller passes sshsendmail's long options: an error here is
-    // a fault in the configuration (a Postfix pipe line, a wrapper), and
-    // must defer, never bounce, whichever mode was detected.
-    throw new ClientConfigError(
+    // A usage error (64, 5.5.4), as sendmail's; in a Postfix pipe it still
+    // defers (client.ts: every fault but a malformed address does there),
+    // and nullmailer's code for it is temporary.
+    throw new UsageError(
       `unknown or malformed option (${err instanceof Error ? err.message.split("\n")[0] : ""})`,
+      "5.5.4",
     );
   }
   const settings = defaultSettings();

@@ -239,14 +239,22 @@ export function applySetting(s: ClientSettings, key: string, value: string): voi
  * deepStrictEqual(parseConfigFile("host = relay.example\nport=2222\n").port, 2222);
  * ```
  */
-export function parseConfigFile(text: string): ClientSettings {
+export function parseConfigFile(text: string, name = "config"): ClientSettings {
   const s = defaultSettings();
   for (const [n, raw] of text.split("\n").entries()) {
     const line = raw.replace(/\r$/, "").trim();
     if (line === "" || line.startsWith("#")) continue;
     const eq = line.indexOf("=");
-    if (eq < 0) throw new ClientConfigError(`config line ${n + 1}: expected key = value`);
-    applySetting(s, line.slice(0, eq).trim().toLowerCase(), line.slice(eq + 1).trim());
+    // Errors name the file and the line, as msmtp's do.
+    if (eq < 0) throw new ClientConfigError(`${name}:${n + 1}: expected key = value`);
+    try {
+      applySetting(s, line.slice(0, eq).trim().toLowerCase(), line.slice(eq + 1).trim());
+    } catch (err) {
+      if (err instanceof ClientConfigError) {
+        throw new ClientConfigError(`${name}:${n + 1}: ${err.message}`);
+      }
+      throw err;
+    }
   }
   return s;
 }

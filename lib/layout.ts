@@ -30,5 +30,13 @@ export const SERVICE_USER = "sshsendmail";
 export const CLIENT_ETC = ["/etc/sshsendmail", "/etc/sshsendmail.conf"] as const;
 /** Streams nullmailer's fd 3 (Deno cannot open inherited descriptors). */
 export const CAT_PATH = "/bin/cat";
-/** Environment variables the relay reads. */
-export const SERVER_ENV = ["SSH_ORIGINAL_COMMAND", "SSH_CONNECTION"] as const;
+/** Environment variables sshd gives the relay: the request and the client's address. */
+export const SSHD_ENV = ["SSH_ORIGINAL_COMMAND", "SSH_CONNECTION"] as const;
+/**
+ * What the relay reads instead: its launcher (`env -S -i`, in the bundle's
+ * first line) starts Deno with a clean environment holding only these, so
+ * no DENO_* (DENO_V8_FLAGS …), LD_* or other variable an sshd's AcceptEnv
+ * lets through can steer the runtime. Short names: the first line holds at
+ * most 255 bytes.
+ */
+export const SERVER_ENV = { REQ: "SSH_ORIGINAL_COMMAND", PEER: "SSH_CONNECTION" } as const;

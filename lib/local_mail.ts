@@ -113,3 +113,34 @@ export function hasFromHeader(head: string): boolean {
   const headers = end < 0 ? head : head.slice(0, end);
   return /^from:/im.test(headers);
 }
+
+/**
+ * The `Date:` and `Message-ID:` lines a message lacks, to add at
+ * submission (as nullmailer-inject and Postfix's local submission do), so
+ * that mail which waited in the queue carries the time it was written.
+ * Only the header section (up to the first empty line) is looked at.
+ *
+ * @example Usage
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { missingHeaders } from "./local_mail.ts";
+ * const now = new Date(Date.UTC(2026, 11, 1, 7, 30));
+ * strictEqual(missingHeaders("Subject: x\n\nbody\n", now, "ab12", "sat.example"),
+ *   "Date: Tue, 01 Dec 2026 07:30:00 +0000\nMessage-ID: <ab12@sat.example>\n");
+ * strictEqual(missingHeaders("Date: x\nMessage-Id: <y>\n\n", now, "ab12", "sat.example"), "");
+ * ```
+ */
+export function missingHeaders(head: string, now: Date, id: string, domain: string): string {
+  const end = head.search(/\r?\n\r?\n/);
+  const headers = head.startsWith("\n") || head.startsWith("\r\n")
+    ? ""
+    : end < 0
+    ? head
+    : head.slice(0, end);
+  const out: string[] = [];
+  if (!/^date[ \t]*:/im.test(headers)) {
+    out.push(`Date: ${now.toUTCString().replace(/GMT$/, "+0000")}`);
+  }
+  if (!/^message-id[ \t]*:/im.test(headers)) out.push(`Message-ID: <${id}@${domain}>`);
+  return out.map((l) => `${l}\n`).join("");
+}

@@ -27,7 +27,14 @@ export interface SpoolOptions {
   declaredSize?: number | undefined;
   /** Spool file name prefix (default "rsendmail": the relay's). */
   prefix?: string;
+  /** The whole message must arrive within this (idle time alone restarts on every byte). */
+  deadlineMs?: number | undefined;
+  /** After the first minute, fewer bytes a second than this on average ends the message. */
+  minRate?: number | undefined;
 }
+
+/** How long a message may take before `minRate` applies. */
+const MIN_RATE_GRACE_MS = 60_000;
 
 /** A byte source read into a caller's buffer (Deno.stdin, Deno.FsFile …). */
 export interface ByteReader {
@@ -104,15 +111,29 @@ export async function spoolMessage(input: ByteReader, options: SpoolOptions): Pr
   let size = 0;
   // One buffer per spool: each chunk is hashed and written before the next read.
   const buffer = new Uint8Array(CHUNK);
+  const started = Date.now();
+  const deadline = options.deadlineMs === undefined ? Infinity : started + options.deadlineMs;
   try {
     for (;;) {
+      const left = deadline - Date.now();
       const n = await Promise.race([
         input.read(buffer),
-        whenAborted(AbortSignal.timeout(options.idleTimeoutMs)),
+        whenAborted(AbortSignal.timeout(Math.max(0, Math.min(options.idleTimeoutMs, left)))),
       ]);
-      if (n === "idle") throw new TempError("timed out waiting for the message", "4.4.2");
+      if (n === "idle") {
+        throw new TempError(
+          Date.now() >= deadline
+            ? "message not complete within the time limit"
+            : "timed out waiting for the message",
+          "4.4.2",
+        );
+      }
       if (n === null) break;
       size += n;
+      const took = Date.now() - started;
+      if (options.minRate && took > MIN_RATE_GRACE_MS && size < (options.minRate * took) / 1000) {
+        throw new TempError("message arriving too slowly", "4.4.2");
+      }
       if (size > limit) {
         throw size > options.maxSize
           ? new DataError("message too big", "5.3.4")

@@ -22,6 +22,11 @@ export interface QueueHeader {
   sha256: string;
   /** The local uid that submitted it (the drop's owner); absent in old entries. */
   uid?: number;
+  /**
+   * The hex of the service's drop it was taken from: a drop found again
+   * after a crash between queueing and removing it is not queued twice.
+   */
+  drop?: string;
 }
 
 /** Retry bookkeeping of one queued message. */
@@ -92,7 +97,8 @@ export function parseQueueHeader(line: string): QueueHeader | undefined {
     typeof x.extractRecipients === "boolean" && typeof x.created === "number" &&
     Number.isSafeInteger(x.size) && (x.size as number) >= 0 &&
     typeof x.sha256 === "string" && /^[0-9a-f]{64}$/.test(x.sha256) &&
-    (x.uid === undefined || (Number.isSafeInteger(x.uid) && (x.uid as number) >= 0));
+    (x.uid === undefined || (Number.isSafeInteger(x.uid) && (x.uid as number) >= 0)) &&
+    (x.drop === undefined || (typeof x.drop === "string" && /^[0-9a-f]{32}$/.test(x.drop)));
   return ok ? x as unknown as QueueHeader : undefined;
 }
 

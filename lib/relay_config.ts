@@ -39,6 +39,55 @@ export interface RelayConfig {
   stateDir: string;
   /** How long a delivered id is remembered. */
   dedupDays: number;
+  /** At most this many messages per period for this label (undefined: no limit). */
+  maxMessages: MessageRate | undefined;
+  /** At most this many concurrent sessions of this label (0: no limit). */
+  maxSessions: number;
+  /** A message must arrive whole within this, however steadily it trickles. */
+  messageTimeoutMs: number;
+  /** A session ends (at a frame boundary) after this. */
+  sessionTimeoutMs: number;
+  /** After the first minute, a message slower than this many bytes a second is cut. */
+  minRate: number;
+  /** From:/Sender: must also match --allow-sender. */
+  allowHeaderSender: boolean;
+}
+
+/** `--max-messages N/PERIOD`. */
+export interface MessageRate {
+  count: number;
+  periodMs: number;
+}
+
+const PERIODS: Readonly<Record<string, number>> = {
+  s: 1000,
+  sec: 1000,
+  second: 1000,
+  m: 60_000,
+  min: 60_000,
+  minute: 60_000,
+  h: 3_600_000,
+  hour: 3_600_000,
+  d: 86_400_000,
+  day: 86_400_000,
+};
+
+/**
+ * Parses `--max-messages` values: `200/hour`, `10/5m`, `1000/day`.
+ *
+ * @example Usage
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { parseRate } from "./relay_config.ts";
+ * deepStrictEqual(parseRate("200/hour"), { count: 200, periodMs: 3_600_000 });
+ * deepStrictEqual(parseRate("10/5m"), { count: 10, periodMs: 300_000 });
+ * ```
+ */
+export function parseRate(text: string): MessageRate | undefined {
+  const m = /^([1-9][0-9]{0,8})\/([1-9][0-9]{0,5})?([a-z]+)$/.exec(text);
+  const unit = m ? PERIODS[m[3]!] : undefined;
+  if (!m || unit === undefined) return undefined;
+  return { count: Number(m[1]), periodMs: Number(m[2] ?? 1) * unit };
 }
 
 /** Defaults: Postfix's message_size_limit and smtpd_recipient_limit. */
@@ -56,6 +105,12 @@ export const DEFAULT_CONFIG: Readonly<RelayConfig> = {
   sendmailTimeoutMs: 300_000,
   stateDir: STATE_DIR,
   dedupDays: 7,
+  maxMessages: undefined,
+  maxSessions: 0,
+  messageTimeoutMs: 600_000,
+  sessionTimeoutMs: 3_600_000,
+  minRate: 256,
+  allowHeaderSender: false,
 };
 
 /** A mistake in the forced command: the relay's fault, so mail is deferred. */
@@ -114,6 +169,15 @@ const ADMIN_OPTIONS: Readonly<
     c.stateDir = v;
   },
   "--dedup-days": (c, v) => (c.dedupDays = count("--dedup-days", v)),
+  "--max-messages": (c, v) => {
+    const rate = parseRate(v);
+    if (!rate) throw new ConfigError("--max-messages wants N/PERIOD, e.g. 200/hour");
+    c.maxMessages = rate;
+  },
+  "--max-sessions": (c, v) => (c.maxSessions = count("--max-sessions", v)),
+  "--message-timeout": (c, v) => (c.messageTimeoutMs = count("--message-timeout", v) * 1000),
+  "--session-timeout": (c, v) => (c.sessionTimeoutMs = count("--session-timeout", v) * 1000),
+  "--min-rate": (c, v) => (c.minRate = count("--min-rate", v)),
   "--idle-timeout": (c, v) => (c.idleTimeoutMs = count("--idle-timeout", v) * 1000),
   "--sendmail-timeout": (c, v) => (c.sendmailTimeoutMs = count("--sendmail-timeout", v) * 1000),
 };
@@ -122,6 +186,7 @@ const ADMIN_ALIASES: Readonly<Record<string, string>> = { "--loglevel": "--log-l
 /** Admin flags without a value. */
 const ADMIN_FLAGS: Readonly<Record<string, (c: RelayConfig) => void>> = {
   "--require-integrity": (c) => (c.requireIntegrity = true),
+  "--allow-header-sender": (c) => (c.allowHeaderSender = true),
 };
 
 /** The admin config and the request words that followed the admin options. */

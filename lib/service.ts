@@ -83,12 +83,20 @@ export type ServiceLog = (severity: Severity, fields: LogFields) => void;
 
 /** Relay batch sessions end (and a new one starts) after this many frames. */
 const FRAMES_PER_SESSION = 10_000;
+/**
+ * … or after this long (well inside the relay's --session-timeout, default
+ * an hour, which would cut frames already written).
+ */
+const SESSION_MAX_AGE_MS = 20 * 60_000;
 /** Frames written ahead of the relay's replies. */
 const WINDOW = 32;
-/** The fallback sweep of the drop directory (a missed inotify event). */
+/** The fallback sweep of the drop directories (a missed change). */
 const SWEEP_MS = 15_000;
-/** How often the drop directory's mtime is looked at (users' entries are never watched). */
+/** How often the drop directory's mtime is looked at while mail flows (entries are never watched). */
 const DROP_POLL_MS = 10;
+/** … and when nothing was dropped for DROP_HOT_MS (an idle service stays nearly idle). */
+const DROP_IDLE_POLL_MS = 50;
+const DROP_HOT_MS = 5_000;
 /** A drop directory changed this recently is read again (file times tick with a coarse clock). */
 const DROP_RECENT_MS = 50;
 /** How often `alive` is refreshed. */
@@ -116,6 +124,8 @@ interface Session {
   inflight: Item[];
   answered: number;
   written: number;
+  /** When it was spawned (ms since the epoch). */
+  opened: number;
   /** END sent: no more frames. */
   ending: boolean;
   writes: Promise<void>;
@@ -163,16 +173,53 @@ export class Service {
       service.#items.set(entry.header.id, { entry, busy: false, forced: false });
     }
     await service.#noteOldQueues();
+    // A service that stopped between queueing a drop and removing (root's:
+    // emptying) it left the drop behind: it is queued already.
+    const queued = new Set(
+      [...service.#items.values()].map((i) => `${i.entry.header.uid}:${i.entry.header.drop}`),
+    );
+    await service.#forgetQueuedRootDrops(queued);
     // Drops claimed by a service that stopped before it read them.
     for await (const e of Deno.readDir(`${service.#root}/incoming`)) {
       const name = classifyDropName(e.name);
       if (name.kind === "message" || name.kind === "request") {
+        if (name.kind === "message") {
+          const path = `${service.#root}/incoming/${e.name}`;
+          const uid = (await Deno.lstat(path).catch(() => undefined))?.uid;
+          if (queued.has(`${uid}:${name.hex}`)) {
+            await Deno.remove(path).catch(() => {});
+            ctx.log("info", { event: "already-queued", drop: name.hex, uid: uid ?? "-" });
+            continue;
+          }
+        }
         await service.#process(e.name, name.kind, name.hex);
       } else {
         await service.#setAside(e.name, "unexpected name", undefined);
       }
     }
     return service;
+  }
+
+  /** Empties root's message drops that are queued already (`uid:hex` in `queued`). */
+  async #forgetQueuedRootDrops(queued: Set<string>): Promise<void> {
+    for await (const e of Deno.readDir(`${this.#root}/root`)) {
+      const kind = classifyDropName(e.name);
+      if (kind.kind !== "message" || !queued.has(`0:${kind.hex}`)) continue;
+      const path = `${this.#root}/root/${e.name}`;
+      const info = await Deno.lstat(path).catch(() => undefined);
+      if (!info?.isFile || info.uid !== 0 || info.size === 0) continue;
+      try {
+        const file = await Deno.open(path, { write: true });
+        try {
+          if (sameFile(info, await file.stat())) await file.truncate(0);
+        } finally {
+          file.close();
+        }
+        this.#ctx.log("info", { event: "already-queued", drop: kind.hex, uid: 0 });
+      } catch {
+        // root's next submission or the intake sees it again
+      }
+    }
   }
 
   /** Number of messages waiting. */
@@ -361,8 +408,13 @@ export class Service {
   /** Moves a claimed name to hold/ with one log line. */
   async #setAside(name: string, reason: string, uid: number | undefined): Promise<void> {
     const from = `${this.#root}/incoming/${name}`;
-    let to = `${this.#root}/hold/${name}`;
-    if (await Deno.lstat(to).then(() => true, () => false)) to += `.${Date.now()}`;
+    const base = `${this.#root}/hold/${name}`;
+    const taken = (path: string) => Deno.lstat(path).then(() => true, () => false);
+    // A name set aside before keeps its entry (rename would replace it):
+    // a user may reuse a name any number of times within one millisecond.
+    let to = base;
+    if (await taken(to)) to = `${base}.${Date.now()}`;
+    for (let n = 2; await taken(to); n++) to = `${base}.${Date.now()}.${n}`;
     const moved = await Deno.rename(from, to).then(() => true, () => false);
     this.#ctx.log("warning", {
       event: "setaside",
@@ -421,9 +473,13 @@ export class Service {
       }
       const reason = await this.#accept(name, hex, file, verdict.uid);
       file.close();
-      if (reason === undefined) this.pump();
-      if (reason === undefined) await Deno.remove(path).catch(() => {});
-      else await this.#setAside(name, reason, verdict.uid);
+      if (reason === undefined) {
+        // Gone before it can be sent: a drop left after a delivery would go again.
+        await Deno.remove(path).catch(() => {});
+        this.pump();
+      } else {
+        await this.#setAside(name, reason, verdict.uid);
+      }
     } catch (err) {
       try {
         file.close();
@@ -479,6 +535,7 @@ export class Service {
       const header: QueueHeader = {
         ...queueHeader(id, prepared.req, prepared.spool, Date.now()),
         uid,
+        drop: hex,
       };
       const path = await this.#queue.enqueue(header, prepared.spool);
       const entry: QueueEntry = {
@@ -619,7 +676,9 @@ export class Service {
       if (s && (s.ending || s.inflight.length >= WINDOW)) break;
       if (!s) s = this.#openSession();
       this.#send(s, item);
-      if (s.written >= FRAMES_PER_SESSION) this.#endSession(s);
+      if (s.written >= FRAMES_PER_SESSION || Date.now() - s.opened > SESSION_MAX_AGE_MS) {
+        this.#endSession(s);
+      }
     }
     this.#planRetry(now);
   }
@@ -657,6 +716,7 @@ export class Service {
       inflight: [],
       answered: 0,
       written: 0,
+      opened: Date.now(),
       ending: false,
       writes: Promise.resolve(),
       watchdog: undefined,
@@ -1014,7 +1074,8 @@ export async function runService(ctx: ServiceContext, o: RunOptions): Promise<vo
   // path it reports, following symlinks (its same-file check), on its one
   // watcher thread: a FIFO a user plants in drop/ would block that thread
   // for good, and a symlink would make it open the link's target. drop/
-  // is polled instead: one lstat of the directory every DROP_POLL_MS.
+  // is polled instead: one lstat of the directory every DROP_POLL_MS
+  // while drops come, every DROP_IDLE_POLL_MS when idle.
   const watcher = Deno.watchFs([`${ctx.settings.spool}/root`], { recursive: false });
   const watching = (async () => {
     try {
@@ -1024,21 +1085,25 @@ export async function runService(ctx: ServiceContext, o: RunOptions): Promise<vo
     }
   })();
   let dropSeen: number | undefined;
-  let polling = false;
-  const dropPoll = setInterval(() => {
-    if (polling) return;
-    polling = true;
-    Deno.lstat(`${ctx.settings.spool}/drop`).then((info) => {
-      const mtime = info.mtime?.getTime() ?? 0;
+  let dropChanged = 0;
+  let dropTimer: ReturnType<typeof setTimeout> | undefined;
+  const pollDrop = () => {
+    try {
+      // Sync: one lstat costs less than an async op's round trip.
+      const mtime = Deno.lstatSync(`${ctx.settings.spool}/drop`).mtime?.getTime() ?? 0;
       const age = Date.now() - mtime;
       if (mtime !== dropSeen || (age >= 0 && age < DROP_RECENT_MS)) {
         dropSeen = mtime;
+        dropChanged = Date.now();
         service.intake();
       }
-    }).catch(() => {}).finally(() => {
-      polling = false;
-    });
-  }, DROP_POLL_MS);
+    } catch {
+      // the sweep still runs
+    }
+    const hot = Date.now() - dropChanged < DROP_HOT_MS;
+    dropTimer = setTimeout(pollDrop, hot ? DROP_POLL_MS : DROP_IDLE_POLL_MS);
+  };
+  pollDrop();
   const alive = setInterval(() => {
     service.touchAlive(o.pid).catch(() => {});
   }, ALIVE_MS);
@@ -1061,7 +1126,7 @@ export async function runService(ctx: ServiceContext, o: RunOptions): Promise<vo
   await o.stopped;
   clearInterval(alive);
   clearInterval(sweeper);
-  clearInterval(dropPoll);
+  clearTimeout(dropTimer);
   watcher.close();
   await watching;
   await service.stop();

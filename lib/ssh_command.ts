@@ -40,9 +40,10 @@ export function sshArgv(
     "ServerAliveCountMax=4",
     "-o",
     "ClearAllForwardings=yes",
-    "-o",
-    "LogLevel=ERROR",
   ];
+  // ssh takes the first value of an option: an ssh_option LogLevel (e.g.
+  // DEBUG3, to see what ssh does) replaces the quiet default.
+  if (!settings.sshOptions.some((o) => /^loglevel=/i.test(o))) argv.push("-o", "LogLevel=ERROR");
   if (settings.port !== undefined) argv.push("-p", String(settings.port));
   if (settings.user !== undefined) argv.push("-l", settings.user);
   if (settings.identity !== undefined) {

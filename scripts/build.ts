@@ -21,13 +21,27 @@ import { PROGRAMS, RUN_FLAGS } from "./permissions.ts";
 const MAX_SHEBANG = 255;
 const UNSAFE_FOR_ENV_S_REGEXP = /[$\\'"#\s]/;
 
-/** Builds the shebang line for one program, refusing one the kernel would cut. */
-export function shebangFor(deno: string, flags: readonly string[]): string {
+/** A launcher word: `-i`, or `NAME=${VAR}` (env -S expands the variable, nothing else). */
+const LAUNCH_WORD_REGEXP = /^(-i|[A-Z][A-Z0-9_]*=\$\{[A-Z][A-Z0-9_]*\})$/;
+
+/**
+ * Builds the shebang line for one program, refusing one the kernel would
+ * cut. `launch` words come first, for env itself (the relay's clean
+ * environment).
+ */
+export function shebangFor(
+  deno: string,
+  flags: readonly string[],
+  launch: readonly string[] = [],
+): string {
   const parts = [deno, "run", ...RUN_FLAGS, ...flags];
   if (parts.some((p) => UNSAFE_FOR_ENV_S_REGEXP.test(p))) {
     throw new Error(`Cannot write a shebang: a part holds a character env -S would interpret`);
   }
-  const line = `#!/usr/bin/env -S ${parts.join(" ")}`;
+  if (launch.some((w) => !LAUNCH_WORD_REGEXP.test(w))) {
+    throw new Error(`Cannot write a shebang: a launcher word is not -i or NAME=\${VAR}`);
+  }
+  const line = `#!/usr/bin/env -S ${[...launch, ...parts].join(" ")}`;
   if (new TextEncoder().encode(line).length > MAX_SHEBANG) {
     throw new Error(
       `Cannot write a shebang of ${line.length} bytes (max ${MAX_SHEBANG}): set RSENDMAIL_DENO to a shorter path`,
@@ -69,7 +83,7 @@ async function main(): Promise<void> {
     const interpreter = Deno.env.get("RSENDMAIL_DENO") ?? await Deno.realPath(deno);
     await Deno.writeTextFile(
       `${out}/${program.name}`,
-      `${shebangFor(interpreter, program.flags)}\n${body}`,
+      `${shebangFor(interpreter, program.flags, program.launch)}\n${body}`,
       { mode: 0o755 },
     );
     await Deno.chmod(`${out}/${program.name}`, 0o755);

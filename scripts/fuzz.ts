@@ -7,8 +7,9 @@
  *     deno task fuzz --target smtp --cases 1000000   # one target
  *     deno task fuzz --target command --seed 42 --case 1234   # replay one case
  *
- * `--cases N` counts command strings; frame lines and SMTP dialogues run in
- * the CI proportions (N/5 and N/20) unless `--target` picks one. Prints one
+ * `--cases N` counts command strings; frame lines, SMTP dialogues and `-t`
+ * header blocks run in the CI proportions (N/5, N/20 and N/10) unless
+ * `--target` picks one. Prints one
  * progress line per million cases and ends with
  * `fuzz: N cases, seed S, F failures`; exits 1 on any failure.
  *
@@ -26,13 +27,13 @@ import {
   type TargetStats,
 } from "../tests/fuzz/run.ts";
 
-const SHARE: Record<Target, number> = { command: 1, frame: 1 / 5, smtp: 1 / 20 };
+const SHARE: Record<Target, number> = { command: 1, frame: 1 / 5, smtp: 1 / 20, header: 1 / 10 };
 const CHUNK = 1_000_000;
 
 function usage(message: string): never {
   console.error(`fuzz: ${message}`);
   console.error(
-    "usage: deno task fuzz [--cases N] [--seed S] [--target command|frame|smtp] [--case I]",
+    "usage: deno task fuzz [--cases N] [--seed S] [--target command|frame|smtp|header] [--case I]",
   );
   Deno.exit(2);
 }

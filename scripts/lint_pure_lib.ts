@@ -14,6 +14,7 @@ const EFFECTFUL = [
   "/lib/setup.ts",
   "/lib/batch_channel.ts",
   "/lib/smtp_server.ts",
+  "/lib/limits.ts",
   "/lib/service.ts",
   "/lib/submit.ts",
   "/lib/migrate.ts",

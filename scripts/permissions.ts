@@ -29,7 +29,7 @@ export const SERVER_FLAGS: readonly string[] = [
   `--allow-run=${SENDMAIL_PATH},${LOGGER_PATH}`,
   `-R=${SPOOL_DIR},${STATE_DIR}`,
   `-W=${SPOOL_DIR},${STATE_DIR}`,
-  `-E=${SERVER_ENV.join(",")}`,
+  `-E=${Object.keys(SERVER_ENV).join(",")}`,
   "-S=uid",
 ];
 
@@ -46,10 +46,21 @@ export const CLIENT_FLAGS: readonly string[] = [
   "-S=hostname,uid",
 ];
 
-/** The two programs: entry point, output name, permission flags. */
+/**
+ * The relay's launcher, before Deno in its first line: `env -S` clears the
+ * environment (`-i`) and passes sshd's two variables under the names the
+ * relay reads (`${…}` is expanded by env, the value never split or
+ * interpreted).
+ */
+export const SERVER_LAUNCH: readonly string[] = [
+  "-i",
+  ...Object.entries(SERVER_ENV).map(([name, from]) => `${name}=\${${from}}`),
+];
+
+/** The two programs: entry point, output name, launcher words, permission flags. */
 export const PROGRAMS = [
-  { entry: "server.ts", name: "rsendmail", flags: SERVER_FLAGS },
-  { entry: "client.ts", name: "sshsendmail", flags: CLIENT_FLAGS },
+  { entry: "server.ts", name: "rsendmail", launch: SERVER_LAUNCH, flags: SERVER_FLAGS },
+  { entry: "client.ts", name: "sshsendmail", launch: [], flags: CLIENT_FLAGS },
 ] as const;
 
 /** `deno run` flags every bundle carries besides its permissions. */

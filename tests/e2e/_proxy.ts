@@ -25,9 +25,10 @@ export interface Proxy {
   port: number;
   /**
    * Cut connections accepted from now on after `n` bytes client → server
-   * (undefined: forward everything).
+   * (undefined: forward everything). With `count`, only the next `count`
+   * connections are cut; later ones are forwarded whole.
    */
-  setCut(n: number | undefined): void;
+  setCut(n: number | undefined, count?: number): void;
   /** Every connection accepted so far, in order. */
   connections: ProxiedConnection[];
   /** Stops listening, closes every connection and waits for them. */
@@ -48,6 +49,8 @@ function closeQuietly(c: Deno.Conn): void {
 export function startProxy(target: number, port = 0): Proxy {
   const listener = Deno.listen({ hostname: "127.0.0.1", port });
   let cutAfter: number | undefined;
+  /** How many more connections get `cutAfter` (undefined: all). */
+  let cutLeft: number | undefined;
   const connections: ProxiedConnection[] = [];
   const open = new Set<Deno.Conn>();
   let closing = false;
@@ -136,14 +139,20 @@ export function startProxy(target: number, port = 0): Proxy {
         done: new Promise<void>((r) => (resolve = r)),
       };
       connections.push(record);
-      handle(client, record, cutAfter).finally(resolve);
+      const cut = cutAfter;
+      if (cutLeft !== undefined && --cutLeft <= 0) {
+        cutAfter = undefined;
+        cutLeft = undefined;
+      }
+      handle(client, record, cut).finally(resolve);
     }
   })();
 
   return {
     port: (listener.addr as Deno.NetAddr).port,
-    setCut(n) {
+    setCut(n, count) {
       cutAfter = n;
+      cutLeft = n === undefined ? undefined : count;
     },
     connections,
     async close() {

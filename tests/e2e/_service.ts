@@ -75,12 +75,14 @@ export async function account(name: string, system = false): Promise<Account> {
 }
 
 /** The unit's User= and the words of its ExecStart=. */
-export async function unitCommand(): Promise<{ user: string; argv: string[] }> {
+export async function unitCommand(): Promise<{ user: string; argv: string[]; env: string[] }> {
   const text = await Deno.readTextFile(UNIT);
   const user = /^User=(\S+)$/m.exec(text)?.[1];
   const exec = /^ExecStart=(.+)$/m.exec(text)?.[1];
   if (!user || !exec) throw new Error(`${UNIT} lacks User= or ExecStart=`);
-  return { user, argv: exec.trim().split(/\s+/) };
+  // Environment=A=1 B=2 (no quoting in our unit).
+  const env = [...text.matchAll(/^Environment=(.+)$/gm)].flatMap((m) => m[1]!.trim().split(/\s+/));
+  return { user, argv: exec.trim().split(/\s+/), env };
 }
 
 /** A running satellite service and what surrounds it. */
@@ -108,8 +110,21 @@ export interface ServiceBed {
   pid(): number | undefined;
   /** Runs `sendmail ARGS` (or another argv) as `user` with the bed's config. */
   sendAs(user: Account, args: string[], stdin?: string | Uint8Array): Promise<RunResult>;
+  /**
+   * Starts what sendAs runs, without waiting: stdin piped (the caller writes
+   * and closes it), stdout and stderr discarded. The child's pid is the
+   * program's own (setpriv and env exec it), so a kill reaches it.
+   */
+  spawnAs(user: Account, args: string[]): Deno.ChildProcess;
   /** Rewrites the config (the service reads it at start). */
   writeConfig(extra?: string[], port?: number): Promise<void>;
+  /**
+   * Adds the relay's host key for another port of 127.0.0.1 (a proxy in
+   * front of the relay, or the relay coming back there) to the bed's known_hosts.
+   */
+  trustPort(port: number): Promise<void>;
+  /** Kills the service with SIGKILL (a crash: no cleanup), waiting until it is gone. */
+  crash(): Promise<void>;
   /** Stops the service and the relay; removes the temp dir. */
   stop(): Promise<void>;
 }
@@ -180,6 +195,22 @@ export async function startServiceBed(o: ServiceBedOptions = {}): Promise<Servic
     }
   };
 
+  /** setpriv's arguments for running `sendmail ARGS` (or another argv) as `user`. */
+  const argvAs = (user: Account, args: string[]) => [
+    `--reuid=${user.uid}`,
+    `--regid=${user.gid}`,
+    "--init-groups",
+    "/usr/bin/env",
+    "-i",
+    `PATH=${PATH}`,
+    `HOME=${user.home}`,
+    `USER=${user.name}`,
+    `LOGNAME=${user.name}`,
+    "LANG=C.UTF-8",
+    `SSHSENDMAIL_CONFIG=${conf}`,
+    ...(args[0]?.startsWith("/") ? args : [sendmail, ...args]),
+  ];
+
   const bed: ServiceBed = {
     relay,
     service,
@@ -191,7 +222,7 @@ export async function startServiceBed(o: ServiceBedOptions = {}): Promise<Servic
     domain: postfix.domain,
     mailbox: (u) => postfix.mailbox(u),
     async start() {
-      const { argv } = await unitCommand();
+      const { argv, env } = await unitCommand();
       const [exe, ...args] = argv;
       if (exe !== "/usr/sbin/sshsendmail") throw new Error(`unexpected ExecStart ${argv}`);
       await Deno.remove(`${spool}/reply/alive`).catch(() => {});
@@ -200,6 +231,7 @@ export async function startServiceBed(o: ServiceBedOptions = {}): Promise<Servic
         "PATH=/usr/bin:/bin",
         `HOME=${service.home}`,
         "LANG=C.UTF-8",
+        ...env,
         "/sbin/start-stop-daemon",
         "--start",
         "--background",
@@ -255,22 +287,35 @@ export async function startServiceBed(o: ServiceBedOptions = {}): Promise<Servic
     },
     pid: () => pid,
     async sendAs(user, args, stdin) {
-      return await run("/usr/bin/setpriv", [
-        `--reuid=${user.uid}`,
-        `--regid=${user.gid}`,
-        "--init-groups",
-        "/usr/bin/env",
-        "-i",
-        `PATH=${PATH}`,
-        `HOME=${user.home}`,
-        `USER=${user.name}`,
-        `LOGNAME=${user.name}`,
-        "LANG=C.UTF-8",
-        `SSHSENDMAIL_CONFIG=${conf}`,
-        ...(args[0]?.startsWith("/") ? args : [sendmail, ...args]),
-      ], { check: false, ...(stdin === undefined ? {} : { stdin }) });
+      return await run("/usr/bin/setpriv", argvAs(user, args), {
+        check: false,
+        ...(stdin === undefined ? {} : { stdin }),
+      });
+    },
+    spawnAs(user, args) {
+      return new Deno.Command("/usr/bin/setpriv", {
+        args: argvAs(user, args),
+        stdin: "piped",
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
     },
     writeConfig,
+    async trustPort(port) {
+      const line = (await Deno.readTextFile(relay.knownHosts)).split("\n")[0]!;
+      const key = line.split(" ").slice(1).join(" ");
+      await Deno.writeTextFile(knownHosts, `[127.0.0.1]:${port} ${key}\n`, { append: true });
+    },
+    async crash() {
+      if (pid === undefined) return;
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // gone already
+      }
+      await waitFor("the killed service to be gone", async () => !(await alive()));
+      pid = undefined;
+    },
     async stop() {
       await bed.stopService();
       await relay.stop();

@@ -1,13 +1,19 @@
 /**
- * The offline queue and the batch protocol end to end: dist/sshsendmail
- * (standalone mode, SSHSENDMAIL_CONFIG) → real ssh → (optionally a cutting
- * TCP proxy, tests/e2e/_proxy.ts) → real sshd → dist/rsendmail --batch →
- * the relay's Postfix → Maildir.
+ * The satellite service's queue end to end, under faults: local users run
+ * `sendmail` (dist/sshsendmail through the bed's symlink, as real accounts)
+ * → the drop directory → `sshsendmail --serve` (as its own account, started
+ * as its unit says; tests/e2e/_service.ts) → its private queue → one batch
+ * session over real ssh → (optionally a cutting TCP proxy,
+ * tests/e2e/_proxy.ts) → real sshd → dist/rsendmail --batch → the relay's
+ * Postfix → Maildir. The last test drives dist/rsendmail's batch protocol
+ * directly.
  *
  * Every message carries a unique token in its Subject; a collector reads
  * this file's own Maildir (account rsmqueue), counts deliveries per token
  * and compares each delivered body with the SHA-256 of the one sent, so
- * "lost", "duplicate" and "partial" are counted, not guessed.
+ * "lost", "duplicate" and "partial" are counted, not guessed. The tests
+ * read the service's queue as root (the product lets no user look there)
+ * and check every queued file against the message that was submitted.
  *
  * Randomness (sizes, cut points, kill delays) comes from fixed seeds.
  *
@@ -18,16 +24,27 @@
 
 import assert from "node:assert/strict";
 import { frameHeader } from "../../lib/batch.ts";
-import { openQueue, type Queue } from "../../lib/queue.ts";
-import { newMessageId, type QueueHeader } from "../../lib/queue_entry.ts";
-import { type Mailbox, type Relay, run, type RunResult, startPostfix, startRelay } from "./_bed.ts";
-import { startProxy } from "./_proxy.ts";
+import { Queue } from "../../lib/queue.ts";
+import { newMessageId } from "../../lib/queue_entry.ts";
+import { type Mailbox, run, type RunResult, startPostfix } from "./_bed.ts";
+import { type Proxy, startProxy } from "./_proxy.ts";
+import {
+  type Account,
+  account,
+  names,
+  RSENDMAIL,
+  type ServiceBed,
+  startServiceBed,
+  waitFor,
+} from "./_service.ts";
 
-const SSHSENDMAIL = new URL("../../dist/sshsendmail", import.meta.url).pathname;
-const RSENDMAIL = new URL("../../dist/rsendmail", import.meta.url).pathname;
 const ACCOUNT = "rsmqueue";
 const SENDER_ACCOUNT = "rsmqsender";
+/** The local accounts that submit (besides root). */
+const SENDERS = ["rsmqa", "rsmqb", "rsmqc"];
+const ROOT: Account = { name: "root", uid: 0, gid: 0, home: "/root" };
 const RCPT = `${ACCOUNT}@relay.test`;
+const QSENDER = "qsender@relay.test";
 /** Unique to this run: labels and tokens carry it. */
 const RUN = crypto.randomUUID().slice(0, 8);
 const LABEL = `rsmqueue-${RUN}`;
@@ -73,7 +90,7 @@ function filler(size: number, seed: number): string {
 }
 
 /** A whole message for `tok`: headers Postfix will not add to, then the body. */
-function message(tok: string, body: string, from = `qsender@relay.test`): Uint8Array {
+function message(tok: string, body: string, from = QSENDER): Uint8Array {
   return encoder.encode(
     [
       `From: <${from}>`,
@@ -96,12 +113,19 @@ function bodyOf(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(0);
 }
 
+/** The token in a message's Subject. */
+function tokenOf(bytes: Uint8Array): string | undefined {
+  return /^Subject: q (\S+)$/m.exec(decoder.decode(bytes.subarray(0, 4096)))?.[1];
+}
+
 /**
  * Counts deliveries per token in a Maildir, checking each body against the
  * one sent. Removes what it has read.
  */
 class Collector {
   readonly expected = new Map<string, string>();
+  /** SHA-256 of each whole message as submitted (what the queue must hold). */
+  readonly whole = new Map<string, string>();
   readonly count = new Map<string, number>();
   readonly partial: string[] = [];
   unknown = 0;
@@ -110,6 +134,7 @@ class Collector {
   /** Registers a message that may be delivered (its whole bytes). */
   async expect(tok: string, msg: Uint8Array): Promise<void> {
     this.expected.set(tok, await sha256Hex(bodyOf(msg)));
+    this.whole.set(tok, await sha256Hex(msg));
   }
 
   async scan(): Promise<void> {
@@ -124,8 +149,7 @@ class Collector {
       const bytes = await Deno.readFile(path).catch(() => undefined);
       if (bytes === undefined) continue;
       await Deno.remove(path).catch(() => {});
-      const head = decoder.decode(bytes.subarray(0, 4096));
-      const tok = /^Subject: q (\S+)$/m.exec(head)?.[1];
+      const tok = tokenOf(bytes);
       const want = tok === undefined ? undefined : this.expected.get(tok);
       if (tok === undefined || want === undefined) {
         this.unknown++;
@@ -179,138 +203,200 @@ function deadPort(): number {
   return port;
 }
 
-/** The relay, one forced-command key with this file's label, and a satellite dir. */
-interface Bed {
-  relay: Relay;
-  key: string;
+async function uidOfRelay(): Promise<number> {
+  const res = await run("/usr/bin/id", ["-u", "rsmrelay"]);
+  return Number(res.stdout.trim());
+}
+
+/** A service bed of this file: its own relay key label, senders, and the route to the relay. */
+interface QBed {
+  bed: ServiceBed;
+  /** The relay key's label (its own duplicate record, its own relay processes). */
+  label: string;
+  /** The service's queue, read as root. */
+  queue: Queue;
+  qdir: string;
   box: Mailbox;
   senderBox: Mailbox;
-  dir: string;
-  /** Writes a client config for `port` and queue `queueDir`; returns its path. */
-  config(
-    name: string,
-    port: number,
-    queueDir: string,
-    extra?: string[],
-    key?: string,
-  ): Promise<string>;
+  senders: Account[];
+  /** The port the service's config names. */
+  port: number;
+  /** The proxy in front of the relay (route "proxy"). */
+  proxy: Proxy | undefined;
+  /**
+   * Closes the proxy's connections (ending the service's session) and
+   * listens again on the same port; resolves when the service's ssh is gone.
+   */
+  resetProxy(): Promise<void>;
   stop(): Promise<void>;
 }
 
-async function startBed(): Promise<Bed> {
+/**
+ * Starts a service bed whose config names the relay itself ("direct"), a
+ * proxy in front of it ("proxy"), or a closed port ("down"; trusted, so
+ * that the relay may come back there).
+ */
+async function startBed(
+  o: { route?: "direct" | "proxy" | "down"; extra?: string[]; label?: string } = {},
+): Promise<QBed> {
   const postfix = await startPostfix();
-  const box = postfix.mailbox(ACCOUNT);
-  const senderBox = postfix.mailbox(SENDER_ACCOUNT);
-  await clearBox(box);
-  await clearBox(senderBox);
-  const relay = await startRelay();
-  const key = await relay.addKey(`restrict,command="${RSENDMAIL} --label ${LABEL}"`);
-  const dir = await Deno.makeTempDir({ prefix: "rsm-queue-" });
-  const hostKey = (await Deno.readTextFile(relay.knownHosts)).trim().split(" ").slice(1).join(" ");
-  return {
-    relay,
-    key,
-    box,
-    senderBox,
-    dir,
-    async config(name, port, queueDir, extra = [], identity = key) {
-      const knownHosts = `${dir}/known_hosts_${port}`;
-      await Deno.writeTextFile(knownHosts, `[127.0.0.1]:${port} ${hostKey}\n`);
-      const path = `${dir}/${name}.conf`;
-      await Deno.writeTextFile(
-        path,
-        [
-          "host = 127.0.0.1",
-          `user = ${relay.user}`,
-          `port = ${port}`,
-          `identity = ${identity}`,
-          `known_hosts = ${knownHosts}`,
-          `queue_dir = ${queueDir}`,
-          "connect_timeout = 5",
-          ...extra,
-          "",
-        ].join("\n"),
-      );
-      return path;
+  const label = o.label ?? LABEL;
+  const bed = await startServiceBed({
+    deferStart: true,
+    keyOptions: `restrict,command="${RSENDMAIL} --label ${label}"`,
+    ...(o.extra === undefined ? {} : { extra: o.extra }),
+  });
+  let proxy: Proxy | undefined;
+  let port = bed.relay.port;
+  try {
+    if (o.route === "proxy") {
+      proxy = startProxy(bed.relay.port);
+      port = proxy.port;
+    } else if (o.route === "down") {
+      port = deadPort();
+    }
+    if (port !== bed.relay.port) {
+      await bed.trustPort(port);
+      await bed.writeConfig([], port);
+    }
+    await bed.start();
+  } catch (err) {
+    await proxy?.close();
+    await bed.stop();
+    throw err;
+  }
+  const qdir = `${bed.spool}/queue`;
+  const q: QBed = {
+    bed,
+    label,
+    queue: new Queue(qdir),
+    qdir,
+    box: postfix.mailbox(ACCOUNT),
+    senderBox: postfix.mailbox(SENDER_ACCOUNT),
+    senders: await Promise.all(SENDERS.map((name) => account(name))),
+    port,
+    proxy,
+    async resetProxy() {
+      if (!q.proxy) return;
+      await q.proxy.close();
+      q.proxy = await listenAgain(bed.relay.port, q.port);
+      await waitForSsh(bed.key);
+      await sleep(50); // the service sees its session end
     },
     async stop() {
-      await relay.stop();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await q.proxy?.close();
+      await bed.stop();
     },
   };
+  return q;
 }
 
-/** Runs dist/sshsendmail with this config. */
-function client(conf: string, args: string[], stdin?: Uint8Array): Promise<RunResult> {
-  return run(SSHSENDMAIL, args, {
-    env: { SSHSENDMAIL_CONFIG: conf },
-    check: false,
-    ...(stdin === undefined ? {} : { stdin }),
-  });
-}
-
-/** Writes a message straight into a queue, as the client would after a failed send. */
-async function enqueueDirect(
-  queue: Queue,
-  msg: Uint8Array,
-  created: number,
-  sender: string | null = "qsender@relay.test",
-): Promise<string> {
-  const id = newMessageId(crypto.randomUUID());
-  const header: QueueHeader = {
-    v: 1,
-    id,
-    sender,
-    recipients: [RCPT],
-    extractRecipients: false,
-    created,
-    size: msg.length,
-    sha256: await sha256Hex(msg),
-  };
-  await queue.enqueue(header, msg);
-  return id;
-}
-
-/** Names in a queue subdirectory. */
-async function namesIn(dir: string): Promise<string[]> {
-  try {
-    return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return [];
-    throw e;
+/** A proxy on `port` again (the closed one's sockets may hold it a moment). */
+async function listenAgain(target: number, port: number): Promise<Proxy> {
+  for (let i = 0;; i++) {
+    try {
+      return startProxy(target, port);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AddrInUse) || i >= 250) throw err;
+      await sleep(20);
+    }
   }
 }
 
+/** Submits a message as `user` (`sendmail -f QSENDER -- RCPT`): exit 0, silent. */
+async function submit(q: QBed, user: Account, msg: Uint8Array): Promise<void> {
+  const res = await q.bed.sendAs(user, ["-f", QSENDER, "--", RCPT], msg);
+  assert.deepEqual([res.code, res.stdout, res.stderr], [0, "", ""], `sendmail as ${user.name}`);
+}
+
+/** Runs `sendmail ARGS` as root (root's requests cover every message). */
+function asRoot(q: QBed, args: string[]): Promise<RunResult> {
+  return q.bed.sendAs(ROOT, args);
+}
+
+/** Root's `sendmail -q -v`: the service runs the whole queue now. */
+async function flush(q: QBed): Promise<RunResult> {
+  const res = await asRoot(q, ["-q", "-v"]);
+  assert.ok(res.code === 0 || res.code === 75, `sendmail -q: ${res.code} ${res.stderr}`);
+  return res;
+}
+
+/** Nothing waits to be taken: no drop in drop/ or root/, nothing claimed in incoming/. */
+async function intakeDone(q: QBed): Promise<boolean> {
+  const spool = q.bed.spool;
+  if ((await names(`${spool}/drop`)).some((n) => /^[dq]/.test(n))) return false;
+  for (const n of await names(`${spool}/root`)) {
+    const info = await Deno.lstat(`${spool}/root/${n}`).catch(() => undefined);
+    if (n.startsWith("d") && (info?.size ?? 0) > 0) return false;
+  }
+  return (await names(`${spool}/incoming`)).length === 0;
+}
+
 /**
- * The queue is sound: every file in new/ parses and its body matches its
- * header's size and SHA-256. Returns the tokens of the queued messages.
+ * The service has taken every drop and tried every queued message once:
+ * each file in queue/new has its retry state (nothing new, nothing in flight).
  */
-async function checkQueue(queue: Queue): Promise<Set<string>> {
-  const tokens = new Set<string>();
-  for (const name of await namesIn(`${queue.dir}/new`)) {
-    const entry = await queue.read(name);
+async function settled(q: QBed): Promise<boolean> {
+  if (!await intakeDone(q)) return false;
+  const state = new Set(await names(`${q.qdir}/state`));
+  return (await names(`${q.qdir}/new`)).every((id) => state.has(id));
+}
+
+/** Every drop taken and every message gone from the queue. */
+async function empty(q: QBed): Promise<boolean> {
+  return await intakeDone(q) && (await names(`${q.qdir}/new`)).length === 0;
+}
+
+/** Flushes until the queue is empty (at most `rounds` flushes); returns how many it took. */
+async function drain(q: QBed, rounds = 5): Promise<number> {
+  for (let i = 0; i < rounds; i++) {
+    if (await empty(q)) return i;
+    await flush(q);
+  }
+  assert.ok(await empty(q), `queue not empty after ${rounds} flushes`);
+  return rounds;
+}
+
+/**
+ * The service's queue is sound: every file in new/ parses, its body matches
+ * its header's size and SHA-256, and is the whole message its sender
+ * submitted; no message is queued twice. Returns the queued tokens and their ids.
+ */
+async function checkQueue(q: QBed, collect: Collector): Promise<Map<string, string>> {
+  const tokens = new Map<string, string>();
+  for (const name of await names(`${q.qdir}/new`)) {
+    const entry = await q.queue.read(name);
+    if (!entry && !await Deno.lstat(`${q.qdir}/new/${name}`).then(() => true, () => false)) {
+      continue; // delivered meanwhile
+    }
     assert.ok(entry, `corrupt queue file new/${name}`);
     const bytes = (await Deno.readFile(entry.path)).subarray(entry.bodyOffset);
     assert.equal(bytes.length, entry.header.size, `size of new/${name}`);
-    assert.equal(await sha256Hex(bytes), entry.header.sha256, `SHA-256 of new/${name}`);
-    const tok = /^Subject: q (\S+)$/m.exec(decoder.decode(bytes.subarray(0, 4096)))?.[1];
-    if (tok) tokens.add(tok);
+    const sha = await sha256Hex(bytes);
+    assert.equal(sha, entry.header.sha256, `SHA-256 of new/${name}`);
+    const tok = tokenOf(bytes);
+    assert.ok(tok, `new/${name} is none of this test's messages`);
+    assert.equal(sha, collect.whole.get(tok), `new/${name} (${tok}) is not the message submitted`);
+    assert.ok(!tokens.has(tok), `${tok} queued twice`);
+    tokens.set(tok, name);
   }
   return tokens;
 }
 
-/** Flushes directly until the queue is empty (at most `rounds` flushes). */
-async function drainQueue(conf: string, queue: Queue, rounds = 5): Promise<number> {
-  for (let i = 0; i < rounds; i++) {
-    if ((await namesIn(`${queue.dir}/new`)).length === 0) return i;
-    const res = await client(conf, ["--flush"]);
-    assert.ok(res.code === 0 || res.code === 75, `flush: ${res.code} ${res.stderr}`);
-  }
-  assert.deepEqual(await namesIn(`${queue.dir}/new`), [], "queue not empty after direct flushes");
-  return rounds;
+/** Ids among `ids` that the relay recorded as delivered for `label`. */
+async function recorded(relayUid: number, label: string, ids: string[]): Promise<string[]> {
+  const done = new Set(await names(`/var/tmp/rsendmail-${relayUid}/${label}`));
+  return ids.filter((id) => done.has(id));
 }
 
-/** Waits until no ssh runs with this identity (a killed client's orphan), via pgrep(1). */
+/** How many relay processes (dist/rsendmail under deno) run for this label, via pgrep(1). */
+async function relayProcesses(label: string): Promise<number> {
+  const pattern = `/deno run .*/rsendmail --label ${label}$`;
+  const res = await run("/usr/bin/pgrep", ["-c", "-f", pattern], { check: false });
+  return Number(res.stdout.trim()) || 0;
+}
+
+/** Waits until no ssh runs with this identity (a session's client), via pgrep(1). */
 async function waitForSsh(identity: string, timeoutMs = 10000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -325,83 +411,79 @@ async function waitForSsh(identity: string, timeoutMs = 10000): Promise<void> {
 // ------------------------------------------------------------------ tests
 
 Deno.test("queue: fault injection, 200 cuts over a batch, 0 partial, 0 lost", async () => {
-  const bed = await startBed();
-  const collect = new Collector(bed.box);
   const WORKERS = 4;
   const TRIALS = 200;
   const SIZES = [300, 1500, 6000, 66_000, 20_000, 1_000_000, 90_000, 400, 140_000, 3000];
   const fill = SIZES.map((s, i) => filler(s, 1000 + i));
-  const proxies = Array.from({ length: WORKERS }, () => startProxy(bed.relay.port));
-  const queues: Queue[] = [];
-  const viaProxy: string[] = [];
-  const direct: string[] = [];
   const relayUid = await uidOfRelay();
-  /** Each worker has its own key and label: its own duplicate record, its own relay processes. */
-  const labels = Array.from({ length: WORKERS }, (_, w) => `${LABEL}-w${w}`);
-  for (let w = 0; w < WORKERS; w++) {
-    const qdir = `${bed.dir}/queue${w}`;
-    const key = await bed.relay.addKey(`restrict,command="${RSENDMAIL} --label ${labels[w]}"`);
-    queues.push(await openQueue(qdir, Deno.uid()!));
-    viaProxy.push(await bed.config(`proxy${w}`, proxies[w]!.port, qdir, [], key));
-    direct.push(await bed.config(`direct${w}`, bed.relay.port, qdir, [], key));
-  }
-  const must: string[] = [];
-  let base = Date.now() - 60_000;
-  const enqueueBatch = async (w: number, trial: number) => {
-    const ids: string[] = [];
-    for (const [i, body] of fill.entries()) {
-      const tok = `fi${RUN}.${trial}.${i}`;
-      const msg = message(tok, body);
-      await collect.expect(tok, msg);
-      ids.push(await enqueueDirect(queues[w]!, msg, base++));
-      must.push(tok);
-    }
-    return ids;
-  };
-  /** Ids the relay has recorded as delivered for worker w. */
-  const recorded = async (w: number, ids: string[]) => {
-    const names = new Set(await namesIn(`/var/tmp/rsendmail-${relayUid}/${labels[w]}`));
-    return ids.filter((id) => names.has(id)).length;
-  };
+  /**
+   * Each worker has its own service, relay and proxy, its key its own label:
+   * its own duplicate record, its own relay processes.
+   */
+  const beds: QBed[] = [];
   try {
-    // Calibration: the client → server bytes of a whole batch, uncut.
-    await enqueueBatch(0, -1);
-    const cal = await client(viaProxy[0]!, ["--flush"]);
-    assert.equal(cal.code, 0, cal.stderr);
-    const total = proxies[0]!.connections.at(-1)!.up;
+    for (let w = 0; w < WORKERS; w++) {
+      beds.push(await startBed({ route: "proxy", label: `${LABEL}-w${w}` }));
+    }
+    const collect = new Collector(beds[0]!.box);
+    await clearBox(collect.box);
+    const must: string[] = [];
+    /** Ten messages submitted at once by the bed's users: the service sends them in one batch. */
+    const submitBatch = async (w: number, trial: number) => {
+      const q = beds[w]!;
+      await Promise.all(fill.map(async (body, i) => {
+        const tok = `fi${RUN}.${trial}.${i}`;
+        const msg = message(tok, body);
+        await collect.expect(tok, msg);
+        must.push(tok);
+        await submit(q, q.senders[i % q.senders.length]!, msg);
+      }));
+    };
+    // Calibration: the service → relay bytes of a whole batch, uncut.
+    const q0 = beds[0]!;
+    await submitBatch(0, -1);
+    await waitFor("the calibration batch to be delivered", () => empty(q0), 60_000);
+    assert.equal(q0.proxy!.connections.length, 1, "one session for the calibration batch");
+    const calibration = q0.proxy!.connections[0]!;
+    await q0.resetProxy();
+    const total = calibration.up;
     assert.ok(total > 1_300_000, `batch bytes ${total}`);
     const random = rng(4242);
     const cuts = Array.from({ length: TRIALS }, () => Math.floor(random() * total));
-    let cutFlushesOk = 0;
-    let extraFlushes = 0;
+    let cutsMade = 0;
+    let flushes = 0;
     let unheard = 0;
     let relayStillRunning = 0;
-    /** How many trials left k messages of 10 for the direct flush. */
+    /** How many trials left k messages of 10 in the queue after the cut. */
     const leftAfterCut: number[] = [];
     const worker = async (w: number) => {
+      const q = beds[w]!;
       for (let trial = w; trial < TRIALS; trial += WORKERS) {
-        const ids = await enqueueBatch(w, trial);
-        proxies[w]!.setCut(cuts[trial]);
-        const res = await client(viaProxy[w]!, ["--flush"]);
-        assert.ok(res.code === 0 || res.code === 75, `cut flush: ${res.code} ${res.stderr}`);
-        if (res.code === 0) cutFlushesOk++;
-        const left = (await namesIn(`${queues[w]!.dir}/new`)).length;
-        leftAfterCut[left] = (leftAfterCut[left] ?? 0) + 1;
+        // The service's next session is cut; the ones after it go through.
+        q.proxy!.setCut(cuts[trial], 1);
+        await submitBatch(w, trial);
+        await waitFor(`trial ${trial}: every message taken and tried`, () => settled(q), 60_000);
+        const conns = [...q.proxy!.connections];
+        if (conns[0]?.cut) cutsMade++;
+        const left = await names(`${q.qdir}/new`);
+        leftAfterCut[left.length] = (leftAfterCut[left.length] ?? 0) + 1;
         // The cut session's rsendmail may still be working through what reached
-        // its pipe. Odd trials race it (as a user retrying at once would); even
-        // trials wait for it, then count what it delivered that the client never
-        // heard of: the direct flush must get "already delivered" for those.
-        const pattern = `rsendmail --label ${labels[w]}$`;
-        const alive = async () =>
-          (await run("/usr/bin/pgrep", ["-f", pattern], { check: false })).code === 0;
+        // its pipe. Odd trials race it (a flush at once); even trials wait for
+        // it, then count what it delivered that the service never heard of:
+        // the flush must get "already delivered" for those.
         if (trial % 2 === 0) {
-          for (let i = 0; i < 250 && await alive(); i++) await sleep(20);
-          unheard += (await recorded(w, ids)) - (10 - left);
-        } else if (await alive()) {
+          await q.resetProxy();
+          for (let i = 0; i < 1000 && (await relayProcesses(q.label)) > 0; i++) await sleep(20);
+          // (read before adding: the workers run at once)
+          const delivered = await recorded(relayUid, q.label, left);
+          unheard += delivered.length;
+        } else if ((await relayProcesses(q.label)) > conns.filter((c) => !c.cut).length) {
           relayStillRunning++;
         }
-        const flushes = await drainQueue(direct[w]!, queues[w]!);
-        extraFlushes += flushes;
+        const rounds = await drain(q);
+        flushes += rounds;
+        // The next trial starts with no session open.
+        await q.resetProxy();
       }
     };
     await Promise.all(Array.from({ length: WORKERS }, (_, w) => worker(w)));
@@ -409,11 +491,11 @@ Deno.test("queue: fault injection, 200 cuts over a batch, 0 partial, 0 lost", as
     const t = collect.tally(must);
     console.log(
       `fault injection: ${TRIALS} trials, ${t.partial} partial, ${t.lost.length} lost, ` +
-        `${t.duplicates} duplicates (batch ${total} bytes up; ${cutFlushesOk} cut flushes ` +
-        `still completed; in the 100 waited trials ${unheard} messages were delivered by ` +
-        `the cut session unheard by the client; in the 100 racing trials the cut session ` +
-        `was still running in ${relayStillRunning} when the direct flush began; ` +
-        `${extraFlushes} direct flushes; ${collect.unknown} unknown mails; ` +
+        `${t.duplicates} duplicates (batch ${total} bytes up; ${cutsMade} of the ${TRIALS} ` +
+        `sessions cut before their end; in the 100 waited trials ${unheard} messages ` +
+        `were delivered by the cut session unheard by the service; in the 100 racing trials ` +
+        `the cut session's relay was still running in ${relayStillRunning} when the flush ` +
+        `began; ${flushes} flushes; ${collect.unknown} unknown mails; ` +
         `messages left after the cut → trials: ${
           leftAfterCut.map((n, k) => `${k}→${n}`).filter((_, k) => leftAfterCut[k]).join(" ")
         })`,
@@ -421,19 +503,20 @@ Deno.test("queue: fault injection, 200 cuts over a batch, 0 partial, 0 lost", as
     assert.equal(t.partial, 0, `partial: ${collect.partial.join(" ")}`);
     assert.deepEqual(t.lost, [], "lost");
     assert.equal(t.duplicates, 0, "duplicates");
+    for (const q of beds) {
+      assert.deepEqual(await names(`${q.qdir}/failed`), [], "failed/");
+      assert.deepEqual(await names(`${q.bed.spool}/hold`), [], "hold/");
+    }
   } finally {
-    for (const p of proxies) await p.close();
-    await bed.stop();
+    for (const q of beds) await q.stop();
   }
 });
 
-Deno.test("queue: kill -9 during enqueue and during flush, 100 trials", async () => {
-  const bed = await startBed();
-  const collect = new Collector(bed.box);
-  const qdir = `${bed.dir}/queue`;
-  const queue = await openQueue(qdir, Deno.uid()!);
-  const down = await bed.config("down", deadPort(), qdir);
-  const direct = await bed.config("direct", bed.relay.port, qdir);
+Deno.test("queue: kill -9 during enqueue (sendmail) and during intake and delivery (the service), 100 trials", async () => {
+  const q = await startBed({ route: "down" });
+  const collect = new Collector(q.box);
+  await clearBox(q.box);
+  const relayUid = await uidOfRelay();
   const random = rng(777);
   const must = new Set<string>();
   let n = 0;
@@ -443,19 +526,11 @@ Deno.test("queue: kill -9 during enqueue and during flush, 100 trials", async ()
     await collect.expect(tok, msg);
     return { tok, msg };
   };
-  /** Spawns the client, kills it with SIGKILL after `delay` ms; exit code, or undefined if killed. */
-  const killAfter = async (conf: string, args: string[], delay: number, stdin?: Uint8Array) => {
-    const child = new Deno.Command(SSHSENDMAIL, {
-      args,
-      env: { SSHSENDMAIL_CONFIG: conf },
-      stdin: stdin === undefined ? "null" : "piped",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    if (stdin !== undefined) {
-      const writer = child.stdin.getWriter();
-      writer.write(stdin).then(() => writer.close()).catch(() => {});
-    }
+  /** Runs sendmail as `user`, killing it with SIGKILL after `delay` ms; exit code, or undefined if killed. */
+  const killAfter = async (user: Account, delay: number, msg: Uint8Array) => {
+    const child = q.bed.spawnAs(user, ["-f", QSENDER, "--", RCPT]);
+    const writer = child.stdin.getWriter();
+    const writing = writer.write(msg).then(() => writer.close()).catch(() => {});
     const timer = setTimeout(() => {
       try {
         child.kill("SIGKILL");
@@ -465,6 +540,7 @@ Deno.test("queue: kill -9 during enqueue and during flush, 100 trials", async ()
     }, delay);
     const status = await child.status;
     clearTimeout(timer);
+    await writing;
     return status.signal === "SIGKILL" ? undefined : status.code;
   };
   const timed = async (f: () => Promise<unknown>) => {
@@ -472,183 +548,244 @@ Deno.test("queue: kill -9 during enqueue and during flush, 100 trials", async ()
     await f();
     return performance.now() - t0;
   };
+  const countRequests = async () => {
+    const list = await asRoot(q, ["-bp"]);
+    assert.equal(list.code, 0, list.stderr);
+    return list.stdout === "Mail queue is empty\n"
+      ? 0
+      : Number(/^-- \d+ Kbytes in (\d+) Requests?\.$/m.exec(list.stdout)?.[1] ?? -1);
+  };
   try {
-    // How long an unkilled enqueue takes (relay down).
+    // --- sendmail killed while it writes its drop (the relay is down: all stays queued).
     let tEnqueue = 0;
     for (let i = 0; i < 3; i++) {
       const { tok, msg } = await newMessage(100_000);
-      tEnqueue = Math.max(
-        tEnqueue,
-        await timed(async () => {
-          const res = await client(down, ["-f", "qsender@relay.test", "--", RCPT], msg);
-          assert.equal(res.code, 0, res.stderr);
-        }),
-      );
+      tEnqueue = Math.max(tEnqueue, await timed(() => submit(q, q.senders[i]!, msg)));
       must.add(tok);
     }
     let acked = 0;
     let killed = 0;
-    let tmpLeft = 0;
+    let takenUnacked = 0;
     for (let trial = 0; trial < 50; trial++) {
       const { tok, msg } = await newMessage(1000 + Math.floor(random() * 300_000));
       const delay = random() * tEnqueue * 1.2;
-      const code = await killAfter(down, ["-f", "qsender@relay.test", "--", RCPT], delay, msg);
+      const code = await killAfter(q.senders[trial % q.senders.length]!, delay, msg);
       if (code === 0) {
         acked++;
         must.add(tok);
       } else {
-        assert.equal(code, undefined, `enqueue exited ${code}`);
+        assert.equal(code, undefined, `sendmail exited ${code}`);
         killed++;
       }
-      const queued = await checkQueue(queue);
+      await waitFor("the service to take the drops", () => settled(q), 30_000);
+      // Only whole messages are ever taken, and every acknowledged one is.
+      const queued = await checkQueue(q, collect);
       for (const t of must) assert.ok(queued.has(t), `acknowledged ${t} not in the queue`);
-      const list = await client(down, ["--list"]);
-      assert.equal(list.code, 0, list.stderr);
-      assert.match(list.stdout, new RegExp(`-- ${queued.size} messages? in queue`));
+      if (code === undefined && queued.has(tok)) {
+        takenUnacked++; // renamed into place just before the kill: whole, so it goes out
+        must.add(tok);
+      }
+      assert.equal(await countRequests(), queued.size, "mailq");
     }
-    tmpLeft = (await namesIn(`${qdir}/tmp`)).length;
-    // Every whole message that reached new/ (acknowledged or not) goes out.
-    for (const t of await checkQueue(queue)) must.add(t);
+    const drops = await names(`${q.bed.spool}/drop`);
+    assert.ok(drops.every((d) => d.startsWith("t")), `drops left: ${drops}`);
+    assert.deepEqual(await names(`${q.bed.spool}/hold`), [], "hold/");
     console.log(
-      `kill during enqueue: 50 trials, ${acked} finished first, ${killed} killed; ` +
-        `${must.size} queued, ${tmpLeft} left in tmp/ (max ${tEnqueue.toFixed(0)} ms)`,
+      `kill during enqueue: 50 trials, ${acked} finished first, ${killed} killed ` +
+        `(${takenUnacked} of them after the rename: taken whole); ${must.size} queued, ` +
+        `${drops.length} half-written drops left untaken (max ${tEnqueue.toFixed(0)} ms)`,
     );
-    await drainQueue(direct, queue);
+    // The relay is back: every queued message goes out once.
+    await q.bed.stopService();
+    await q.bed.writeConfig([], q.bed.relay.port);
+    await q.bed.start();
+    await drain(q);
     await collect.settle(must);
     let t = collect.tally(must);
     assert.equal(t.partial, 0, "partial after enqueue kills");
     assert.deepEqual(t.lost, [], "lost after enqueue kills");
     assert.equal(t.duplicates, 0, "duplicates after enqueue kills");
 
-    // Flush: time an unkilled flush of 3 messages.
-    const fill3 = async () => {
-      for (let i = 0; i < 3; i++) {
-        const { tok, msg } = await newMessage(1000 + Math.floor(random() * 200_000));
-        await enqueueDirect(queue, msg, Date.now());
-        must.add(tok);
-      }
+    // --- the service killed while it takes drops and while it delivers.
+    const submit3 = async () => {
+      const batch = await Promise.all(
+        [0, 1, 2].map(() => newMessage(1000 + Math.floor(random() * 200_000))),
+      );
+      return {
+        toks: batch.map((b) => b.tok),
+        sending: Promise.all(batch.map((b, i) => submit(q, q.senders[i]!, b.msg))),
+      };
     };
-    await fill3();
-    const tFlush = await timed(async () => {
-      const res = await client(direct, ["--flush"]);
-      assert.equal(res.code, 0, res.stderr);
+    const first = await submit3();
+    const tDeliver = await timed(async () => {
+      await first.sending;
+      await waitFor("three messages delivered", () => empty(q), 30_000);
     });
-    let flushKilled = 0;
+    for (const tok of first.toks) must.add(tok);
+    const tmpBefore = (await names(`${q.qdir}/tmp`)).length;
+    /** Where the service was when killed: in how many trials this trial's messages were… */
+    const at = { drops: 0, incoming: 0, copying: 0, queued: 0, none: 0 };
+    /** Queued messages the relay had delivered when the service was killed. */
+    const unheardAtKill = new Set<string>();
     for (let trial = 0; trial < 50; trial++) {
-      await fill3();
-      const code = await killAfter(direct, ["--flush"], random() * tFlush * 1.2);
-      if (code === undefined) flushKilled++;
-      else assert.ok(code === 0 || code === 75, `flush exited ${code}`);
-      await waitForSsh(bed.key);
-      await checkQueue(queue);
-      const list = await client(direct, ["--list"]);
-      assert.equal(list.code, 0, list.stderr);
+      const tmp0 = (await names(`${q.qdir}/tmp`)).length;
+      const { toks, sending } = await submit3();
+      await sleep(random() * tDeliver * 1.2);
+      await q.bed.crash();
+      // Where the service was: drops not taken, claimed but not queued, copies
+      // half written, queued but not (heard) delivered. The queue is sound.
+      const waiting = (await names(`${q.bed.spool}/drop`)).filter((d) => d.startsWith("d"));
+      const claimed = await names(`${q.bed.spool}/incoming`);
+      const copying = (await names(`${q.qdir}/tmp`)).length - tmp0;
+      const queued = await checkQueue(q, collect);
+      const mine = toks.filter((tok) => queued.has(tok)).length;
+      if (waiting.length > 0) at.drops++;
+      if (claimed.length > 0) at.incoming++;
+      if (copying > 0) at.copying++;
+      if (mine > 0) at.queued++;
+      if (waiting.length + claimed.length + copying + mine === 0) at.none++;
+      for (const id of await recorded(relayUid, q.label, [...queued.values()])) {
+        unheardAtKill.add(id);
+      }
+      await sending; // sendmail needs no running service: every submission succeeds
+      for (const tok of toks) must.add(tok);
+      await q.bed.start();
+      await countRequests();
     }
+    await waitFor("the restarted service to settle", () => settled(q), 60_000);
     await collect.settle([], 0, 1000);
     const before = collect.count.size;
-    const left = (await namesIn(`${qdir}/new`)).length;
-    await drainQueue(direct, queue);
+    const left = (await names(`${q.qdir}/new`)).length;
+    const tmpLeft = (await names(`${q.qdir}/tmp`)).length - tmpBefore;
+    await drain(q);
     await collect.settle(must);
     t = collect.tally(must);
     console.log(
-      `kill during flush: 50 trials, ${flushKilled} killed (flush ${tFlush.toFixed(0)} ms); ` +
-        `${before} delivered before the final flush, ${left} left for it; ` +
-        `${must.size} messages: ${t.partial} partial, ${t.lost.length} lost, ` +
-        `${t.duplicates} duplicates`,
+      `kill -9 of the service: 50 trials (3 messages ${tDeliver.toFixed(0)} ms to deliver); ` +
+        `killed with its drops waiting in ${at.drops}, claimed in incoming/ in ${at.incoming}, ` +
+        `a copy half written in ${at.copying}, queued or in flight in ${at.queued}, ` +
+        `all delivered in ${at.none}; ${unheardAtKill.size} queued messages had been ` +
+        `delivered by the relay unheard by the killed service; ` +
+        `${before} delivered before the final flush, ${left} left for it; ${tmpLeft} ` +
+        `half-written copies left in queue/tmp; ${must.size} messages: ${t.partial} partial, ` +
+        `${t.lost.length} lost, ${t.duplicates} duplicates`,
     );
     assert.equal(t.partial, 0, "partial");
     assert.deepEqual(t.lost, [], "lost");
     assert.equal(t.duplicates, 0, "duplicates");
+    assert.deepEqual(await names(`${q.bed.spool}/incoming`), [], "incoming/");
+    assert.deepEqual(await names(`${q.bed.spool}/hold`), [], "hold/");
+    assert.deepEqual(await names(`${q.qdir}/failed`), [], "failed/");
   } finally {
-    await bed.stop();
+    await q.stop();
   }
 });
 
-Deno.test("queue: 50 concurrent senders while a flush runs, each delivered once", async () => {
-  const bed = await startBed();
-  const collect = new Collector(bed.box);
-  const qdir = `${bed.dir}/queue`;
-  const queue = await openQueue(qdir, Deno.uid()!);
-  const direct = await bed.config("direct", bed.relay.port, qdir);
+Deno.test("queue: 50 concurrent senders while the service delivers, each delivered once", async () => {
+  const q = await startBed({ route: "proxy" });
+  const collect = new Collector(q.box);
+  await clearBox(q.box);
   const random = rng(5150);
   const must: string[] = [];
+  const users = [...q.senders, ROOT];
   try {
-    for (let i = 0; i < 100; i++) {
-      const tok = `conq${RUN}.${i}`;
-      const msg = message(tok, filler(500 + Math.floor(random() * 50_000), i));
-      await collect.expect(tok, msg);
-      await enqueueDirect(queue, msg, Date.now() - 1000 + i);
-      must.push(tok);
+    // 100 messages wait for the service (dropped while it is stopped).
+    await q.bed.stopService();
+    for (let i = 0; i < 100; i += 10) {
+      await Promise.all(Array.from({ length: 10 }, async (_, j) => {
+        const tok = `conq${RUN}.${i + j}`;
+        const msg = message(tok, filler(500 + Math.floor(random() * 50_000), i + j));
+        await collect.expect(tok, msg);
+        must.push(tok);
+        await submit(q, q.senders[(i + j) % q.senders.length]!, msg);
+      }));
     }
     const senders: Promise<RunResult>[] = [];
-    const flush = client(direct, ["--flush"]);
+    await q.bed.start();
+    const flushing = flush(q);
     for (let i = 0; i < 50; i++) {
       const tok = `cons${RUN}.${i}`;
       const msg = message(tok, filler(500 + Math.floor(random() * 50_000), 100 + i));
       await collect.expect(tok, msg);
       must.push(tok);
-      senders.push(client(direct, ["-f", "qsender@relay.test", "--", RCPT], msg));
+      senders.push(q.bed.sendAs(users[i % users.length]!, ["-f", QSENDER, "--", RCPT], msg));
     }
     const results = await Promise.all(senders);
-    const flushed = await flush;
-    assert.equal(flushed.code, 0, flushed.stderr);
+    const flushed = await flushing;
     for (const r of results) assert.deepEqual([r.code, r.stdout, r.stderr], [0, "", ""]);
-    // A sender that could not reach the relay queued its message: say so, and send it.
-    const queuedBySenders = (await namesIn(`${qdir}/new`)).length;
-    await drainQueue(direct, queue);
+    assert.match(
+      flushed.stdout,
+      /^sshsendmail: delivered \d+, deferred 0, failed 0, expired 0; \d+ waiting\n$/,
+    );
+    await waitFor("every message delivered", () => empty(q), 60_000);
     await collect.settle(must);
     const t = collect.tally(must);
+    const sessions = q.proxy!.connections.length;
     console.log(
-      `concurrency: 100 queued + 50 senders during a flush: ${t.partial} partial, ` +
-        `${t.lost.length} lost, ${t.duplicates} duplicates; ${queuedBySenders} queued by senders`,
+      `concurrency: 100 waiting + 50 senders (3 users and root) while the service delivers, ` +
+        `root's flush said "${flushed.stdout.trim()}": ${t.partial} partial, ` +
+        `${t.lost.length} lost, ${t.duplicates} duplicates; ${sessions} relay session(s)`,
     );
     assert.equal(t.partial, 0);
     assert.deepEqual(t.lost, []);
     assert.equal(t.duplicates, 0);
-    assert.equal(queuedBySenders, 0, "senders queued although the relay was up");
+    assert.equal(sessions, 1, "one relay session for all 150 (nothing deferred)");
+    assert.deepEqual(await names(`${q.qdir}/failed`), [], "failed/");
   } finally {
-    await bed.stop();
+    await q.stop();
   }
 });
 
 Deno.test("queue: relay down for the whole first phase, then one flush delivers all once", async () => {
-  const bed = await startBed();
-  const collect = new Collector(bed.box);
-  const qdir = `${bed.dir}/queue`;
-  const queue = await openQueue(qdir, Deno.uid()!);
-  const port = deadPort();
-  const conf = await bed.config("later", port, qdir);
+  const q = await startBed({ route: "down" });
+  const collect = new Collector(q.box);
+  await clearBox(q.box);
   const must: string[] = [];
-  let proxy;
+  let proxy: Proxy | undefined;
+  const [ann, bob] = q.senders as [Account, Account];
+  const deferredLine = (attempts: number) =>
+    new RegExp(
+      `^\\(4\\.4\\.1 sshsendmail: connection refused by the relay; ${attempts} attempts; next try in `,
+      "gm",
+    );
   try {
     for (let i = 0; i < 20; i++) {
       const tok = `down${RUN}.${i}`;
       const msg = message(tok, filler(200 + i * 3000, 300 + i));
       await collect.expect(tok, msg);
       must.push(tok);
-      const res = await client(conf, ["-f", "qsender@relay.test", "--", RCPT], msg);
-      assert.deepEqual([res.code, res.stdout, res.stderr], [0, "", ""], `send ${i}`);
+      await submit(q, i % 2 === 0 ? ann : bob, msg);
     }
-    let list = await client(conf, ["--list"]);
+    await waitFor("every message taken and tried", () => settled(q), 30_000);
+    let list = await asRoot(q, ["-bp"]);
     assert.equal(list.code, 0, list.stderr);
-    assert.match(list.stdout, /-- 20 messages in queue\n$/);
+    assert.match(list.stdout, /-- \d+ Kbytes in 20 Requests\.\n$/);
+    // One attempt each when it came in (the relay refused).
+    assert.equal(list.stdout.match(deferredLine(1))?.length, 20, list.stdout);
+    const mine = await q.bed.sendAs(ann, ["-bp"]);
+    assert.match(mine.stdout, /-- \d+ Kbytes in 10 Requests\.\n$/, "a user sees their own");
     // Still down: a flush defers every message and says why.
-    const early = await client(conf, ["--flush"]);
-    assert.equal(early.code, 75);
-    assert.match(early.stderr, /^4\.4\.1 sshsendmail: connection refused/);
-    assert.equal((await checkQueue(queue)).size, 20);
-    list = await client(conf, ["--list"]);
-    // One attempt at send time (recorded when queued), one by the flush.
-    assert.equal(list.stdout.match(/\[2x\] 4\.4\.1/g)?.length, 20, list.stdout);
+    const early = await flush(q);
+    assert.deepEqual([early.code, early.stderr], [75, ""]);
+    assert.match(
+      early.stdout,
+      /^sshsendmail: delivered 0, deferred 20, failed 0, expired 0; 20 waiting \(4\.4\.1 sshsendmail: connection refused/,
+    );
+    assert.equal((await checkQueue(q, collect)).size, 20);
+    list = await asRoot(q, ["-bp"]);
+    assert.equal(list.stdout.match(deferredLine(2))?.length, 20, list.stdout);
     await collect.settle([], 0, 500);
     assert.equal(collect.count.size, 0, "nothing delivered while down");
     // The relay comes back on the same address.
-    proxy = startProxy(bed.relay.port, port);
-    const res = await client(conf, ["--flush"]);
-    assert.deepEqual([res.code, res.stderr], [0, ""]);
+    proxy = startProxy(q.bed.relay.port, q.port);
+    const res = await flush(q);
+    assert.deepEqual(
+      [res.code, res.stdout, res.stderr],
+      [0, "sshsendmail: delivered 20, deferred 0, failed 0, expired 0; 0 waiting\n", ""],
+    );
     assert.equal(proxy.connections.length, 1, "one connection for the whole queue");
-    assert.deepEqual(await namesIn(`${qdir}/new`), []);
-    list = await client(conf, ["--list"]);
+    assert.deepEqual(await names(`${q.qdir}/new`), []);
+    list = await asRoot(q, ["-bp"]);
     assert.equal(list.stdout, "Mail queue is empty\n");
     await collect.settle(must);
     const t = collect.tally(must);
@@ -657,37 +794,44 @@ Deno.test("queue: relay down for the whole first phase, then one flush delivers 
     assert.equal(t.duplicates, 0);
   } finally {
     await proxy?.close();
-    await bed.stop();
+    await q.stop();
   }
 });
 
 Deno.test("queue: a message older than max_age goes to failed/ and its sender is told", async () => {
-  const bed = await startBed();
-  const qdir = `${bed.dir}/queue`;
+  const q = await startBed({ route: "down", extra: ["max_age = 2s"] });
+  const who = await account(SENDER_ACCOUNT);
   const sender = `${SENDER_ACCOUNT}@relay.test`;
-  const downConf = await bed.config("down", deadPort(), qdir, ["max_age = 2s"]);
-  const upConf = await bed.config("up", bed.relay.port, qdir, ["max_age = 2s"]);
-  const collect = new Collector(bed.box);
+  const collect = new Collector(q.box);
+  await clearBox(q.box);
+  await clearBox(q.senderBox);
   const tok = `age${RUN}`;
   const msg = message(tok, "old news\n", sender);
   await collect.expect(tok, msg);
+  let proxy: Proxy | undefined;
   try {
-    const res = await client(downConf, ["-f", sender, "--", RCPT], msg);
+    const res = await q.bed.sendAs(who, ["-f", sender, "--", RCPT], msg);
     assert.deepEqual([res.code, res.stdout, res.stderr], [0, "", ""]);
-    const [id] = await namesIn(`${qdir}/new`);
-    assert.ok(id);
-    // Young enough: a flush while the relay is up would deliver; wait it out instead.
-    await sleep(2500);
-    const flushed = await client(upConf, ["--flush"]);
-    assert.deepEqual([flushed.code, flushed.stderr], [0, ""]);
-    assert.deepEqual(await namesIn(`${qdir}/new`), [], "new/ after expiry");
-    assert.deepEqual(await namesIn(`${qdir}/failed`), [id], "failed/");
+    // The relay refuses the first attempt; the next one is a minute away.
+    await waitFor("the first attempt", () => settled(q), 30_000);
+    const queued = await names(`${q.qdir}/new`);
+    assert.equal(queued.length, 1, `queue/new: ${queued}`);
+    const id = queued[0]!;
+    // The relay is back while the message waits: it is not sent again before
+    // its age runs out; then the service gives up on it.
+    proxy = startProxy(q.bed.relay.port, q.port);
+    await waitFor(
+      "the message to expire",
+      async () => (await names(`${q.qdir}/failed`)).includes(id),
+      15_000,
+    );
+    assert.deepEqual(await names(`${q.qdir}/failed`), [id], "failed/");
     // The notice, through the relay, with the null sender.
     const deadline = Date.now() + 15000;
     let notice: string | undefined;
     while (notice === undefined && Date.now() < deadline) {
-      for (const name of await namesIn(`${bed.senderBox.dir}/new`)) {
-        const text = await Deno.readTextFile(`${bed.senderBox.dir}/new/${name}`);
+      for (const name of await names(`${q.senderBox.dir}/new`)) {
+        const text = await Deno.readTextFile(`${q.senderBox.dir}/new/${name}`);
         if (text.includes(tok)) notice = text;
       }
       if (notice === undefined) await sleep(100);
@@ -705,18 +849,19 @@ Deno.test("queue: a message older than max_age goes to failed/ and its sender is
       /^Reason: not delivered within 2s \(4\.4\.1 sshsendmail: connection refused by the relay\)$/m,
     );
     assert.match(notice, new RegExp(`^Subject: q ${tok}$`, "m"), "original headers quoted");
+    // Nothing left: the notice went out once, the sender's queue is empty.
+    await waitFor("the notice to leave the queue", () => empty(q), 15_000);
+    assert.deepEqual(await names(`${q.qdir}/failed`), [id], "failed/ after the notice");
+    const list = await q.bed.sendAs(who, ["-bp"]);
+    assert.deepEqual([list.code, list.stdout], [0, "Mail queue is empty\n"], list.stderr);
     // The original itself never went out.
     await collect.settle([], 0, 1000);
     assert.equal(collect.count.size, 0, "expired message delivered");
   } finally {
-    await bed.stop();
+    await proxy?.close();
+    await q.stop();
   }
 });
-
-async function uidOfRelay(): Promise<number> {
-  const res = await run("/usr/bin/id", ["-u", "rsmrelay"]);
-  return Number(res.stdout.trim());
-}
 
 Deno.test("queue: batch protocol against dist/rsendmail", async (t) => {
   const postfix = await startPostfix();

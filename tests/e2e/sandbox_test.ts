@@ -10,14 +10,21 @@
  */
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { CLIENT_FLAGS, RUN_FLAGS, SERVER_FLAGS } from "../../scripts/permissions.ts";
+import { CLIENT_FLAGS, RUN_FLAGS, SERVER_FLAGS, SERVER_LAUNCH } from "../../scripts/permissions.ts";
 
 const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 
+/** The deno path and flags of an artefact's first line (after env's launcher words). */
 async function shebangOf(path: string): Promise<string[]> {
+  return (await launchOf(path)).rest;
+}
+
+/** The first line split: env's launcher words, then deno and its flags. */
+async function launchOf(path: string): Promise<{ launch: string[]; rest: string[] }> {
   const head = (await Deno.readTextFile(path)).split("\n", 1)[0]!;
   const parts = head.replace(/^#!\/usr\/bin\/env -S /, "").split(" ");
-  return parts;
+  const at = parts.findIndex((p) => p.startsWith("/"));
+  return { launch: parts.slice(0, at), rest: parts.slice(at) };
 }
 
 /** Runs a JS probe with exactly the artefact's deno and flags; returns its JSON verdicts. */
@@ -53,6 +60,8 @@ Deno.test("dist/ artefacts carry exactly the permission flags of scripts/permiss
   const client = await shebangOf(`${root}/dist/sshsendmail`);
   deepStrictEqual(server.slice(1), ["run", ...RUN_FLAGS, ...SERVER_FLAGS]);
   deepStrictEqual(client.slice(1), ["run", ...RUN_FLAGS, ...CLIENT_FLAGS]);
+  deepStrictEqual((await launchOf(`${root}/dist/rsendmail`)).launch, [...SERVER_LAUNCH]);
+  deepStrictEqual((await launchOf(`${root}/dist/sshsendmail`)).launch, []);
   for (const flags of [server, client]) {
     ok(!flags.some((f) => f === "-A" || f.startsWith("--allow-all")), "never -A");
     ok(flags[0]!.startsWith("/"), "the runtime is reached by an absolute path, not PATH");
@@ -78,7 +87,8 @@ await attempt("env HOME", () => { Deno.env.get("HOME"); });
 await attempt("env LD_PRELOAD", () => { Deno.env.get("LD_PRELOAD"); });
 await attempt("ffi", () => Deno.dlopen("/lib/x86_64-linux-gnu/libc.so.6", {}));
 // positive controls: what the relay needs
-await attempt("env SSH_ORIGINAL_COMMAND", () => { Deno.env.get("SSH_ORIGINAL_COMMAND"); });
+await attempt("env REQ", () => { Deno.env.get("REQ"); });
+await attempt("env SSH_ORIGINAL_COMMAND (the launcher hands it over as REQ)", () => { Deno.env.get("SSH_ORIGINAL_COMMAND"); });
 await attempt("write spool /tmp", async () => { const p = "/tmp/rsm-sandbox-" + crypto.randomUUID(); await Deno.writeTextFile(p, "x"); await Deno.remove(p); });
 await attempt("run /usr/sbin/sendmail", () => run("/usr/sbin/sendmail", ["-bv", "nobody"]));
 await attempt("run /usr/bin/logger", () => run("/usr/bin/logger", ["--socket-errors=off", "-u", "/nonexistent", "x"]));
@@ -101,12 +111,13 @@ console.log(JSON.stringify(verdict));
       "listen tcp",
       "env HOME",
       "env LD_PRELOAD",
+      "env SSH_ORIGINAL_COMMAND (the launcher hands it over as REQ)",
       "ffi",
     ]
   ) strictEqual(v[name], "denied", `${name}: ${v[name]}`);
   for (
     const name of [
-      "env SSH_ORIGINAL_COMMAND",
+      "env REQ",
       "write spool /tmp",
       "run /usr/sbin/sendmail",
       "run /usr/bin/logger",
@@ -146,4 +157,47 @@ console.log(JSON.stringify(verdict));
   for (const name of ["run /usr/bin/ssh", "run /bin/cat", "write /tmp"]) {
     strictEqual(v[name], "granted", `${name}: ${v[name]}`);
   }
+});
+
+Deno.test("the relay runs with a clean environment: DENO_V8_FLAGS, LD_PRELOAD and others from sshd cannot steer it", async () => {
+  const env = {
+    SSH_ORIGINAL_COMMAND: "sendmail --help",
+    SSH_CONNECTION: "127.0.0.1 1 127.0.0.1 22",
+    DENO_V8_FLAGS: "--stack-size=1",
+    DENO_DIR: "/nonexistent",
+    NO_COLOR: "1",
+    RUST_BACKTRACE: "full",
+  };
+  const out = await new Deno.Command(`${root}/dist/rsendmail`, {
+    clearEnv: true,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  // The request is refused as usual (a peer's --help): no crash, one line.
+  strictEqual(out.code, 64, stderr);
+  strictEqual(stderr, "5.5.4 rsendmail: option --help is not allowed\n");
+  // Positive control: without the hostile variables, the same line.
+  const plain = await new Deno.Command(`${root}/dist/rsendmail`, {
+    clearEnv: true,
+    env: { SSH_ORIGINAL_COMMAND: env.SSH_ORIGINAL_COMMAND, SSH_CONNECTION: env.SSH_CONNECTION },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  strictEqual(plain.code, 64);
+  strictEqual(new TextDecoder().decode(plain.stderr), stderr);
+  // And a probe under the same launcher sees only the two variables.
+  const probe = await new Deno.Command("/usr/bin/env", {
+    args: ["-S", `${SERVER_LAUNCH.join(" ")} /usr/bin/printenv`],
+    clearEnv: true,
+    env,
+    stdout: "piped",
+  }).output();
+  deepStrictEqual(
+    new TextDecoder().decode(probe.stdout).trim().split("\n").sort(),
+    ["PEER=127.0.0.1 1 127.0.0.1 22", "REQ=sendmail --help"],
+  );
 });

@@ -820,6 +820,117 @@ Deno.test("rsendmail --max-recipients also counts the To/Cc/Bcc recipients of -t
   await assertNoSpoolLeftovers();
 });
 
+/** A -t message whose recipient fields are `fields`, spelt exactly as given. */
+function headerMessage(subject: string, fields: string[], eol = "\n"): Uint8Array {
+  return encoder.encode(
+    [
+      "From: Sender <sender@relay.test>",
+      ...fields,
+      "Date: Wed, 25 Nov 2026 12:00:00 +0000",
+      `Message-ID: <${crypto.randomUUID()}@relay.test>`,
+      `Subject: ${subject}`,
+      "",
+      `Body of ${subject}.`,
+      "",
+    ].join(eol),
+  );
+}
+
+/**
+ * Spellings of three recipients that the relay once counted as two or fewer
+ * while Postfix's `sendmail -t` extracts all of them (issue 12), and
+ * spellings it cannot count with certainty. Each names real mailboxes, so a
+ * bypass would deliver.
+ */
+const HEADER_ATTACKS: ReadonlyArray<[string, string[], string]> = [
+  ["To : a, b, c (blank before the colon)", [`To : ${R1}, ${R2}, ${R3}`], "5.5.3"],
+  ["Bcc\\t: b, c (tab before the colon)", [`To: ${R1}`, `Bcc\t: ${R2}, ${R3}`], "5.5.3"],
+  [
+    'To: x\\"@…, a, b, c, "@… (quoted pair outside quotes)',
+    [`To: x\\"@relay.test, ${R1}, ${R2}, ${R3}, "@relay.test`],
+    "5.5.3",
+  ],
+  ["To: a b c (no commas)", [`To: ${R1} ${R2} ${R3}`], "5.5.3"],
+  ["tO/cC/bCC (field-name case)", [`tO: ${R1}`, `cC: ${R2}`, `bCC: ${R3}`], "5.5.3"],
+  ["To: a,\\n b,\\n\\tc (folded)", [`To: ${R1},\n ${R2},\n\t${R3}`], "5.5.3"],
+  ["To: a / To: b / To: c (repeated)", [`To: ${R1}`, `To: ${R2}`, `To: ${R3}`], "5.5.3"],
+  ["Resent-To : a, b, c", [`Resent-To : ${R1}, ${R2}, ${R3}`], "5.5.3"],
+  [
+    "To: =?…?q?One,?= <a>, b (encoded word with a comma)",
+    [`To: =?utf-8?q?One,?= <${R1}>, ${R2}`],
+    "5.5.3",
+  ],
+  ["To: team: a, b, c; (group)", [`To: team: ${R1}, ${R2}, ${R3};`], "5.5.3"],
+  ["NUL byte in the To: line", [`To: ${R1}\0 x`, ` ${R2}, ${R3}`], "5.6.0"],
+];
+
+Deno.test("rsendmail --max-recipients 2 counts -t recipients however the header is spelt", async (t) => {
+  const { keys, box1, box2, box3 } = await bed();
+  const subject = (tag: string) => `hdr-${tag}-${RUN}`;
+  const attacks = await Promise.all(
+    HEADER_ATTACKS.map(([_, fields], i) =>
+      ssh(keys.rcpts, ["sendmail", "-oi", "-t"], headerMessage(subject(`attack${i}`), fields))
+    ),
+  );
+  const pad = Array.from({ length: 14_000 }, (_, i) => `X-Pad-${i}: ${"y".repeat(70)}`);
+  const [tooLong, blank, named, crlf] = await Promise.all([
+    ssh(
+      keys.rcpts,
+      ["sendmail", "-oi", "-t"],
+      headerMessage(subject("toolong"), [...pad, `To: ${R1}, ${R2}, ${R3}`]),
+    ),
+    // positive controls: the same spellings, two recipients
+    ssh(
+      keys.rcpts,
+      ["sendmail", "-oi", "-t"],
+      headerMessage(subject("blank"), [`To : ${R1}, ${R2}`]),
+    ),
+    ssh(
+      keys.rcpts,
+      ["sendmail", "-oi", "-t"],
+      headerMessage(subject("named"), [`To: "Two, Second" <${R2}> (2, II)`, `Bcc\t: ${R3}`]),
+    ),
+    ssh(
+      keys.rcpts,
+      ["sendmail", "-oi", "-t"],
+      headerMessage(subject("crlf"), [`tO : ${R1},\r\n\t${R3}`], "\r\n"),
+    ),
+  ]);
+  const controls = { blank: [R1, R2], named: [R2, R3], crlf: [R1, R3] };
+  const boxes = [box1, box2, box3];
+  const got = await Promise.all(
+    [R1, R2, R3].map((r, i) =>
+      collect(
+        boxes[i]!,
+        Object.entries(controls).filter(([_, to]) => to.includes(r)).map(([tag]) => subject(tag)),
+        800,
+      )
+    ),
+  );
+  for (const [i, [name, , status]] of HEADER_ATTACKS.entries()) {
+    await t.step(`${name}: 65, ${status}, nobody gets it`, () => {
+      assertRefused(attacks[i]!, 65, status, name);
+      for (const g of got) notDelivered(g, subject(`attack${i}`));
+    });
+  }
+  await t.step("a header section longer than the relay reads (1 MiB): 65, 5.6.0", () => {
+    assertRefused(tooLong, 65, "5.6.0", "header section too long");
+    for (const g of got) notDelivered(g, subject("toolong"));
+  });
+  await t.step("positive controls: two recipients, spelt the same ways, are delivered", () => {
+    assertSilentSuccess(blank, "To : a, b");
+    assertSilentSuccess(named, 'To: "Two, Second" <b> / Bcc\\t: c');
+    assertSilentSuccess(crlf, "tO : a,\\r\\n\\tc");
+    for (const [tag, to] of Object.entries(controls)) {
+      [R1, R2, R3].forEach((r, i) => {
+        if (to.includes(r)) deliveredOnce(got[i]!, subject(tag));
+        else notDelivered(got[i]!, subject(tag));
+      });
+    }
+  });
+  await assertNoSpoolLeftovers();
+});
+
 // ------------------------------------------------------------- integrity
 
 Deno.test("rsendmail checks --size and --sha256 and never delivers a cut message", async (t) => {

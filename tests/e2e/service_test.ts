@@ -62,3 +62,37 @@ Deno.test("service: root's sendmail and mailq go through root's own directory", 
     await bed.stop();
   }
 });
+
+Deno.test("service: Date: and Message-ID: are added at submission when missing, kept when present", async () => {
+  const bed = await startServiceBed();
+  try {
+    const ann = await account("rsmann");
+    const rcpt = await account("rsmrcpt");
+    const box = bed.mailbox(rcpt.name);
+    const bare = token("bare");
+    const before = Date.now();
+    const r1 = await bed.sendAs(
+      ann,
+      [`${rcpt.name}@${bed.domain}`],
+      `Subject: ${bare}\n\n${bare}\n`,
+    );
+    assert.equal(r1.code, 0, r1.stderr);
+    const m1 = parseMessage(await takeByToken(box, bare));
+    assert.equal(m1.header("Date").length, 1);
+    const date = Date.parse(m1.header("Date")[0]!);
+    assert.ok(Math.abs(date - before) < 5000, m1.header("Date")[0]);
+    assert.match(m1.header("Message-ID")[0] ?? "", /^<[0-9a-f]{24}@sat\.test>$/);
+    const full = token("full");
+    const r2 = await bed.sendAs(
+      ann,
+      [`${rcpt.name}@${bed.domain}`],
+      `Date: Mon, 01 Jan 2024 00:00:00 +0000\nMessage-ID: <mine@example.net>\nSubject: ${full}\n\n${full}\n`,
+    );
+    assert.equal(r2.code, 0, r2.stderr);
+    const m2 = parseMessage(await takeByToken(box, full));
+    assert.deepEqual(m2.header("Date"), ["Mon, 01 Jan 2024 00:00:00 +0000"]);
+    assert.deepEqual(m2.header("Message-ID"), ["<mine@example.net>"]);
+  } finally {
+    await bed.stop();
+  }
+});

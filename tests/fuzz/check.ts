@@ -11,13 +11,18 @@
  * - every accepted request maps through toSendmailArgv to
  *   `[path, "-oi", ("-f", S)?, "-t"?, "--", rcpt…]`, S "" or an envelope
  *   address taken from the request, no recipient starting with "-";
- * - every SMTP reply line is `[2-5]xy[ -]text` with an RFC 5321 code.
+ * - every SMTP reply line is `[2-5]xy[ -]text` with an RFC 5321 code;
+ * - the `-t` header count never throws and never counts fewer recipients
+ *   than Postfix extracts, as the reference model says (postfix_model.ts,
+ *   itself checked against the real Postfix by tests/e2e/header_count_test.ts),
+ *   also when only the message's first bytes are counted.
  *
  * @module
  */
 
 import { isEnvelopeAddress } from "../../lib/address.ts";
 import { formatReply, frameWords, isBatchRequest, parseReply } from "../../lib/batch.ts";
+import { countHeaderRecipients, type HeaderCount } from "../../lib/header_recipients.ts";
 import { MailError, UsageError } from "../../lib/errors.ts";
 import { isSysexit } from "../../lib/exit_codes.ts";
 import { checkPolicy, parseAdminArgs, type RelayConfig } from "../../lib/relay_config.ts";
@@ -27,6 +32,7 @@ import {
   toSendmailArgv,
 } from "../../lib/sendmail_args.ts";
 import { MAX_COMMAND_LINE, type SmtpOptions, SmtpSession } from "../../lib/smtp_session.ts";
+import { postfixExtract } from "./postfix_model.ts";
 import {
   hasControl,
   MAX_COMMAND_LENGTH,
@@ -416,4 +422,63 @@ function checkReplyLines(lines: readonly string[], where: string): number[] {
     codes.push(code);
   });
   return codes;
+}
+
+/** A `-t` message, and where to cut it to count only its first bytes. */
+export interface HeaderCase {
+  message: string;
+  cut?: number;
+}
+
+const UNCOUNTABLE_REASONS = [
+  "header section too long",
+  "NUL byte in header section",
+  "From_ line too long",
+];
+
+function countOrFail(head: string, complete: boolean, where: string): HeaderCount {
+  let got: HeaderCount;
+  try {
+    got = countHeaderRecipients(head, { complete });
+  } catch (err) {
+    fail(`${where} threw ${err instanceof Error ? err.stack : String(err)}`);
+  }
+  if (
+    got.kind === "counted"
+      ? !Number.isSafeInteger(got.count) || got.count < 0
+      : !UNCOUNTABLE_REASONS.includes(got.reason)
+  ) {
+    fail(`${where}: ${JSON.stringify(got)}`);
+  }
+  return got;
+}
+
+/**
+ * Counts the message's header recipients as the relay does (whole, and cut
+ * at `cut` as the relay's head limit cuts it) and compares with what
+ * Postfix's `sendmail -t` extracts (the model): never fewer. Returns the
+ * outcome's name.
+ */
+export function checkHeader(c: HeaderCase): string {
+  const whole = countOrFail(c.message, true, "countHeaderRecipients(message)");
+  const postfix = postfixExtract(c.message);
+  const taken = postfix.kind === "extracted" ? postfix.count : 0;
+  if (whole.kind === "counted" && whole.count < taken) {
+    fail(`relay counts ${whole.count}, Postfix extracts ${taken}`);
+  }
+  if (c.cut !== undefined) {
+    const head = countOrFail(
+      c.message.slice(0, c.cut),
+      false,
+      `countHeaderRecipients(first ${c.cut})`,
+    );
+    if (head.kind === "counted" && (whole.kind !== "counted" || head.count !== whole.count)) {
+      fail(`first ${c.cut} bytes count ${head.count}, the whole message ${JSON.stringify(whole)}`);
+    }
+  }
+  if (whole.kind === "uncountable") return "uncountable";
+  if (postfix.kind === "refused") {
+    return whole.count === 0 ? "exact (Postfix refuses)" : "above (Postfix refuses)";
+  }
+  return whole.count === taken ? "exact" : "above";
 }

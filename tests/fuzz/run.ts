@@ -6,12 +6,20 @@
  * @module
  */
 
-import { checkCommand, checkFrame, checkSmtp, FuzzFailure } from "./check.ts";
+import {
+  checkCommand,
+  checkFrame,
+  checkHeader,
+  checkSmtp,
+  FuzzFailure,
+  type HeaderCase,
+} from "./check.ts";
 import { genCommand, genFrameLine, genSmtpLine } from "./gen.ts";
+import { genHeaderMessage } from "./header_gen.ts";
 import { Rng } from "./prng.ts";
 
 /** The fuzz targets, each with its own Rng stream. */
-export const TARGETS = ["command", "frame", "smtp"] as const;
+export const TARGETS = ["command", "frame", "smtp", "header"] as const;
 /** One fuzz target. */
 export type Target = typeof TARGETS[number];
 
@@ -51,6 +59,10 @@ export function caseInput(target: Target, seed: number, index: number): unknown 
       }
       return lines;
     }
+    case "header": {
+      const message = genHeaderMessage(rng);
+      return rng.chance(0.3) ? { message, cut: rng.int(message.length + 1) } : { message };
+    }
   }
 }
 
@@ -67,6 +79,8 @@ export function runCase(target: Target, input: unknown): [string, number] {
       return [checkFrame(input as string), 1];
     case "smtp":
       return ["session", checkSmtp(input as string[])];
+    case "header":
+      return [checkHeader(input as HeaderCase), 1];
   }
 }
 

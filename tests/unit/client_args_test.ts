@@ -1,8 +1,7 @@
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
 import { type ClientCommand, type Mta, parseClientArgs } from "../../lib/client_args.ts";
-import { ClientConfigError } from "../../lib/client_config.ts";
 import { DataError, UsageError } from "../../lib/errors.ts";
-import { EX_DATAERR, EX_TEMPFAIL, EX_USAGE } from "../../lib/exit_codes.ts";
+import { EX_DATAERR, EX_USAGE } from "../../lib/exit_codes.ts";
 import { assertRefused, type MailErrorClass } from "./_assert.ts";
 
 /** [name, argv, caller, command, verbose] */
@@ -132,16 +131,18 @@ const REFUSE: [string, string[], Mta, MailErrorClass, number, string][] = [
   ["nullmailer mode: -q30m", ["-q30m"], "nullmailer", UsageError, EX_USAGE, "5.5.4"],
   ["nullmailer mode: -bp is not mailq", ["-bp"], "nullmailer", UsageError, EX_USAGE, "5.5.4"],
   ["nullmailer mode: -bs", ["-bs"], "nullmailer", UsageError, EX_USAGE, "5.5.4"],
-  ["--serve with a value", ["--serve=yes"], "sendmail", ClientConfigError, EX_TEMPFAIL, "4.3.5"],
+  // Unknown or malformed long options are usage errors (64, 5.5.4), as sendmail's.
+  ["--serve with a value", ["--serve=yes"], "sendmail", UsageError, EX_USAGE, "5.5.4"],
   [
     "--init-spools is not --init-spool",
     ["--init-spools"],
     "sendmail",
-    ClientConfigError,
-    EX_TEMPFAIL,
-    "4.3.5",
+    UsageError,
+    EX_USAGE,
+    "5.5.4",
   ],
-  ["--migrat is not --migrate", ["--migrat"], "sendmail", ClientConfigError, EX_TEMPFAIL, "4.3.5"],
+  ["--migrat is not --migrate", ["--migrat"], "sendmail", UsageError, EX_USAGE, "5.5.4"],
+  ["--bogus", ["--bogus"], "sendmail", UsageError, EX_USAGE, "5.5.4"],
 ];
 
 Deno.test("parseClientArgs() refuses -q in the wrong place or the wrong mode", async (t) => {
