@@ -11,7 +11,7 @@
  * @module
  */
 
-import { type Mta, normalizeSender, parseClientArgs } from "./lib/client_args.ts";
+import { type Mta, normalizeSender, OWN_OPTION_ERROR, parseClientArgs } from "./lib/client_args.ts";
 import {
   ClientConfigError,
   type ClientSettings,
@@ -647,7 +647,15 @@ async function main(): Promise<number> {
     await write(Deno.stderr, `${line}\n`);
     return code;
   } catch (err) {
-    const error = toMailError(err);
+    let error = toMailError(err);
+    if (
+      error instanceof UsageError && error.detail === OWN_OPTION_ERROR && !Deno.stdin.isTerminal()
+    ) {
+      // Typed at a terminal, a bad option of ours is a usage error (64); on a
+      // pipe it is a broken pipe line or wrapper (Postfix cannot be told from
+      // a misspelt --host): the mail must wait, never bounce.
+      error = new ClientConfigError(error.message);
+    }
     if (admin) {
       // An admin's command: plain words, no DSN code (those are for mailers).
       await write(Deno.stderr, `${PROGRAM}: ${printable(error.message, 500)}\n`);

@@ -46,6 +46,13 @@ const OWN_OPTIONS = {
 } as const;
 
 /** Sendmail options that take the next word as their value. */
+/**
+ * The detail of a UsageError about sshsendmail's own long options: no
+ * sendmail caller passes those, so when the message comes on a pipe (a
+ * Postfix pipe line with a typo) the caller must defer, never bounce.
+ */
+export const OWN_OPTION_ERROR = "own option";
+
 const VALUE_OPTIONS = new Set(["-f", "-r", "-F", "-N", "-R"]);
 /** `-q` and `-q<interval>` (sendmail's queue run; the interval is the service's business). */
 const QUEUE_RUN_REGEXP = /^-q([0-9]+[smhdw]?)?$/;
@@ -204,6 +211,7 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
     throw new UsageError(
       `unknown or malformed option (${err instanceof Error ? err.message.split("\n")[0] : ""})`,
       "5.5.4",
+      OWN_OPTION_ERROR,
     );
   }
   const settings = defaultSettings();

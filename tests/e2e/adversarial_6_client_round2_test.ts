@@ -206,7 +206,7 @@ Deno.test({
           const logins = (await Deno.readTextFile(relay.log)).split("Accepted publickey").length;
           const r = await setup("SHA256:" + "A".repeat(43));
           strictEqual(r.code, 77, r.stdout + r.stderr);
-          match(r.stderr, /5\.7\.0 sshsendmail: setup: the relay's host key is not the one given/);
+          match(r.stderr, /^sshsendmail: setup: the relay's host key is not the one given/);
           ok(!r.stdout.includes("[3/5]"), r.stdout);
           strictEqual(await Deno.readTextFile(installed), before);
           ok(!(await exists(`${dir}/keys/known_hosts`)), "the impostor's key is not kept");
