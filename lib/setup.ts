@@ -2,8 +2,9 @@
  * `sshsendmail setup`: from nothing to a working satellite, each step
  * reported. Makes a dedicated Ed25519 key (Web Crypto, no ssh-keygen),
  * records the relay's host key and shows its fingerprint, prints (or, over
- * the relay admin's own login, installs) the authorized_keys line, writes
- * the config file, and sends a test message. When the service account
+ * the relay admin's own login, installs) the authorized_keys line, sets
+ * its own lines of the config file (lib/config_edit.ts: every other line
+ * kept), and sends a test message. When the service account
  * exists, the key is handed to it (its owner, 0600) in a directory that
  * stays root's (0755), and known_hosts is made readable (0644). Runs only
  * ssh. Effectful edge module.
@@ -30,8 +31,9 @@ import type { Failure } from "./ssh_command.ts";
 import { quoteWords } from "./words.ts";
 import { SERVICE_USER } from "./layout.ts";
 import { readCapped } from "./pipeline.ts";
-import { PolicyError } from "./errors.ts";
+import { PolicyError, UsageError } from "./errors.ts";
 import { parseAdminArgs } from "./relay_config.ts";
+import { type ConfigEdit, editConfig, type SetupValues } from "./config_edit.ts";
 
 /** What setup needs from the edge. */
 export interface SetupContext {
@@ -59,7 +61,28 @@ const SETUP_OPTIONS = {
   "admin-identity": { type: "string" },
   test: { type: "string" },
   fingerprint: { type: "string", multiple: true },
+  "max-messages": { type: "string" },
+  "max-sessions": { type: "string" },
+  help: { type: "boolean" },
 } as const;
+
+/** `sshsendmail setup --help`. */
+export const SETUP_USAGE =
+  `usage: sshsendmail setup --host [USER@]RELAY [--port P] [--fingerprint SHA256:...]
+                         [--install-with ADMIN] [--admin-identity FILE] [--test ADDRESS]
+                         [--label NAME] [--allow-sender ADDR|@DOMAIN]... [--max-size BYTES]
+                         [--max-messages N/PERIOD] [--max-sessions N]
+                         [--identity FILE] [--known-hosts FILE] [--rsendmail PATH]
+Makes the satellite's key, records and checks the relay's host key, prints
+(or with --install-with installs) the relay's authorized_keys line, writes
+the relay settings into the config file, and with --test sends a message.
+See sshsendmail(8).
+`;
+
+/** The rate a satellite's key gets unless setup is told otherwise. */
+const DEFAULT_MAX_MESSAGES = "200/hour";
+/** Concurrent sessions: the service keeps one; a few more for pipe and -q. */
+const DEFAULT_MAX_SESSIONS = "4";
 
 const DEFAULT_DIR = "/etc/sshsendmail";
 /** An OpenSSH SHA-256 fingerprint as `ssh-keygen -lf` prints it. */
@@ -373,15 +396,24 @@ async function installKeyVia(
   return present.code === 0 ? `already in ${file}` : `added to ${file}`;
 }
 
-function configText(s: ClientSettings, host: string): string {
-  return [
-    "# Written by sshsendmail setup. See sshsendmail(8).",
-    `host = ${host}`,
-    ...(s.port ? [`port = ${s.port}`] : []),
-    `identity = ${s.identity}`,
-    `known_hosts = ${s.knownHosts}`,
-    "",
-  ].join("\n");
+/** The settings setup owns, as it writes them into the config file. */
+function setupValues(s: ClientSettings, host: string): SetupValues {
+  return {
+    host,
+    user: undefined, // the user is in host
+    port: s.port === undefined ? undefined : String(s.port),
+    identity: s.identity,
+    known_hosts: s.knownHosts,
+  };
+}
+
+/** Step 4's report: what changed in the file, every other line kept. */
+function describeEdit(edit: ConfigEdit): string {
+  const parts: string[] = [];
+  const changed = [...edit.replaced, ...edit.appended];
+  if (changed.length > 0) parts.push(`set ${changed.join(", ")}`);
+  if (edit.removed.length > 0) parts.push(`removed ${edit.removed.join(", ")}`);
+  return parts.join("; ");
 }
 
 /** Runs `sshsendmail setup …`. Returns the exit code; throws MailError on a fault. */
@@ -390,9 +422,13 @@ export async function runSetup(argv: readonly string[], ctx: SetupContext): Prom
   try {
     ({ values } = parseArgs({ args: [...argv], options: SETUP_OPTIONS, strict: true }));
   } catch (err) {
-    throw new ClientConfigError(`setup: ${err instanceof Error ? err.message.split("\n")[0] : ""}`);
+    throw new UsageError(`setup: ${err instanceof Error ? err.message.split("\n")[0] : ""}`);
   }
-  if (values.host === undefined) throw new ClientConfigError("setup needs --host [USER@]RELAY");
+  if (values.help) {
+    await ctx.say(SETUP_USAGE.trimEnd());
+    return 0;
+  }
+  if (values.host === undefined) throw new UsageError("setup needs --host [USER@]RELAY");
   const s = defaultSettings();
   applySetting(s, "host", values.host);
   const host = s.hosts[0]!;
@@ -408,7 +444,13 @@ export async function runSetup(argv: readonly string[], ctx: SetupContext): Prom
   if (!/^\/[A-Za-z0-9._/-]+$/.test(rsendmail)) {
     throw new ClientConfigError("setup: invalid --rsendmail");
   }
-  const policy: string[] = [];
+  // Limits a stolen key meets (refused for now, 4.7.0: an honest queue waits).
+  const policy: string[] = [
+    "--max-messages",
+    values["max-messages"] ?? DEFAULT_MAX_MESSAGES,
+    "--max-sessions",
+    values["max-sessions"] ?? DEFAULT_MAX_SESSIONS,
+  ];
   for (const a of values["allow-sender"] ?? []) policy.push("--allow-sender", a);
   if (values["max-size"]) policy.push("--max-size", values["max-size"]);
   checkForcedCommand([rsendmail, "--label", label, "--require-integrity", ...policy]);
@@ -456,6 +498,7 @@ export async function runSetup(argv: readonly string[], ctx: SetupContext): Prom
   }
 
   const forced = [rsendmail, "--label", label, "--require-integrity", ...policy].join(" ");
+  // (checked above with the relay's grammar)
   const authorized = `restrict,command="${forced}" ${key.line}`;
   if (values["install-with"]) {
     const where = await installKey(
@@ -473,17 +516,30 @@ export async function runSetup(argv: readonly string[], ctx: SetupContext): Prom
   }
   await ctx.say(`      ${authorized}`);
 
-  // The previous config is kept beside the key (a directory setup may write).
-  const keyDir = s.identity!.slice(0, s.identity!.lastIndexOf("/"));
-  const backup = `${keyDir}/sshsendmail.conf.previous`;
-  const previous = await Deno.readTextFile(ctx.configFile).catch(() => undefined);
-  if (previous !== undefined) await Deno.writeTextFile(backup, previous, { mode: 0o644 });
-  await Deno.writeTextFile(ctx.configFile, configText(s, target), { mode: 0o644 });
-  await ctx.say(
-    `[4/5] config: wrote ${ctx.configFile}${
-      previous === undefined ? "" : ` (previous kept as ${backup})`
-    }`,
-  );
+  // Only setup's own lines change (the packaged file is a conffile: dpkg
+  // keeps the admin's version of it); the previous text is kept beside
+  // the key (a directory setup may write).
+  const previous = await Deno.readTextFile(ctx.configFile).catch((err) => {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw new ClientConfigError(
+      `cannot read ${ctx.configFile}: ${err instanceof Error ? err.message.split("\n")[0] : ""}`,
+    );
+  });
+  const edit = editConfig(previous, setupValues(s, target));
+  if (!edit.changed) {
+    await ctx.say(`[4/5] config: ${ctx.configFile} already says so (unchanged)`);
+  } else {
+    const keyDir = s.identity!.slice(0, s.identity!.lastIndexOf("/"));
+    const backup = `${keyDir}/sshsendmail.conf.previous`;
+    if (previous !== undefined) await Deno.writeTextFile(backup, previous, { mode: 0o644 });
+    // In place: the file keeps its inode, owner and mode (0644 when new).
+    await Deno.writeTextFile(ctx.configFile, edit.text, { mode: 0o644 });
+    await ctx.say(
+      `[4/5] config: wrote ${ctx.configFile} (${describeEdit(edit)}${
+        previous === undefined ? "" : `; every other line kept; previous kept as ${backup}`
+      })`,
+    );
+  }
 
   if (values.test === undefined) {
     await ctx.say("[5/5] test message: skipped (run: sshsendmail --test ADDRESS)");
