@@ -352,7 +352,7 @@ const sshsendmail: Page = {
         },
         { ss: "Setup" },
         {
-          p: "`sshsendmail setup` creates a dedicated ed25519 key (`/etc/sshsendmail/id_ed25519`) if there is none, shows the relay's host key fingerprint and records it (`/etc/sshsendmail/known_hosts`), prints the `authorized_keys` line `restrict,command=\"/usr/sbin/rsendmail --label` «NAME» `--require-integrity` …`\"` «KEY» (or, with `--install-with` «ADMIN», the relay admin's own login, installs it), writes `/etc/sshsendmail.conf`, and with `--test` sends a test message, reporting each step. With `--fingerprint` (the relay's host key as `ssh-keygen -lf` prints it on the relay) it stops before any login, keeping nothing, when the relay shows another key; without it, on a terminal, it asks to confirm the printed fingerprint. `--allow-sender` and `--max-size` are checked with the relay's own grammar before anything is written.",
+          p: "`sshsendmail setup` creates a dedicated ed25519 key (`/etc/sshsendmail/id_ed25519`) if there is none, shows the relay's host key fingerprint and records it (`/etc/sshsendmail/known_hosts`), prints the `authorized_keys` line `restrict,command=\"/usr/sbin/rsendmail --label` «NAME» `--require-integrity` …`\"` «KEY» (or, with `--install-with` «ADMIN», the relay admin's own login, installs it), sets its own lines of `/etc/sshsendmail.conf` (`host`, `user`, `port`, `identity`, `known_hosts`: replaced in place, the missing ones added at the end; every other line, comments included, is kept, so the file the package ships stays the admin's), and with `--test` sends a test message, reporting each step. With `--fingerprint` (the relay's host key as `ssh-keygen -lf` prints it on the relay) it stops before any login, keeping nothing, when the relay shows another key; without it, on a terminal, it asks to confirm the printed fingerprint. `--allow-sender` and `--max-size` are checked with the relay's own grammar before anything is written.",
         },
       ],
     },
@@ -500,6 +500,12 @@ const sshsendmail: Page = {
       title: "FILES",
       blocks: [
         { tp: "`/usr/sbin/sshsendmail`", body: [`This program (package ${PACKAGE}-client).`] },
+        {
+          tp: "`/usr/sbin/sendmail`, `/usr/lib/sendmail`, `/usr/bin/mailq`, `/usr/sbin/newaliases`",
+          body: [
+            `Links to it (package ${PACKAGE}-mta, which provides \`mail-transport-agent\` and replaces any other MTA): invoked as \`mailq\` it lists the queue, as \`newaliases\` it does nothing.`,
+          ],
+        },
         { tp: `\`/usr/lib/${PACKAGE}/deno\``, body: ["The Deno runtime it runs on."] },
         {
           tp: "`/etc/sshsendmail.conf`",
@@ -583,10 +589,9 @@ const sshsendmail: Page = {
 export const EXAMPLE_CONFIG =
   `# /etc/sshsendmail.conf: settings of sshsendmail(8) in standalone mode
 # (as /usr/sbin/sendmail for cron, mutt, mailx, git send-email, PHP ...)
-# and of its delivery service: key = value lines, # at the start of a line
-# makes it a comment; see
-# sshsendmail(8), CONFIGURATION. Every setting below is commented out: the
-# value shown is the default, or an example.
+# and of its delivery service: key = value lines; a line starting with #
+# is a comment. See sshsendmail(8), CONFIGURATION. Every setting below is
+# commented out: the value shown is the default, or an example.
 #
 # \`sshsendmail setup --host rsendmail@relay.example.net\` sets the relay's
 # lines (host, user, port, identity, known_hosts) in place, adding those

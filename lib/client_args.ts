@@ -10,7 +10,6 @@ import { parseArgs } from "node:util";
 import { isEnvelopeAddress } from "./address.ts";
 import {
   applySetting,
-  ClientConfigError,
   type ClientSettings,
   defaultSettings,
 } from "./client_config.ts";

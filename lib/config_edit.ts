@@ -50,7 +50,7 @@ const SPELLINGS: Readonly<Record<string, SetupKey>> = {
   user: "user",
   port: "port",
   identity: "identity",
-  known_hosts: "known_hosts",
+  "known_hosts": "known_hosts",
   "known-hosts": "known_hosts",
 };
 

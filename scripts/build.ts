@@ -9,7 +9,7 @@
  *
  * Environment: RSENDMAIL_DENO overrides the Deno path written into the
  * shebangs (default: the Deno running this script, symlinks resolved).
- * `--out DIR` writes the bundles to DIR instead of dist/ (scripts/package.ts
+ * `--out DIR` writes the bundles to DIR instead of dist/ (debian/rules
  * builds the packaged copies, whose shebang names another Deno, there).
  *
  * @module

@@ -1,6 +1,7 @@
 # The sshsendmail service's account, spool and key, in POSIX sh: sourced by
-# scripts/install and copied by scripts/package.ts into the client package's
-# maintainer scripts, so both set a machine up the same way.
+# scripts/install, and put by debian/rules into the client package's
+# maintainer scripts (debian/rsendmail-ng-client.postinst.in, .postrm.in),
+# so both set a machine up the same way.
 #
 # Rule: root never opens, creates, renames or deletes a path inside a
 # directory another account can write. Root works only in directories that

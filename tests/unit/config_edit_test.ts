@@ -9,7 +9,7 @@ const SETUP: SetupValues = {
   user: undefined,
   port: undefined,
   identity: "/etc/sshsendmail/id_ed25519",
-  known_hosts: "/etc/sshsendmail/known_hosts",
+  "known_hosts": "/etc/sshsendmail/known_hosts",
 };
 
 const OWNED_LINES = [
