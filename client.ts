@@ -11,16 +11,21 @@
  * @module
  */
 
-import { type Mta, normalizeSender, OWN_OPTION_ERROR, parseClientArgs } from "./lib/client_args.ts";
+import {
+  type Mta,
+  normalizeSender,
+  OWN_OPTION_ERROR,
+  parseClientArgs,
+} from "./lib/client/client_args.ts";
 import {
   ClientConfigError,
   type ClientSettings,
   DEFAULT_CONFIG_FILE,
   defaultSettings,
   parseConfigFile,
-} from "./lib/client_config.ts";
-import { DataError, MailError, TempError, toMailError, UsageError } from "./lib/errors.ts";
-import { EX_NOINPUT, EX_OK, EX_TEMPFAIL, isTemporary } from "./lib/exit_codes.ts";
+} from "./lib/client/client_config.ts";
+import { DataError, MailError, TempError, toMailError, UsageError } from "./lib/shared/errors.ts";
+import { EX_NOINPUT, EX_OK, EX_TEMPFAIL, isTemporary } from "./lib/shared/exit_codes.ts";
 import {
   CAT_PATH,
   LOGGER_PATH,
@@ -28,26 +33,25 @@ import {
   SPOOL_DIR,
   SPOOL_ROOT,
   SSH_PATH,
-} from "./lib/layout.ts";
-import { newMessageId, queueHeader } from "./lib/queue_entry.ts";
-import { runSetup, runTest, type SetupContext } from "./lib/setup.ts";
-import { openBatchChannel } from "./lib/batch_channel.ts";
-import { frameWordsOf } from "./lib/batch.ts";
-import { type LocalPolicy, missingHeaders } from "./lib/local_mail.ts";
+} from "./lib/shared/layout.ts";
+import { frameWordsOf, newMessageId, queueHeader } from "./lib/client/queue_entry.ts";
+import { runSetup, runTest, type SetupContext } from "./lib/client/setup_io.ts";
+import { openBatchChannel } from "./lib/client/batch_channel_io.ts";
+import { type LocalPolicy, missingHeaders } from "./lib/client/local_mail.ts";
 import {
   accountFromPasswd,
   loginFromPasswd,
   loginOfUid,
   prepareLocal,
   readLocalPolicy,
-} from "./lib/prepare_local.ts";
-import { initSpool } from "./lib/spool_init.ts";
-import { loggerSink, runService } from "./lib/service.ts";
-import { askService, dropMessage } from "./lib/submit.ts";
-import { formatMailq, printable } from "./lib/mailq.ts";
-import { migrateOldQueue } from "./lib/migrate.ts";
-import { serveSmtp } from "./lib/smtp_server.ts";
-import { NM, parseEnvelope, parseNullmailerOptions } from "./lib/nullmailer.ts";
+} from "./lib/client/prepare_local_io.ts";
+import { initSpool } from "./lib/client/spool_init_io.ts";
+import { loggerSink, runService } from "./lib/client/service_io.ts";
+import { askService, dropMessage } from "./lib/client/submit_io.ts";
+import { formatMailq, printable } from "./lib/client/mailq.ts";
+import { migrateOldQueue } from "./lib/client/migrate_io.ts";
+import { serveSmtp } from "./lib/client/smtp_server_io.ts";
+import { NM, parseEnvelope, parseNullmailerOptions } from "./lib/client/nullmailer.ts";
 import {
   type ByteReader,
   prefixedReader,
@@ -55,9 +59,9 @@ import {
   runWithSpool,
   type Spooled,
   spoolMessage,
-} from "./lib/pipeline.ts";
-import { parseSendmailArgs, type SendmailRequest } from "./lib/sendmail_args.ts";
-import { classifyExit, remoteCommand, sshArgv } from "./lib/ssh_command.ts";
+} from "./lib/shared/pipeline_io.ts";
+import { parseSendmailArgs, type SendmailRequest } from "./lib/shared/sendmail_args.ts";
+import { classifyExit, remoteCommand, sshArgv } from "./lib/client/ssh_command.ts";
 
 const PROGRAM = "sshsendmail";
 const VERSION = "0.2.0";

@@ -16,8 +16,8 @@ import {
   isBatchRequest,
   MAX_FRAME_HEADER,
   MAX_FRAMES,
-} from "./lib/batch.ts";
-import { type DeliveryRecord, openDeliveryRecord } from "./lib/dedup.ts";
+} from "./lib/shared/batch.ts";
+import { type DeliveryRecord, openDeliveryRecord } from "./lib/relay/dedup_io.ts";
 import {
   DataError,
   MailError,
@@ -25,10 +25,10 @@ import {
   TempError,
   toMailError,
   UsageError,
-} from "./lib/errors.ts";
-import { headerSenders } from "./lib/header_senders.ts";
-import { type Limits, openLimits } from "./lib/limits.ts";
-import { countHeaderRecipients } from "./lib/header_recipients.ts";
+} from "./lib/shared/errors.ts";
+import { headerSenders } from "./lib/relay/header_senders.ts";
+import { type Limits, openLimits } from "./lib/relay/limits_io.ts";
+import { countHeaderRecipients } from "./lib/relay/header_recipients.ts";
 import {
   EX_DATAERR,
   EX_OK,
@@ -37,11 +37,16 @@ import {
   EX_USAGE,
   fromSendmailStatus,
   isTemporary,
-} from "./lib/exit_codes.ts";
-import { drain, FramedReader } from "./lib/framed_reader.ts";
-import { LOGGER_PATH, SERVER_ENV } from "./lib/layout.ts";
-import { formatLogLine, type LogFields } from "./lib/log_line.ts";
-import { type ByteReader, runWithSpool, type Spooled, spoolMessage } from "./lib/pipeline.ts";
+} from "./lib/shared/exit_codes.ts";
+import { drain, FramedReader } from "./lib/shared/framed_reader.ts";
+import { LOGGER_PATH, SERVER_ENV } from "./lib/shared/layout.ts";
+import { formatLogLine, type LogFields } from "./lib/shared/log_line.ts";
+import {
+  type ByteReader,
+  runWithSpool,
+  type Spooled,
+  spoolMessage,
+} from "./lib/shared/pipeline_io.ts";
 import {
   checkPolicy,
   ConfigError,
@@ -50,15 +55,15 @@ import {
   LOG_LEVELS,
   parseAdminArgs,
   type RelayConfig,
-} from "./lib/relay_config.ts";
+} from "./lib/shared/relay_config.ts";
 import {
   parseSendmailArgs,
   type SendmailRequest,
   SIZE_REGEXP,
   toSendmailArgv,
-} from "./lib/sendmail_args.ts";
-import { createSyslog } from "./lib/syslog.ts";
-import { hasControl, tokenizeWords } from "./lib/words.ts";
+} from "./lib/shared/sendmail_args.ts";
+import { createSyslog } from "./lib/relay/syslog_io.ts";
+import { hasControl, tokenizeWords } from "./lib/shared/words.ts";
 
 const PROGRAM = "rsendmail";
 /** The release, shared with sshsendmail. */
@@ -195,7 +200,7 @@ const BYTES_AS_TEXT = new TextDecoder("latin1");
  * With -t, Postfix's sendmail takes recipients from To/Cc/Bcc (or their
  * Resent- forms): the key's --max-recipients counts those too, before
  * sendmail runs, never fewer than Postfix extracts however the header is
- * spelt (lib/header_recipients.ts; measured against Postfix by
+ * spelt (lib/relay/header_recipients.ts; measured against Postfix by
  * tests/e2e/header_count_test.ts). Over the limit: 5.5.3, as for the
  * command line.
  *

@@ -3,7 +3,7 @@
  * structured sections that scripts/man.ts renders as man(7) roff into
  * dist/man/. The text follows README.md (its "rsendmail(8)" and
  * "sshsendmail(8)" sections and the client's settings); paths come from
- * lib/layout.ts, so the pages name what the code and its sandbox use.
+ * lib/shared/layout.ts, so the pages name what the code and its sandbox use.
  *
  * Inline markup in every text: `literal` (bold: commands, options, files)
  * and «PLACEHOLDER» (italic: a value to fill in). Nothing else is special;
@@ -22,7 +22,7 @@ import {
   SPOOL_ROOT,
   SSH_PATH,
   STATE_DIR,
-} from "../lib/layout.ts";
+} from "../lib/shared/layout.ts";
 
 /** One block of a section's body. */
 export type Block =

@@ -18,7 +18,7 @@ import {
   SPOOL_ROOT,
   SSH_PATH,
   STATE_DIR,
-} from "../lib/layout.ts";
+} from "../lib/shared/layout.ts";
 
 /**
  * rsendmail: run only the relay's sendmail and logger(1) (Deno grants no

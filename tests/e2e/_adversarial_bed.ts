@@ -14,7 +14,7 @@
 
 import assert from "node:assert/strict";
 import { ensureUser, run, type RunResult } from "./_bed.ts";
-import { quoteWords } from "../../lib/words.ts";
+import { quoteWords } from "../../lib/shared/words.ts";
 
 /** The built relay. */
 export const RSENDMAIL = new URL("../../dist/rsendmail", import.meta.url).pathname;

@@ -10,7 +10,7 @@
  */
 
 import assert from "node:assert/strict";
-import { quoteWords } from "../../lib/words.ts";
+import { quoteWords } from "../../lib/shared/words.ts";
 import { run, type RunResult, startPostfix, startRelay } from "./_bed.ts";
 import { expectNoToken, takeByToken, token } from "./_standalone.ts";
 import { attempt, record } from "./_attack_table.ts";

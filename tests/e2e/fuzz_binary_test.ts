@@ -18,15 +18,15 @@
  */
 
 import assert from "node:assert/strict";
-import { isEnvelopeAddress } from "../../lib/address.ts";
-import { MailError } from "../../lib/errors.ts";
-import { isSysexit } from "../../lib/exit_codes.ts";
-import { checkPolicy, DEFAULT_CONFIG } from "../../lib/relay_config.ts";
+import { isEnvelopeAddress } from "../../lib/shared/address.ts";
+import { MailError } from "../../lib/shared/errors.ts";
+import { isSysexit } from "../../lib/shared/exit_codes.ts";
+import { checkPolicy, DEFAULT_CONFIG } from "../../lib/shared/relay_config.ts";
 import { ATTACK_STRINGS, EMPTY_SHA256, REAL_REQUESTS } from "../fuzz/corpus.ts";
 import { checkCommand, type CommandOutcome } from "../fuzz/check.ts";
 import { genCommand } from "../fuzz/gen.ts";
 import { Rng } from "../fuzz/prng.ts";
-import { quoteWords } from "../../lib/words.ts";
+import { quoteWords } from "../../lib/shared/words.ts";
 
 const RSENDMAIL = new URL("../../dist/rsendmail", import.meta.url).pathname;
 const SEED = 0xb1a5f00d;

@@ -1,5 +1,5 @@
 /**
- * The relay's `-t` recipient count (lib/header_recipients.ts) against the
+ * The relay's `-t` recipient count (lib/relay/header_recipients.ts) against the
  * real Postfix 3.7 `sendmail -t -oi`: for every measured fact
  * (tests/fuzz/header_corpus.ts) and for a seeded sample of generated header
  * blocks (tests/fuzz/header_gen.ts), Postfix never extracts more recipients
@@ -24,7 +24,7 @@
  */
 
 import assert from "node:assert/strict";
-import { countHeaderRecipients, type HeaderCount } from "../../lib/header_recipients.ts";
+import { countHeaderRecipients, type HeaderCount } from "../../lib/relay/header_recipients.ts";
 import { HEADER_FACTS } from "../fuzz/header_corpus.ts";
 import { genHeaderMessage } from "../fuzz/header_gen.ts";
 import { postfixExtract } from "../fuzz/postfix_model.ts";

@@ -117,7 +117,7 @@ function asService(args: string[]) {
   ]);
 }
 
-/** The spool as `sshsendmail --init-spool` makes it (lib/spool_layout.ts). */
+/** The spool as `sshsendmail --init-spool` makes it (lib/client/spool_layout.ts). */
 async function assertLayout(): Promise<void> {
   assert.equal(await ownerMode(SPOOL), "root:root 755", "the top is root's");
   const parts: Array<[string, string]> = [
@@ -412,7 +412,7 @@ async function makeOldSpool(
       queue + sub,
     ]);
   }
-  // One message in the old queue file format (lib/queue.ts): a JSON header line, then the body.
+  // One message in the old queue file format (lib/client/queue_io.ts): a JSON header line, then the body.
   const tok = token("pkgold");
   const body = new TextEncoder().encode(`Subject: ${tok}\n\nqueued before the service ${tok}\n`);
   const sha256 = Array.from(
@@ -470,13 +470,13 @@ Deno.test("man pages: one source, every option the code accepts, no warnings", a
   const res = await run(DENO, ["task", "man"], { env: { NO_COLOR: "1" } });
   assert.match(res.stdout + res.stderr, /dist\/man\/rsendmail\.8/);
   const text = PAGES.map((p) => JSON.stringify(p)).join("\n");
-  const client = await Deno.readTextFile(`${root}/lib/client_args.ts`);
+  const client = await Deno.readTextFile(`${root}/lib/client/client_args.ts`);
   const own = client.slice(client.indexOf("OWN_OPTIONS"), client.indexOf("} as const"));
   for (const m of own.matchAll(/^\s+"?([a-z-]+)"?: \{ type/gm)) {
     if (m[1] === "loglevel") continue; // upstream's spelling, accepted silently
     assert.ok(text.includes(`--${m[1]}`), `sshsendmail(8) documents --${m[1]}`);
   }
-  const relay = await Deno.readTextFile(`${root}/lib/relay_config.ts`);
+  const relay = await Deno.readTextFile(`${root}/lib/shared/relay_config.ts`);
   for (const m of relay.matchAll(/^\s+"(--[a-z-]+)": \(c/gm)) {
     assert.ok(text.includes(m[1]!), `rsendmail(8) documents ${m[1]}`);
   }

@@ -23,9 +23,9 @@
  */
 
 import assert from "node:assert/strict";
-import { frameHeader } from "../../lib/batch.ts";
-import { Queue } from "../../lib/queue.ts";
-import { newMessageId } from "../../lib/queue_entry.ts";
+import { frameHeader } from "../../lib/shared/batch.ts";
+import { Queue } from "../../lib/client/queue_io.ts";
+import { newMessageId } from "../../lib/client/queue_entry.ts";
 import { type Mailbox, run, type RunResult, startPostfix } from "./_bed.ts";
 import { type Proxy, startProxy } from "./_proxy.ts";
 import {

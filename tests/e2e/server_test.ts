@@ -4,7 +4,7 @@
  * Maildirs, logging to a real rsyslogd on /dev/log (tests/e2e/_bed.ts).
  *
  * The client side is plain /usr/bin/ssh; the remote words are quoted with
- * quoteWords() from lib/words.ts (or sent raw where the attack is the raw
+ * quoteWords() from lib/shared/words.ts (or sent raw where the attack is the raw
  * string). Every refusal is named after the attack it stops, and a positive
  * control that differs only by the attack runs beside it: a refusal test that
  * only checked for absence would also pass if everything were refused.
@@ -18,7 +18,7 @@
  */
 
 import assert from "node:assert/strict";
-import { quoteWords } from "../../lib/words.ts";
+import { quoteWords } from "../../lib/shared/words.ts";
 import {
   clearMailbox,
   type Mailbox,

@@ -20,18 +20,18 @@
  * @module
  */
 
-import { isEnvelopeAddress } from "../../lib/address.ts";
-import { formatReply, frameWords, isBatchRequest, parseReply } from "../../lib/batch.ts";
-import { countHeaderRecipients, type HeaderCount } from "../../lib/header_recipients.ts";
-import { MailError, UsageError } from "../../lib/errors.ts";
-import { isSysexit } from "../../lib/exit_codes.ts";
-import { checkPolicy, parseAdminArgs, type RelayConfig } from "../../lib/relay_config.ts";
+import { isEnvelopeAddress } from "../../lib/shared/address.ts";
+import { formatReply, frameWords, isBatchRequest, parseReply } from "../../lib/shared/batch.ts";
+import { countHeaderRecipients, type HeaderCount } from "../../lib/relay/header_recipients.ts";
+import { MailError, UsageError } from "../../lib/shared/errors.ts";
+import { isSysexit } from "../../lib/shared/exit_codes.ts";
+import { checkPolicy, parseAdminArgs, type RelayConfig } from "../../lib/shared/relay_config.ts";
 import {
   parseSendmailArgs,
   type SendmailRequest,
   toSendmailArgv,
-} from "../../lib/sendmail_args.ts";
-import { MAX_COMMAND_LINE, type SmtpOptions, SmtpSession } from "../../lib/smtp_session.ts";
+} from "../../lib/shared/sendmail_args.ts";
+import { MAX_COMMAND_LINE, type SmtpOptions, SmtpSession } from "../../lib/client/smtp_session.ts";
 import { postfixExtract } from "./postfix_model.ts";
 import {
   hasControl,
@@ -40,7 +40,7 @@ import {
   MAX_WORDS,
   quoteWords,
   tokenizeWords,
-} from "../../lib/words.ts";
+} from "../../lib/shared/words.ts";
 
 /** An invariant broke. */
 export class FuzzFailure extends Error {

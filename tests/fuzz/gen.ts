@@ -22,7 +22,7 @@ import {
   VALUE_WORDS,
 } from "./corpus.ts";
 import type { Rng } from "./prng.ts";
-import { quoteWords } from "../../lib/words.ts";
+import { quoteWords } from "../../lib/shared/words.ts";
 
 const ATEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+/=?^_`{|}~-.";
 const LABEL = "abcdefghijklmnopqrstuvwxyz0123456789-";

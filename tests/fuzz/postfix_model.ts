@@ -1,7 +1,7 @@
 /**
  * The header fuzz target's reference: a literal, independent model of what
  * Postfix 3.7's `sendmail -t -oi` extracts, written after the C sources
- * rather than after lib/header_recipients.ts, and checked against the real
+ * rather than after lib/relay/header_recipients.ts, and checked against the real
  * program by tests/e2e/header_count_test.ts. It follows the C step by step:
  * 2048-byte line records (rec_streamlf.c), leading From_ records skipped and
  * CRs stripped (sendmail.c `enqueue`), the header buffer of mime_state.c with

@@ -6,7 +6,7 @@
  */
 
 import { AssertionError, ok, strictEqual } from "node:assert/strict";
-import { MailError } from "../../lib/errors.ts";
+import { MailError } from "../../lib/shared/errors.ts";
 
 /** Any MailError subclass. */
 // deno-lint-ignore no-explicit-any

@@ -1,5 +1,5 @@
 import { ok, strictEqual } from "node:assert/strict";
-import { domainOf, isEnvelopeAddress, MAX_ADDRESS_LENGTH } from "../../lib/address.ts";
+import { domainOf, isEnvelopeAddress, MAX_ADDRESS_LENGTH } from "../../lib/shared/address.ts";
 
 /** [name, address]: all accepted. */
 const ACCEPT: [string, string][] = [

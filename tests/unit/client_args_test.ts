@@ -1,7 +1,7 @@
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
-import { type ClientCommand, type Mta, parseClientArgs } from "../../lib/client_args.ts";
-import { DataError, UsageError } from "../../lib/errors.ts";
-import { EX_DATAERR, EX_USAGE } from "../../lib/exit_codes.ts";
+import { type ClientCommand, type Mta, parseClientArgs } from "../../lib/client/client_args.ts";
+import { DataError, UsageError } from "../../lib/shared/errors.ts";
+import { EX_DATAERR, EX_USAGE } from "../../lib/shared/exit_codes.ts";
 import { assertRefused, type MailErrorClass } from "./_assert.ts";
 
 /** [name, argv, caller, command, verbose] */

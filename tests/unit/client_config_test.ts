@@ -5,9 +5,9 @@ import {
   type ClientSettings,
   defaultSettings,
   parseConfigFile,
-} from "../../lib/client_config.ts";
-import { EX_TEMPFAIL } from "../../lib/exit_codes.ts";
-import { SPOOL_ROOT } from "../../lib/layout.ts";
+} from "../../lib/client/client_config.ts";
+import { EX_TEMPFAIL } from "../../lib/shared/exit_codes.ts";
+import { SPOOL_ROOT } from "../../lib/shared/layout.ts";
 import { assertRefused } from "./_assert.ts";
 
 /** A configuration fault defers, loudly. */

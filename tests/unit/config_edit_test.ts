@@ -1,6 +1,6 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
-import { editConfig, NEW_FILE_HEADER, type SetupValues } from "../../lib/config_edit.ts";
-import { parseConfigFile } from "../../lib/client_config.ts";
+import { editConfig, NEW_FILE_HEADER, type SetupValues } from "../../lib/client/config_edit.ts";
+import { parseConfigFile } from "../../lib/client/client_config.ts";
 import { EXAMPLE_CONFIG } from "../../docs/manual.ts";
 
 /** What `sshsendmail setup --host rsendmail@relay.example.net` sets (no --port). */

@@ -15,7 +15,7 @@ import {
   parseServiceRequest,
   sameFile,
   type ServiceRequest,
-} from "../../lib/drop.ts";
+} from "../../lib/client/drop.ts";
 
 const HEX = "0123456789abcdef0123456789abcdef";
 const ID = `m${HEX}`;

@@ -6,8 +6,8 @@ import {
   TempError,
   toMailError,
   UsageError,
-} from "../../lib/errors.ts";
-import { EX_DATAERR, EX_NOPERM, EX_TEMPFAIL, EX_USAGE } from "../../lib/exit_codes.ts";
+} from "../../lib/shared/errors.ts";
+import { EX_DATAERR, EX_NOPERM, EX_TEMPFAIL, EX_USAGE } from "../../lib/shared/exit_codes.ts";
 
 /** [class name, error, exit code, default status] */
 const CLASSES: [string, MailError, number, string][] = [

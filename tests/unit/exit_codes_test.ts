@@ -11,7 +11,7 @@ import {
   fromSendmailStatus,
   isSysexit,
   isTemporary,
-} from "../../lib/exit_codes.ts";
+} from "../../lib/shared/exit_codes.ts";
 
 Deno.test("exit codes carry their sysexits.h values", () => {
   strictEqual(EX_OK, 0);

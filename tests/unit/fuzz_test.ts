@@ -16,7 +16,7 @@
  */
 
 import { ok } from "node:assert/strict";
-import { SmtpSession } from "../../lib/smtp_session.ts";
+import { SmtpSession } from "../../lib/client/smtp_session.ts";
 import { SMTP_OPTIONS } from "../fuzz/check.ts";
 import {
   describeFailure,

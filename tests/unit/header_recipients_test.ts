@@ -3,7 +3,7 @@ import {
   countAddresses,
   countHeaderRecipients,
   type HeaderCount,
-} from "../../lib/header_recipients.ts";
+} from "../../lib/relay/header_recipients.ts";
 import { HEADER_FACTS } from "../fuzz/header_corpus.ts";
 
 const COUNT_TABLE: ReadonlyArray<[string, string, number]> = [

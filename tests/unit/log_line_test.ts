@@ -5,8 +5,8 @@ import {
   type LogFields,
   MAX_FIELD_LENGTH,
   sanitizeField,
-} from "../../lib/log_line.ts";
-import { hasControl } from "../../lib/words.ts";
+} from "../../lib/shared/log_line.ts";
+import { hasControl } from "../../lib/shared/words.ts";
 
 /** [name, value, sanitised] */
 const SANITIZE: [string, string, string][] = [

@@ -1,6 +1,6 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import type { ListedMessage } from "../../lib/drop.ts";
-import { arrivalTime, formatMailq, MAILQ_HEADER, printable } from "../../lib/mailq.ts";
+import type { ListedMessage } from "../../lib/client/drop.ts";
+import { arrivalTime, formatMailq, MAILQ_HEADER, printable } from "../../lib/client/mailq.ts";
 
 const NOW = Date.UTC(2024, 2, 15, 12, 0, 0);
 const ID_A = `m${"a".repeat(32)}`;

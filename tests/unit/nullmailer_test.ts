@@ -3,9 +3,9 @@ import {
   ClientConfigError,
   type ClientSettings,
   defaultSettings,
-} from "../../lib/client_config.ts";
-import { EX_TEMPFAIL } from "../../lib/exit_codes.ts";
-import { parseNullmailerOptions } from "../../lib/nullmailer.ts";
+} from "../../lib/client/client_config.ts";
+import { EX_TEMPFAIL } from "../../lib/shared/exit_codes.ts";
+import { parseNullmailerOptions } from "../../lib/client/nullmailer.ts";
 import { assertRefused } from "./_assert.ts";
 
 const REFUSED = { exitCode: EX_TEMPFAIL, status: "4.3.5" };

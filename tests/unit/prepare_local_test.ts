@@ -1,5 +1,5 @@
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
-import { accountFromPasswd, loginFromPasswd } from "../../lib/prepare_local.ts";
+import { accountFromPasswd, loginFromPasswd } from "../../lib/client/prepare_local_io.ts";
 
 /** An /etc/passwd with the oddities these readers must step over. */
 const PASSWD = [

@@ -1,6 +1,6 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { DataError, PolicyError } from "../../lib/errors.ts";
-import { EX_DATAERR, EX_NOPERM, EX_TEMPFAIL } from "../../lib/exit_codes.ts";
+import { DataError, PolicyError } from "../../lib/shared/errors.ts";
+import { EX_DATAERR, EX_NOPERM, EX_TEMPFAIL } from "../../lib/shared/exit_codes.ts";
 import {
   checkPolicy,
   ConfigError,
@@ -8,8 +8,8 @@ import {
   isSenderAllowed,
   parseAdminArgs,
   type RelayConfig,
-} from "../../lib/relay_config.ts";
-import { parseSendmailArgs, type SendmailRequest } from "../../lib/sendmail_args.ts";
+} from "../../lib/shared/relay_config.ts";
+import { parseSendmailArgs, type SendmailRequest } from "../../lib/shared/sendmail_args.ts";
 import { assertRefused } from "./_assert.ts";
 
 const SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

@@ -1,14 +1,14 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import fc from "npm:fast-check@4.10.2";
-import { isEnvelopeAddress } from "../../lib/address.ts";
-import { DataError, UsageError } from "../../lib/errors.ts";
-import { EX_DATAERR, EX_USAGE } from "../../lib/exit_codes.ts";
+import { isEnvelopeAddress } from "../../lib/shared/address.ts";
+import { DataError, UsageError } from "../../lib/shared/errors.ts";
+import { EX_DATAERR, EX_USAGE } from "../../lib/shared/exit_codes.ts";
 import {
   describeWord,
   parseSendmailArgs,
   type SendmailRequest,
   toSendmailArgv,
-} from "../../lib/sendmail_args.ts";
+} from "../../lib/shared/sendmail_args.ts";
 import { assertRefused, type MailErrorClass } from "./_assert.ts";
 
 const SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

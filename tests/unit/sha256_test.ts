@@ -1,6 +1,6 @@
 import { strictEqual } from "node:assert/strict";
 import fc from "npm:fast-check@4.10.2";
-import { Sha256 } from "../../lib/sha256.ts";
+import { Sha256 } from "../../lib/shared/sha256.ts";
 
 const text = new TextEncoder();
 

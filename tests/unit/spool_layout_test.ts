@@ -8,7 +8,7 @@ import {
   type SpoolIds,
   type SpoolPart,
   topProblem,
-} from "../../lib/spool_layout.ts";
+} from "../../lib/client/spool_layout.ts";
 
 const IDS: SpoolIds = { serviceUid: 999, serviceGid: 995 };
 /** S_IFDIR, as stat's mode carries it. */

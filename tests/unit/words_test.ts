@@ -1,7 +1,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import fc from "npm:fast-check@4.10.2";
-import { UsageError } from "../../lib/errors.ts";
-import { EX_USAGE } from "../../lib/exit_codes.ts";
+import { UsageError } from "../../lib/shared/errors.ts";
+import { EX_USAGE } from "../../lib/shared/exit_codes.ts";
 import {
   hasControl,
   MAX_COMMAND_LENGTH,
@@ -10,7 +10,7 @@ import {
   quoteWord,
   quoteWords,
   tokenizeWords,
-} from "../../lib/words.ts";
+} from "../../lib/shared/words.ts";
 import { assertRefused } from "./_assert.ts";
 
 const REFUSED = { exitCode: EX_USAGE, status: "5.5.2" };

@@ -7,8 +7,8 @@
  * @module
  */
 
-import { isEnvelopeAddress } from "./address.ts";
-import { hasControl } from "./words.ts";
+import { isEnvelopeAddress } from "../shared/address.ts";
+import { hasControl } from "../shared/words.ts";
 
 /** Longest command line accepted (RFC 5321 4.5.3.1.4: 512 with CRLF). */
 export const MAX_COMMAND_LINE = 512;

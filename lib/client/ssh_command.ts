@@ -6,9 +6,9 @@
  */
 
 import type { ClientSettings } from "./client_config.ts";
-import { EX_TEMPFAIL, isSysexit } from "./exit_codes.ts";
-import type { SendmailRequest } from "./sendmail_args.ts";
-import { quoteWords } from "./words.ts";
+import { EX_TEMPFAIL, isSysexit } from "../shared/exit_codes.ts";
+import type { SendmailRequest } from "../shared/sendmail_args.ts";
+import { quoteWords } from "../shared/words.ts";
 
 /**
  * The ssh argv for one relay. The channel is made safe and 8-bit clean: no

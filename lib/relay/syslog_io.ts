@@ -14,7 +14,7 @@
  * @module
  */
 
-import { LOG_LEVELS, type LogLevel } from "./relay_config.ts";
+import { LOG_LEVELS, type LogLevel } from "../shared/relay_config.ts";
 
 /** syslog facility mail. */
 const FACILITY_MAIL = 2;
@@ -49,7 +49,7 @@ export interface SyslogOptions {
  * @example Usage
  * ```ts
  * import { deepStrictEqual } from "node:assert/strict";
- * import { loggerArgv } from "./syslog.ts";
+ * import { loggerArgv } from "./syslog_io.ts";
  * deepStrictEqual(
  *   loggerArgv({ logger: "/usr/bin/logger", socket: "/dev/log", tag: "rsendmail", pid: 7 }, "info", "event=sent"),
  *   ["/usr/bin/logger", "--id=7", "-t", "rsendmail", "-p", "mail.info", "-u", "/dev/log",

@@ -7,11 +7,11 @@
  * @module
  */
 
-import { type BatchReply, frameHeader, parseReply } from "./batch.ts";
+import { type BatchReply, frameHeader, parseReply } from "../shared/batch.ts";
 import type { ClientSettings } from "./client_config.ts";
-import { readCapped, type Spooled } from "./pipeline.ts";
+import { readCapped, type Spooled } from "../shared/pipeline_io.ts";
 import { classifyExit, type Failure, sshArgv } from "./ssh_command.ts";
-import { quoteWords } from "./words.ts";
+import { quoteWords } from "../shared/words.ts";
 
 /** How to reach the relay. */
 export interface ChannelOptions {

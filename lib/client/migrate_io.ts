@@ -8,8 +8,8 @@
  * @module
  */
 
-import { openQueue } from "./queue.ts";
-import { dropMessage, type DropOptions } from "./submit.ts";
+import { openQueue } from "./queue_io.ts";
+import { dropMessage, type DropOptions } from "./submit_io.ts";
 
 /**
  * Migrates `spool/<uid>/` if it is this user's old queue. Returns how many

@@ -17,8 +17,8 @@ import {
   qualify,
   rewriteRecipients,
 } from "./local_mail.ts";
-import { prefixedReader, type Spooled, spoolMessage } from "./pipeline.ts";
-import { parseSendmailArgs, type SendmailRequest } from "./sendmail_args.ts";
+import { prefixedReader, type Spooled, spoolMessage } from "../shared/pipeline_io.ts";
+import { parseSendmailArgs, type SendmailRequest } from "../shared/sendmail_args.ts";
 
 /** Reads a file's text, or undefined when it cannot be read. */
 async function readText(path: string): Promise<string | undefined> {
@@ -35,7 +35,7 @@ async function readText(path: string): Promise<string | undefined> {
  * @example Usage
  * ```ts
  * import { strictEqual } from "node:assert/strict";
- * import { loginFromPasswd } from "./prepare_local.ts";
+ * import { loginFromPasswd } from "./prepare_local_io.ts";
  * strictEqual(loginFromPasswd("root:x:0:0::/root:/bin/sh\nann:x:1000:1000::/home/ann:/bin/sh\n", 1000), "ann");
  * ```
  */

@@ -23,7 +23,6 @@
 import { UsageError } from "./errors.ts";
 import { PROGRAM_REGEXP } from "./sendmail_args.ts";
 import { quoteWords } from "./words.ts";
-import type { QueueHeader } from "./queue_entry.ts";
 
 /** Longest frame header line. */
 export const MAX_FRAME_HEADER = 65536;
@@ -75,18 +74,4 @@ export function parseReply(line: string): BatchReply | undefined {
     status: m[3]!,
     text: m[4]!.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, "?").slice(0, 512),
   };
-}
-
-/** The request words of one batch frame for a queued message (without the program name). */
-export function frameWordsOf(h: QueueHeader): string[] {
-  return [
-    "-oi",
-    ...(h.sender === null ? [] : ["-f", h.sender]),
-    ...(h.extractRecipients ? ["-t"] : []),
-    `--size=${h.size}`,
-    `--sha256=${h.sha256}`,
-    `--id=${h.id}`,
-    "--",
-    ...h.recipients,
-  ];
 }

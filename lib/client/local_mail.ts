@@ -8,7 +8,7 @@
  * @module
  */
 
-import { isEnvelopeAddress } from "./address.ts";
+import { isEnvelopeAddress } from "../shared/address.ts";
 
 /** Local delivery settings. */
 export interface LocalPolicy {

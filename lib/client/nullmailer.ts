@@ -11,7 +11,7 @@ import {
   type ClientSettings,
   defaultSettings,
 } from "./client_config.ts";
-import { DataError } from "./errors.ts";
+import { DataError } from "../shared/errors.ts";
 
 /** nullmailer's exit codes (lib/errcodes.h): bit 32 marks a permanent failure. */
 export const NM = {

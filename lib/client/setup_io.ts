@@ -28,11 +28,11 @@ import {
   seedFromPkcs8,
 } from "./openssh_key.ts";
 import type { Failure } from "./ssh_command.ts";
-import { quoteWords } from "./words.ts";
-import { SERVICE_USER } from "./layout.ts";
-import { readCapped } from "./pipeline.ts";
-import { PolicyError, UsageError } from "./errors.ts";
-import { parseAdminArgs } from "./relay_config.ts";
+import { quoteWords } from "../shared/words.ts";
+import { SERVICE_USER } from "../shared/layout.ts";
+import { readCapped } from "../shared/pipeline_io.ts";
+import { PolicyError, UsageError } from "../shared/errors.ts";
+import { parseAdminArgs } from "../shared/relay_config.ts";
 import { type ConfigEdit, editConfig, type SetupValues } from "./config_edit.ts";
 
 /** What setup needs from the edge. */

@@ -5,12 +5,12 @@
  * @module
  */
 
-import { MailError } from "./errors.ts";
-import { EX_TEMPFAIL } from "./exit_codes.ts";
-import { isEnvelopeAddress } from "./address.ts";
+import { MailError } from "../shared/errors.ts";
+import { EX_TEMPFAIL } from "../shared/exit_codes.ts";
+import { isEnvelopeAddress } from "../shared/address.ts";
 import { parseDuration } from "./queue_entry.ts";
-import { hasControl } from "./words.ts";
-import { SPOOL_ROOT } from "./layout.ts";
+import { hasControl } from "../shared/words.ts";
+import { SPOOL_ROOT } from "../shared/layout.ts";
 
 /** Default config file of the standalone mode. */
 export const DEFAULT_CONFIG_FILE = "/etc/sshsendmail.conf";

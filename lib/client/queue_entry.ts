@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { SendmailRequest } from "./sendmail_args.ts";
+import type { SendmailRequest } from "../shared/sendmail_args.ts";
 
 /** The header line of a queue file. */
 export interface QueueHeader {
@@ -158,4 +158,18 @@ export function failureNotice(
     originalHeaders.trimEnd(),
     "",
   ].join("\n");
+}
+
+/** The request words of one batch frame for a queued message (without the program name). */
+export function frameWordsOf(h: QueueHeader): string[] {
+  return [
+    "-oi",
+    ...(h.sender === null ? [] : ["-f", h.sender]),
+    ...(h.extractRecipients ? ["-t"] : []),
+    `--size=${h.size}`,
+    `--sha256=${h.sha256}`,
+    `--id=${h.id}`,
+    "--",
+    ...h.recipients,
+  ];
 }

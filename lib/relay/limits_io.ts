@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { MessageRate } from "./relay_config.ts";
+import type { MessageRate } from "../shared/relay_config.ts";
 
 /** A session refreshes its file this often; one not refreshed for STALE_MS died. */
 export const HEARTBEAT_MS = 20_000;
@@ -22,7 +22,7 @@ const STALE_MS = 3 * HEARTBEAT_MS;
  * @example Usage
  * ```ts
  * import { deepStrictEqual } from "node:assert/strict";
- * import { admitMessage } from "./limits.ts";
+ * import { admitMessage } from "./limits_io.ts";
  * deepStrictEqual(admitMessage([1, 5, 9], 10, { count: 2, periodMs: 6 }), { ok: false, kept: [5, 9] });
  * ```
  */

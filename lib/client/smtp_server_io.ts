@@ -8,9 +8,9 @@
  * @module
  */
 
-import { MailError, toMailError } from "./errors.ts";
-import { FramedReader } from "./framed_reader.ts";
-import { type ByteReader, type Spooled, spoolMessage } from "./pipeline.ts";
+import { MailError, toMailError } from "../shared/errors.ts";
+import { FramedReader } from "../shared/framed_reader.ts";
+import { type ByteReader, type Spooled, spoolMessage } from "../shared/pipeline_io.ts";
 import {
   MAX_COMMAND_LINE,
   type SmtpEnvelope,

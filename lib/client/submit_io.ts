@@ -18,8 +18,8 @@ import {
   type ServiceReply,
   type ServiceRequest,
 } from "./drop.ts";
-import { DataError, TempError } from "./errors.ts";
-import { type ByteReader, writeAll } from "./pipeline.ts";
+import { DataError, TempError } from "../shared/errors.ts";
+import { type ByteReader, writeAll } from "../shared/pipeline_io.ts";
 import { ALIVE_FILE, ROOT_DROP_MODE, topProblem } from "./spool_layout.ts";
 
 /** A service whose `alive` file is older than this is not running. */

@@ -17,8 +17,8 @@
  * @module
  */
 
-import { frameHeader, frameWordsOf, parseReply } from "./batch.ts";
-import { type BatchSession, spawnBatchSession } from "./batch_channel.ts";
+import { frameHeader, parseReply } from "../shared/batch.ts";
+import { type BatchSession, spawnBatchSession } from "./batch_channel_io.ts";
 import type { ClientSettings } from "./client_config.ts";
 import {
   checkDrop,
@@ -35,27 +35,28 @@ import {
   type ServiceRequest,
   STALE_TEMP_MS,
 } from "./drop.ts";
-import { MailError } from "./errors.ts";
-import { isTemporary } from "./exit_codes.ts";
+import { MailError } from "../shared/errors.ts";
+import { isTemporary } from "../shared/exit_codes.ts";
 
 import type { LocalPolicy } from "./local_mail.ts";
-import { formatLogLine, type LogFields } from "./log_line.ts";
-import { prefixedReader, spoolMessage } from "./pipeline.ts";
-import { loginOfUid, prepareLocal } from "./prepare_local.ts";
-import { openQueue, type Queue, type QueueEntry } from "./queue.ts";
+import { formatLogLine, type LogFields } from "../shared/log_line.ts";
+import { prefixedReader, spoolMessage } from "../shared/pipeline_io.ts";
+import { loginOfUid, prepareLocal } from "./prepare_local_io.ts";
+import { openQueue, type Queue, type QueueEntry } from "./queue_io.ts";
 import {
   backoffMs,
   failureNotice,
   formatAge,
+  frameWordsOf,
   newMessageId,
   type QueueHeader,
   queueHeader,
 } from "./queue_entry.ts";
 import { normalizeSender } from "./client_args.ts";
-import { parseSendmailArgs } from "./sendmail_args.ts";
-import { Sha256 } from "./sha256.ts";
+import { parseSendmailArgs } from "../shared/sendmail_args.ts";
+import { Sha256 } from "../shared/sha256.ts";
 import { classifyExit, type Failure } from "./ssh_command.ts";
-import { checkSpool } from "./spool_init.ts";
+import { checkSpool } from "./spool_init_io.ts";
 import { ALIVE_FILE } from "./spool_layout.ts";
 
 /** What the service needs from its edge. */

@@ -7,14 +7,10 @@
  */
 
 import { parseArgs } from "node:util";
-import { isEnvelopeAddress } from "./address.ts";
-import {
-  applySetting,
-  type ClientSettings,
-  defaultSettings,
-} from "./client_config.ts";
-import { UsageError } from "./errors.ts";
-import { parseSendmailArgs, type SendmailRequest } from "./sendmail_args.ts";
+import { isEnvelopeAddress } from "../shared/address.ts";
+import { applySetting, type ClientSettings, defaultSettings } from "./client_config.ts";
+import { UsageError } from "../shared/errors.ts";
+import { parseSendmailArgs, type SendmailRequest } from "../shared/sendmail_args.ts";
 
 /** sshsendmail's own options. */
 const OWN_OPTIONS = {

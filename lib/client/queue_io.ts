@@ -8,7 +8,7 @@
  */
 
 import { ClientConfigError } from "./client_config.ts";
-import { type Spooled, writeAll } from "./pipeline.ts";
+import { type Spooled, writeAll } from "../shared/pipeline_io.ts";
 import {
   MAX_HEADER,
   parseQueueHeader,

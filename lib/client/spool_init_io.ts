@@ -8,8 +8,8 @@
  * @module
  */
 
-import { MailError } from "./errors.ts";
-import { EX_CONFIG, EX_TEMPFAIL } from "./exit_codes.ts";
+import { MailError } from "../shared/errors.ts";
+import { EX_CONFIG, EX_TEMPFAIL } from "../shared/exit_codes.ts";
 import {
   partIds,
   partProblem,
