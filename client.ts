@@ -61,6 +61,7 @@ import {
   spoolMessage,
 } from "./lib/shared/pipeline_io.ts";
 import { parseSendmailArgs, type SendmailRequest } from "./lib/shared/sendmail_args.ts";
+import { requestWords } from "./lib/shared/request_codec.ts";
 import { classifyExit, remoteCommand, sshArgv } from "./lib/client/ssh_command.ts";
 
 const PROGRAM = "sshsendmail";
@@ -310,13 +311,7 @@ async function prepareDirect(
 
 /** The sendmail words a drop carries for a request (the service parses them again). */
 function dropWords(req: SendmailRequest): string[] {
-  return [
-    "-oi",
-    ...(req.sender === undefined ? [] : ["-f", req.sender]),
-    ...(req.extractRecipients ? ["-t"] : []),
-    "--",
-    ...req.recipients,
-  ];
+  return requestWords({ ...req, size: undefined, sha256: undefined, id: undefined });
 }
 
 /** Hands one message to the satellite service (any local user). */

@@ -7,6 +7,7 @@
  */
 
 import type { SendmailRequest } from "../shared/sendmail_args.ts";
+import { requestWords } from "../shared/request_codec.ts";
 
 /** The header line of a queue file. */
 export interface QueueHeader {
@@ -162,14 +163,5 @@ export function failureNotice(
 
 /** The request words of one batch frame for a queued message (without the program name). */
 export function frameWordsOf(h: QueueHeader): string[] {
-  return [
-    "-oi",
-    ...(h.sender === null ? [] : ["-f", h.sender]),
-    ...(h.extractRecipients ? ["-t"] : []),
-    `--size=${h.size}`,
-    `--sha256=${h.sha256}`,
-    `--id=${h.id}`,
-    "--",
-    ...h.recipients,
-  ];
+  return requestWords(requestOf(h));
 }

@@ -8,7 +8,7 @@
 import type { ClientSettings } from "./client_config.ts";
 import { EX_TEMPFAIL, isSysexit } from "../shared/exit_codes.ts";
 import type { SendmailRequest } from "../shared/sendmail_args.ts";
-import { quoteWords } from "../shared/words.ts";
+import { encodeCommand } from "../shared/request_codec.ts";
 
 /**
  * The ssh argv for one relay. The channel is made safe and 8-bit clean: no
@@ -83,16 +83,12 @@ export function remoteCommand(
   req: SendmailRequest,
   integrity: Integrity | undefined,
 ): string {
-  return quoteWords([
-    settings.relayCommand,
-    "-oi",
-    ...(req.sender === undefined ? [] : ["-f", req.sender]),
-    ...(req.extractRecipients ? ["-t"] : []),
-    ...(integrity ? [`--size=${integrity.size}`, `--sha256=${integrity.sha256}`] : []),
-    ...(integrity?.id ? [`--id=${integrity.id}`] : []),
-    "--",
-    ...req.recipients,
-  ]);
+  return encodeCommand(settings.relayCommand, {
+    ...req,
+    size: integrity?.size,
+    sha256: integrity?.sha256,
+    id: integrity?.id,
+  });
 }
 
 /** Why a send did not succeed, and what each caller makes of it. */
