@@ -102,7 +102,7 @@ const rsendmail: Page = {
           p: `stdin is spooled to a 0600 file in \`${SPOOL_DIR}\` that is unlinked the moment it is created (it cannot linger, even after \`kill -9\`), counted and hashed; the size limit and the idle timeout apply while reading; the declared size and SHA-256 are checked; only then does sendmail start, with a cleared environment (\`PATH=/usr/sbin:/usr/bin:/sbin:/bin\`, \`LANG=C\`: no \`MAIL_CONFIG\`, no \`LD_*\`) and the spool on its stdin. The relay runs exactly «SENDMAIL» \`-oi\` [\`-f\` «SENDER»] [\`-t\`] \`--\` «RCPT»…`,
         },
         {
-          p: "The request `rsendmail --batch` (sent by `sshsendmail --flush`) reads several framed messages on one connection, each with its envelope, size and SHA-256, and answers each on its own line.",
+          p: "The request `rsendmail --batch` (sent by the satellite service, `sshsendmail --serve`) reads several framed messages on one connection, each with its envelope, size and SHA-256, and answers each on its own line.",
         },
         {
           p: `Every message may carry an id; the relay records what it delivered per key label (\`${STATE_DIR}/rsendmail-\`«UID»\`/\`«LABEL»\`/\`, kept \`--dedup-days\`) and answers "already delivered" to a repeat, so a connection cut after delivery never sends a message twice.`,
@@ -133,7 +133,9 @@ const rsendmail: Page = {
         },
         {
           tp: "`--max-recipients` «N»",
-          body: ["Most command-line recipients, default 1000."],
+          body: [
+            "Most recipients, default 1000: the command line's and, with `-t`, those sendmail will take from the headers (Postfix's own parser, ported; a header section that cannot be counted with certainty is refused, `5.6.0`).",
+          ],
         },
         { tp: "`--label` «NAME»", body: ["Names the key in the log and in the duplicate record."] },
         {

@@ -266,7 +266,7 @@ const RELAY_USER = "rsmrelay";
  * created if missing) in a fresh temp dir. Resolves once the port accepts
  * connections.
  */
-export async function startRelay(): Promise<Relay> {
+export async function startRelay(o: { extraConfig?: string } = {}): Promise<Relay> {
   ensureUser(RELAY_USER, "/bin/sh");
   // Accounts made by useradd have a locked password ("!"); with UsePAM no,
   // sshd refuses locked accounts even for key logins. "*" = no password.
@@ -332,6 +332,8 @@ export async function startRelay(): Promise<Relay> {
         "MaxSessions 100",
         "LoginGraceTime 30",
         "Subsystem sftp /usr/lib/openssh/sftp-server",
+        // Match blocks go last (they run to the end of the file).
+        ...(o.extraConfig === undefined ? [] : [o.extraConfig]),
         "",
       ].join("\n"),
     );
