@@ -24,7 +24,15 @@ import {
   defaultSettings,
   parseConfigFile,
 } from "./lib/client/client_config.ts";
-import { DataError, MailError, TempError, toMailError, UsageError } from "./lib/shared/errors.ts";
+import {
+  DataError,
+  MailError,
+  PolicyError,
+  TempError,
+  toMailError,
+  UsageError,
+} from "./lib/shared/errors.ts";
+import { type FailureFact, type FailureKind, heardBy } from "./lib/client/exit_policy.ts";
 import { EX_NOINPUT, EX_OK, EX_TEMPFAIL, isTemporary } from "./lib/shared/exit_codes.ts";
 import {
   CAT_PATH,
@@ -51,7 +59,7 @@ import { askService, dropMessage } from "./lib/client/submit_io.ts";
 import { formatMailq, printable } from "./lib/client/mailq.ts";
 import { migrateOldQueue } from "./lib/client/migrate_io.ts";
 import { serveSmtp } from "./lib/client/smtp_server_io.ts";
-import { NM, parseEnvelope, parseNullmailerOptions } from "./lib/client/nullmailer.ts";
+import { parseEnvelope, parseNullmailerOptions } from "./lib/client/nullmailer.ts";
 import {
   type ByteReader,
   prefixedReader,
@@ -62,7 +70,7 @@ import {
 } from "./lib/shared/pipeline_io.ts";
 import { parseSendmailArgs, type SendmailRequest } from "./lib/shared/sendmail_args.ts";
 import { requestWords } from "./lib/shared/request_codec.ts";
-import { classifyExit, remoteCommand, sshArgv } from "./lib/client/ssh_command.ts";
+import { classifyExit, type Failure, remoteCommand, sshArgv } from "./lib/client/ssh_command.ts";
 
 const PROGRAM = "sshsendmail";
 const VERSION = "0.2.0";
@@ -253,20 +261,23 @@ async function send(
   return failure;
 }
 
-/**
- * Postfix pipe(8) takes the delivery status from a status code at the start
- * of the output, not from the exit code: a `5.x.x` line bounces even with
- * exit 75. A deferral (71, 75) therefore always says `4.x.x`.
- */
-function matchClass(line: string, code: number): string {
-  return code === EX_TEMPFAIL || code === 71 ? line.replace(/^5\./, "4.") : line;
+/** The kind of a thrown error, for the exit policy. */
+function kindOf(error: MailError): FailureKind {
+  if (error instanceof ClientConfigError) return "config";
+  if (error instanceof UsageError) return "usage";
+  if (error instanceof DataError) return "data";
+  if (error instanceof PolicyError) return "policy";
+  return "temporary";
 }
 
-function nullmailerCode(err: MailError): number {
-  if (err instanceof ClientConfigError) return NM.config;
-  if (err instanceof UsageError) return NM.usage;
-  if (err instanceof DataError) return NM.msgRefused;
-  return NM.tempFail;
+/** A send's failure (ssh's or the relay's) as a fact for the exit policy. */
+function factOf(failure: Failure): FailureFact {
+  return {
+    kind: isTemporary(failure.sysexit) ? "temporary" : "relay",
+    sysexit: failure.sysexit,
+    nullmailer: failure.nullmailer,
+    line: failure.line,
+  };
 }
 
 /** This process's uid (Linux always has one). */
@@ -504,12 +515,17 @@ async function smtp(settings: ClientSettings): Promise<number> {
           const header = queueHeader(id, req, spool, Date.now());
           const answer = await channel.send(frameWordsOf(header), spool);
           if ("code" in answer && answer.code === 0) return `250 2.0.0 Ok: sent as ${id}`;
-          const temporary = "code" in answer ? isTemporary(answer.code) : true;
-          const line = "code" in answer ? `${answer.status} ${answer.text}` : answer.line;
-          if (!temporary) {
-            return `${/^5\.[17]\./.test(line) ? 550 : 554} ${line}`;
-          }
-          return `451 ${line.replace(/^5\./, "4.")}`;
+          const heard = heardBy(
+            "smtp",
+            "code" in answer
+              ? {
+                kind: isTemporary(answer.code) ? "temporary" : "relay",
+                sysexit: answer.code,
+                line: `${answer.status} ${answer.text}`,
+              }
+              : factOf(answer),
+          );
+          return `${heard.code} ${heard.line}`;
         } finally {
           if (spool !== received) spool.file.close();
         }
@@ -641,10 +657,9 @@ async function main(): Promise<number> {
     const id = mta === "sendmail" ? newMessageId(crypto.randomUUID()) : undefined;
     const failure = await send(settings, req!, spool, id);
     if (failure === undefined) return EX_OK;
-    const code = mta === "nullmailer" ? failure.nullmailer : failure.sysexit;
-    const line = mta === "nullmailer" ? failure.line : matchClass(failure.line, code);
-    await write(Deno.stderr, `${line}\n`);
-    return code;
+    const heard = heardBy(mta, factOf(failure));
+    await write(Deno.stderr, `${heard.line}\n`);
+    return heard.code;
   } catch (err) {
     let error = toMailError(err);
     if (
@@ -660,20 +675,13 @@ async function main(): Promise<number> {
       await write(Deno.stderr, `${PROGRAM}: ${printable(error.message, 500)}\n`);
       return error.exitCode;
     }
-    const line = error.publicLine(PROGRAM);
-    if (mta === "nullmailer") {
-      await write(Deno.stderr, `${line}\n`);
-      return nullmailerCode(error);
-    }
-    // Postfix bounces every code but 71 and 75: a fault of the pipe line or
-    // of this machine must defer; only a malformed address bounces.
-    const code = mta === "postfix" && !(error instanceof DataError) ? EX_TEMPFAIL : error.exitCode;
-    // A pipe line sshsendmail cannot parse is master.cf's fault: 4.3.5, as a config error.
-    const shown = mta === "postfix" && error instanceof UsageError
-      ? `4.3.5 ${PROGRAM}: ${error.message}`
-      : line;
-    await write(Deno.stderr, `${matchClass(shown, code)}\n`);
-    return code;
+    const heard = heardBy(mta, {
+      kind: kindOf(error),
+      sysexit: error.exitCode,
+      line: error.publicLine(PROGRAM),
+    });
+    await write(Deno.stderr, `${heard.line}\n`);
+    return heard.code;
   }
 }
 

@@ -180,8 +180,8 @@ async function deliver(
 /** How much of a -t message's head is read to count its header recipients. */
 const HEAD_LIMIT = 1 << 20;
 
-/** The first HEAD_LIMIT bytes of the spooled message, as text. */
-async function readHead(spool: Spooled): Promise<string> {
+/** The first HEAD_LIMIT bytes of the spooled message. */
+async function readHeadBytes(spool: Spooled): Promise<Uint8Array> {
   const head = new Uint8Array(Math.min(HEAD_LIMIT, spool.size));
   await spool.file.seek(0, Deno.SeekMode.Start);
   let got = 0;
@@ -190,7 +190,12 @@ async function readHead(spool: Spooled): Promise<string> {
     if (n === null) break;
     got += n;
   }
-  return new TextDecoder().decode(head.subarray(0, got));
+  return head.subarray(0, got);
+}
+
+/** The first HEAD_LIMIT bytes of the spooled message, as UTF-8 text. */
+async function readHead(spool: Spooled): Promise<string> {
+  return new TextDecoder().decode(await readHeadBytes(spool));
 }
 
 /** One character per byte (windows-1252 maps every byte): line lengths stay byte counts. */
@@ -217,16 +222,9 @@ async function checkHeaderRecipients(
   req: SendmailRequest,
   config: RelayConfig,
 ): Promise<void> {
-  const head = new Uint8Array(Math.min(HEAD_LIMIT, spool.size));
-  await spool.file.seek(0, Deno.SeekMode.Start);
-  let got = 0;
-  while (got < head.length) {
-    const n = await spool.file.read(head.subarray(got));
-    if (n === null) break;
-    got += n;
-  }
-  const text = BYTES_AS_TEXT.decode(head.subarray(0, got));
-  const found = countHeaderRecipients(text, { complete: got === spool.size });
+  const head = await readHeadBytes(spool);
+  const text = BYTES_AS_TEXT.decode(head);
+  const found = countHeaderRecipients(text, { complete: head.length === spool.size });
   if (found.kind === "uncountable") throw new DataError(found.reason, "5.6.0");
   if (req.recipients.length + found.count > config.maxRecipients) {
     throw new DataError("too many recipients", "5.5.3");
@@ -292,25 +290,41 @@ async function isDuplicate(
     await record.has(req.id, req.sha256);
 }
 
-/** One message on stdin. */
-async function single(config: RelayConfig, words: string[], fields: LogFields): Promise<void> {
-  const req = parseSendmailArgs(words);
+/**
+ * One request, whichever way it came (alone on stdin, or a batch frame):
+ * policy, the id's delivery lock, the duplicate check, delivery, the
+ * record. Returns "duplicate" when the relay had delivered it already.
+ */
+async function handleRequest(
+  config: RelayConfig,
+  req: SendmailRequest,
+  input: ByteReader,
+  fields: LogFields,
+  record: DeliveryRecord | undefined,
+): Promise<"delivered" | "duplicate"> {
   describe(req, fields);
   checkPolicy(req, config);
-  const record = req.id === undefined
-    ? undefined
-    : await openDeliveryRecord(config.stateDir, config.label, config.dedupDays * DAY_MS);
   const release = record && req.id ? await record.claim(req.id) : undefined;
   try {
     if (await isDuplicate(record, req)) {
       fields.event = "duplicate";
-      return;
+      return "duplicate";
     }
-    const spool = await deliver(config, req, Deno.stdin, fields);
+    const spool = await deliver(config, req, input, fields);
     if (req.id !== undefined) await record?.add(req.id, spool.sha256);
+    return "delivered";
   } finally {
     await release?.();
   }
+}
+
+/** One message on stdin. */
+async function single(config: RelayConfig, words: string[], fields: LogFields): Promise<void> {
+  const req = parseSendmailArgs(words);
+  const record = req.id === undefined
+    ? undefined
+    : await openDeliveryRecord(config.stateDir, config.label, config.dedupDays * DAY_MS);
+  await handleRequest(config, req, Deno.stdin, fields, record);
 }
 
 /**
@@ -378,7 +392,8 @@ async function batch(
     let id = words.find((w) => w.startsWith("--id="))?.slice(5).replace(/[^A-Za-z0-9._-]/g, "?") ||
       "-";
     let error: MailError | undefined;
-    let text = "delivered";
+    // The label names this key in the relay's log: the satellite logs it too.
+    let text = config.label ? `delivered, label ${config.label}` : "delivered";
     const body = input.limited(size);
     try {
       const req = parseSendmailArgs([PROGRAM, ...words]);
@@ -387,18 +402,8 @@ async function batch(
       if (req.id === undefined || req.sha256 === undefined) {
         throw new UsageError("batch frame without --id or --sha256", "5.5.2");
       }
-      checkPolicy(req, config);
-      const release = await record?.claim(req.id);
-      try {
-        if (await isDuplicate(record, req)) {
-          fields.event = "duplicate";
-          text = "already delivered";
-        } else {
-          const spool = await deliver(config, req, body, fields);
-          await record?.add(req.id, spool.sha256);
-        }
-      } finally {
-        await release?.();
+      if (await handleRequest(config, req, body, fields, record) === "duplicate") {
+        text = config.label ? `already delivered, label ${config.label}` : "already delivered";
       }
     } catch (err) {
       error = toMailError(err);

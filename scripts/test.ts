@@ -1,10 +1,13 @@
 /**
  * `deno task test`: builds the artefacts, runs the unit tests with no
- * permissions at all, then the end-to-end tests (real sshd, Postfix,
- * rsyslog, nullmailer and senders; root needed) against dist/, and prints
- * one closing line `N passed, N failed`.
+ * permissions at all, the integration tier against dist/ (fake ssh,
+ * recording sendmail, user namespaces; no root: tests/integration/), then
+ * the end-to-end tests (real sshd, Postfix, rsyslog, nullmailer and
+ * senders; root needed) against dist/, and prints one closing line
+ * `N passed, N failed`.
  *
- * Arguments narrow the end-to-end run: `deno task test tests/e2e/server_test.ts`.
+ * Arguments narrow the end-to-end run (and skip the unit and integration
+ * tiers): `deno task test tests/e2e/server_test.ts`.
  *
  * @module
  */
@@ -69,6 +72,18 @@ async function main(): Promise<number> {
   if (Deno.args.length === 0) {
     add(
       await step("unit (no permissions)", ["test", "--no-prompt", "--doc", "lib/", "tests/unit/"]),
+    );
+    // The same flags as `deno task test:int` in deno.json.
+    add(
+      await step("integration (built artefacts, fake ssh, recording sendmail; no root)", [
+        "test",
+        "--no-prompt",
+        "--allow-run=/usr/bin/unshare",
+        "--allow-read",
+        "--allow-write=/tmp",
+        "--allow-net",
+        "tests/integration/",
+      ]),
     );
   }
   add(

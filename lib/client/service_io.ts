@@ -872,6 +872,7 @@ export class Service {
         id: h.id,
         uid: h.uid ?? "-",
         host: s.host,
+        relay: line,
         sender: `<${h.sender ?? ""}>`,
         size: h.size,
         delay: formatAge(Date.now() - h.created),

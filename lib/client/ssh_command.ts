@@ -9,6 +9,7 @@ import type { ClientSettings } from "./client_config.ts";
 import { EX_TEMPFAIL, isSysexit } from "../shared/exit_codes.ts";
 import type { SendmailRequest } from "../shared/sendmail_args.ts";
 import { encodeCommand } from "../shared/request_codec.ts";
+import { NULLMAILER_FROM_SYSEXIT } from "./exit_policy.ts";
 
 /**
  * The ssh argv for one relay. The channel is made safe and 8-bit clean: no
@@ -149,24 +150,6 @@ const SSH_FAILURES: ReadonlyArray<{
     nullmailer: 20,
   },
 ];
-/** sysexits → nullmailer: permanent refusals by the relay get bit 32. */
-const NULLMAILER_FROM_SYSEXIT: Readonly<Record<number, number>> = {
-  64: 34,
-  65: 34,
-  66: 12,
-  67: 34,
-  68: 33,
-  69: 35,
-  70: 35,
-  71: 16,
-  72: 15,
-  73: 14,
-  74: 14,
-  75: 16,
-  76: 11,
-  77: 34,
-  78: 18,
-};
 /** A relay's public line: `5.5.4 rsendmail: …`. */
 const STATUS_LINE_REGEXP = /^[245]\.\d{1,3}\.\d{1,3} \S.*$/;
 const CONNECTION_CLOSED_REGEXP = /Connection (closed|reset)|Broken pipe|lost connection/i;

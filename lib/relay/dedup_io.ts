@@ -10,6 +10,8 @@
  * @module
  */
 
+import { privateStateDir } from "./state_dir_io.ts";
+
 /** A per-label record of delivered message ids. */
 export interface DeliveryRecord {
   /** True when `id` was delivered with this exact SHA-256. */
@@ -39,20 +41,8 @@ export async function openDeliveryRecord(
   label: string,
   retentionMs: number,
 ): Promise<DeliveryRecord | undefined> {
-  const uid = Deno.uid();
-  const top = `${stateDir}/rsendmail-${uid}`;
-  const dir = `${top}/${label || "_"}`;
-  try {
-    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    for (const d of [top, dir]) {
-      const info = await Deno.lstat(d);
-      if (!info.isDirectory || info.uid !== uid || ((info.mode ?? 0) & 0o077) !== 0) {
-        return undefined;
-      }
-    }
-  } catch {
-    return undefined;
-  }
+  const dir = await privateStateDir(stateDir, `${label || "_"}`);
+  if (dir === undefined) return undefined;
   return {
     async has(id, sha256) {
       try {

@@ -10,6 +10,8 @@
  * @module
  */
 
+import { privateStateDir } from "./state_dir_io.ts";
+
 import type { MessageRate } from "../shared/relay_config.ts";
 
 /** A session refreshes its file this often; one not refreshed for STALE_MS died. */
@@ -84,20 +86,8 @@ async function writeTimes(dir: string, times: readonly number[]): Promise<void> 
  * rather than run without the limits the admin set.
  */
 export async function openLimits(stateDir: string, label: string): Promise<Limits | undefined> {
-  const uid = Deno.uid();
-  const top = `${stateDir}/rsendmail-${uid}`;
-  const dir = `${top}/${label || "_"}.limits`;
-  try {
-    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    for (const d of [top, dir]) {
-      const info = await Deno.lstat(d);
-      if (!info.isDirectory || info.uid !== uid || ((info.mode ?? 0) & 0o077) !== 0) {
-        return undefined;
-      }
-    }
-  } catch {
-    return undefined;
-  }
+  const dir = await privateStateDir(stateDir, `${label || "_"}.limits`);
+  if (dir === undefined) return undefined;
   return {
     enterSession(max) {
       return withLock(dir, async () => {

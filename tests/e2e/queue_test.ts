@@ -945,16 +945,16 @@ Deno.test("queue: batch protocol against dist/rsendmail", async (t) => {
       );
       assert.equal(res.code, 0, res.stderr);
       const want: [Frame, RegExp][] = [
-        [a, / 0 2\.0\.0 delivered$/],
+        [a, / 0 2\.0\.0 delivered(, label \S+)?$/],
         [badRcpt, / 65 5\.1\.3 rsendmail: invalid recipient address$/],
-        [b, / 0 2\.0\.0 delivered$/],
+        [b, / 0 2\.0\.0 delivered(, label \S+)?$/],
         [badSender, / 77 5\.7\.1 rsendmail: sender not allowed for this key$/],
-        [c, / 0 2\.0\.0 delivered$/],
+        [c, / 0 2\.0\.0 delivered(, label \S+)?$/],
         [big, / 65 5\.3\.4 rsendmail: message too big$/],
-        [d, / 0 2\.0\.0 delivered$/],
+        [d, / 0 2\.0\.0 delivered(, label \S+)?$/],
         [badSha, / 65 5\.6\.0 rsendmail: message does not match its SHA-256$/],
-        [e, / 0 2\.0\.0 delivered$/],
-        [dup, / 0 2\.0\.0 already delivered$/],
+        [e, / 0 2\.0\.0 delivered(, label \S+)?$/],
+        [dup, / 0 2\.0\.0 already delivered(, label \S+)?$/],
       ];
       assert.equal(res.replies.length, want.length, res.stdout);
       for (const [i, [f, re]] of want.entries()) {
