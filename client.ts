@@ -18,8 +18,8 @@ import {
   parseClientArgs,
 } from "./lib/client/client_args.ts";
 import {
-  ClientConfigError,
   type ClientSettings,
+  ConfigError,
   DEFAULT_CONFIG_FILE,
   defaultSettings,
   parseConfigFile,
@@ -131,7 +131,7 @@ async function readOptionsBlock(input: ByteReader, cap: number): Promise<string>
     if (n === null) return text;
     text += decoder.decode(buffer.subarray(0, n), { stream: true });
     if (text.startsWith("\n") || text.includes("\n\n")) return text;
-    if (text.length > cap) throw new ClientConfigError("nullmailer options block too long");
+    if (text.length > cap) throw new ConfigError("nullmailer options block too long");
   }
 }
 
@@ -148,11 +148,11 @@ async function loadConfig(file: string | undefined, needHost: boolean): Promise<
     text = await Deno.readTextFile(path);
   } catch {
     if (explicit === undefined && !needHost) return defaultSettings();
-    throw new ClientConfigError(`no relay configured: cannot read ${path}`);
+    throw new ConfigError(`no relay configured: cannot read ${path}`);
   }
   const settings = parseConfigFile(text, path);
   if ((needHost || !settings.queue) && settings.hosts.length === 0) {
-    throw new ClientConfigError(`no host in ${path}`);
+    throw new ConfigError(`no host in ${path}`);
   }
   return settings;
 }
@@ -263,7 +263,7 @@ async function send(
 
 /** The kind of a thrown error, for the exit policy. */
 function kindOf(error: MailError): FailureKind {
-  if (error instanceof ClientConfigError) return "config";
+  if (error instanceof ConfigError) return "config";
   if (error instanceof UsageError) return "usage";
   if (error instanceof DataError) return "data";
   if (error instanceof PolicyError) return "policy";
@@ -403,18 +403,20 @@ async function flush(settings: ClientSettings, verbose: boolean): Promise<number
 
 /** `--remove ID`: one of this user's queued messages (root: any). */
 async function removeQueued(settings: ClientSettings, id: string): Promise<number> {
-  if (!/^m[0-9a-f]{32}$/.test(id)) throw new MailError(EX_NOINPUT, "5.1.0", "no such message");
+  if (!/^m[0-9a-f]{32}$/.test(id)) {
+    throw new MailError("no such message", { exitCode: EX_NOINPUT, status: "5.1.0" });
+  }
   const reply = await askService(settings.spool, { op: "remove", id });
   if (!reply.ok) throw new TempError(reply.error, "4.3.0");
   if (reply.op === "remove" && reply.removed) return EX_OK;
-  throw new MailError(EX_NOINPUT, "5.1.0", "no such message in the queue");
+  throw new MailError("no such message in the queue", { exitCode: EX_NOINPUT, status: "5.1.0" });
 }
 
 /** `sshsendmail --init-spool` (root): makes the service's spool. */
 async function initSpoolCommand(settings: ClientSettings, verbose: boolean): Promise<number> {
   if (myUid() !== 0) throw new UsageError("--init-spool is for root");
   const account = accountFromPasswd(await Deno.readTextFile("/etc/passwd"), SERVICE_USER);
-  if (!account) throw new ClientConfigError(`no account ${SERVICE_USER}: create it first`);
+  if (!account) throw new ConfigError(`no account ${SERVICE_USER}: create it first`);
   const done = await initSpool(settings.spool, {
     serviceUid: account.uid,
     serviceGid: account.gid,
@@ -441,7 +443,7 @@ function configReloader(file: string | undefined): () => Promise<ClientSettings 
 async function serve(settings: ClientSettings, configFile: string | undefined): Promise<number> {
   const passwd = await Deno.readTextFile("/etc/passwd");
   const me = accountFromPasswd(passwd, loginFromPasswd(passwd, myUid()) ?? "");
-  if (!me) throw new ClientConfigError(`uid ${myUid()} has no /etc/passwd entry`);
+  if (!me) throw new ConfigError(`uid ${myUid()} has no /etc/passwd entry`);
   const sink = loggerSink(LOGGER_PATH, PROGRAM, Deno.pid);
   let stop!: () => void;
   const stopped = new Promise<void>((resolve) => (stop = resolve));
@@ -668,7 +670,7 @@ async function main(): Promise<number> {
       // Typed at a terminal, a bad option of ours is a usage error (64); on a
       // pipe it is a broken pipe line or wrapper (Postfix cannot be told from
       // a misspelt --host): the mail must wait, never bounce.
-      error = new ClientConfigError(error.message);
+      error = new ConfigError(error.message);
     }
     if (admin) {
       // An admin's command: plain words, no DSN code (those are for mailers).

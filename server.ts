@@ -144,10 +144,16 @@ async function deliver(
     fields.size = spool.size;
     fields.sha256 = spool.sha256.slice(0, 12);
     if (req.size !== undefined && spool.size !== req.size) {
-      throw new MailError(EX_TEMPFAIL, "4.4.2", "message truncated in transit");
+      throw new MailError("message truncated in transit", {
+        exitCode: EX_TEMPFAIL,
+        status: "4.4.2",
+      });
     }
     if (req.sha256 !== undefined && spool.sha256 !== req.sha256) {
-      throw new MailError(EX_DATAERR, "5.6.0", "message does not match its SHA-256");
+      throw new MailError("message does not match its SHA-256", {
+        exitCode: EX_DATAERR,
+        status: "5.6.0",
+      });
     }
     if (req.extractRecipients) await checkHeaderRecipients(spool, req, config);
     if (config.allowHeaderSender) await checkHeaderSenders(spool, config);
@@ -160,18 +166,16 @@ async function deliver(
     fields.sendmail = result.timedOut ? "timeout" : result.signal ?? result.code;
     if (result.stderr) fields.stderr = result.stderr.trim();
     if (result.code === undefined) {
-      throw new MailError(
-        EX_TEMPFAIL,
-        "4.3.0",
-        result.timedOut ? "sendmail timed out" : "sendmail was killed",
-      );
+      throw new MailError(result.timedOut ? "sendmail timed out" : "sendmail was killed", {
+        exitCode: EX_TEMPFAIL,
+        status: "4.3.0",
+      });
     }
     const code = fromSendmailStatus(result.code);
-    throw new MailError(
-      code,
-      isTemporary(code) ? "4.3.0" : "5.3.0",
-      `sendmail failed (exit ${result.code})`,
-    );
+    throw new MailError(`sendmail failed (exit ${result.code})`, {
+      exitCode: code,
+      status: isTemporary(code) ? "4.3.0" : "5.3.0",
+    });
   } finally {
     spool.file.close();
   }
@@ -242,7 +246,10 @@ async function enterSession(config: RelayConfig): Promise<() => Promise<void>> {
   if (config.maxSessions === 0) return async () => {};
   const session = await limits.enterSession(config.maxSessions);
   if (session === "busy") {
-    throw new MailError(EX_TEMPFAIL, "4.7.0", "too many concurrent sessions for this key");
+    throw new MailError("too many concurrent sessions for this key", {
+      exitCode: EX_TEMPFAIL,
+      status: "4.7.0",
+    });
   }
   return session.end;
 }
@@ -252,7 +259,10 @@ async function reserveMessage(config: RelayConfig): Promise<(() => Promise<void>
   if (config.maxMessages === undefined || !limits) return undefined;
   const undo = await limits.reserveMessage(config.maxMessages);
   if (undo === "limited") {
-    throw new MailError(EX_TEMPFAIL, "4.7.0", "message rate limit reached for this key");
+    throw new MailError("message rate limit reached for this key", {
+      exitCode: EX_TEMPFAIL,
+      status: "4.7.0",
+    });
   }
   return undo;
 }
@@ -361,7 +371,10 @@ async function batch(
     if (started - sessionStarted > config.sessionTimeoutMs) {
       // A deadline, not an idle time: a peer trickling frames cannot hold
       // the session for ever. The client reconnects for what is left.
-      await reply("-", new MailError(EX_TEMPFAIL, "4.4.2", "session time limit reached"));
+      await reply(
+        "-",
+        new MailError("session time limit reached", { exitCode: EX_TEMPFAIL, status: "4.4.2" }),
+      );
       return EX_TEMPFAIL;
     }
     let line: string | null;
@@ -370,7 +383,7 @@ async function batch(
     } catch (err) {
       const error = err instanceof MailError
         ? err
-        : new MailError(EX_PROTOCOL, "5.5.2", "malformed batch frame");
+        : new MailError("malformed batch frame", { exitCode: EX_PROTOCOL, status: "5.5.2" });
       await reply("-", error);
       return error.exitCode;
     }
@@ -434,7 +447,13 @@ async function withIdle<T>(promise: Promise<T>, ms: number): Promise<T> {
   const idle = new Promise<never>((_, reject) =>
     signal.addEventListener(
       "abort",
-      () => reject(new MailError(EX_TEMPFAIL, "4.4.2", "timed out waiting for the next message")),
+      () =>
+        reject(
+          new MailError("timed out waiting for the next message", {
+            exitCode: EX_TEMPFAIL,
+            status: "4.4.2",
+          }),
+        ),
     )
   );
   return await Promise.race([promise, idle]);

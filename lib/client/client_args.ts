@@ -157,7 +157,7 @@ function quoteAddressWords(mail: readonly string[]): string[] {
  * options; a host or user starting with `-` is refused.
  *
  * @throws {UsageError} Unknown options, sendmail options outside the grammar.
- * @throws {ClientConfigError} Bad option values.
+ * @throws {ConfigError} Bad option values.
  */
 export function parseClientArgs(argv: readonly string[], defaultMta: Mta): ClientArgs {
   const own: string[] = [];

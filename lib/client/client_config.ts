@@ -5,8 +5,10 @@
  * @module
  */
 
-import { MailError } from "../shared/errors.ts";
-import { EX_TEMPFAIL } from "../shared/exit_codes.ts";
+import { ConfigError } from "../shared/errors.ts";
+
+/** The one config-error class (lib/shared/errors.ts), where client code looks for it. */
+export { ConfigError };
 import { isEnvelopeAddress } from "../shared/address.ts";
 import { parseDuration } from "./queue_entry.ts";
 import { hasControl } from "../shared/words.ts";
@@ -86,15 +88,6 @@ export function defaultSettings(): ClientSettings {
   };
 }
 
-/** A fault in the local configuration: the message is deferred, loudly. */
-export class ClientConfigError extends MailError {
-  /** @param message public text, naming the setting (never a secret). */
-  constructor(message: string) {
-    super(EX_TEMPFAIL, "4.3.5", message);
-    this.name = "ClientConfigError";
-  }
-}
-
 const HOST_REGEXP = /^(?:([A-Za-z0-9._][A-Za-z0-9._-]*)@)?([A-Za-z0-9._:[\]][A-Za-z0-9._:[\]-]*)$/;
 const USER_REGEXP = /^[A-Za-z0-9._][A-Za-z0-9._-]*$/;
 const SSH_OPTION_REGEXP = /^[A-Za-z][A-Za-z0-9]*=[^\s]/;
@@ -113,7 +106,7 @@ const YES_NO: Readonly<Record<string, boolean>> = {
 /** Checks a `[user@]host` relay spec; refuses anything ssh could read as an option. */
 export function checkHost(spec: string): string {
   if (!HOST_REGEXP.test(spec)) {
-    throw new ClientConfigError(`invalid relay host "${safe(spec)}"`);
+    throw new ConfigError(`invalid relay host "${safe(spec)}"`);
   }
   return spec;
 }
@@ -124,64 +117,64 @@ function safe(text: string): string {
 
 /** Applies one setting by name (shared by options, nullmailer's block and the file). */
 export function applySetting(s: ClientSettings, key: string, value: string): void {
-  if (hasControl(value)) throw new ClientConfigError(`invalid value for ${safe(key)}`);
+  if (hasControl(value)) throw new ConfigError(`invalid value for ${safe(key)}`);
   switch (key) {
     case "host":
       for (const h of value.split(/[\s,]+/).filter(Boolean)) s.hosts.push(checkHost(h));
       return;
     case "user":
-      if (!USER_REGEXP.test(value)) throw new ClientConfigError("invalid relay user");
+      if (!USER_REGEXP.test(value)) throw new ConfigError("invalid relay user");
       s.user = value;
       return;
     case "port":
       if (!PORT_REGEXP.test(value) || Number(value) > 65535) {
-        throw new ClientConfigError("invalid relay port");
+        throw new ConfigError("invalid relay port");
       }
       s.port = Number(value);
       return;
     case "identity":
     case "known-hosts":
     case "known_hosts":
-      if (!value.startsWith("/")) throw new ClientConfigError(`${key} wants an absolute path`);
+      if (!value.startsWith("/")) throw new ConfigError(`${key} wants an absolute path`);
       if (key === "identity") s.identity = value;
       else s.knownHosts = value;
       return;
     case "ssh-option":
     case "ssh_option":
-      if (!SSH_OPTION_REGEXP.test(value)) throw new ClientConfigError("ssh_option wants KEY=VALUE");
+      if (!SSH_OPTION_REGEXP.test(value)) throw new ConfigError("ssh_option wants KEY=VALUE");
       s.sshOptions.push(value);
       return;
     case "relay-command":
     case "relay_command":
       if (!/^[A-Za-z0-9._/-]+$/.test(value) || value.startsWith("-")) {
-        throw new ClientConfigError("invalid relay_command");
+        throw new ConfigError("invalid relay_command");
       }
       s.relayCommand = value;
       return;
     case "connect-timeout":
     case "connect_timeout":
-      if (!/^[1-9][0-9]{0,3}$/.test(value)) throw new ClientConfigError("invalid connect_timeout");
+      if (!/^[1-9][0-9]{0,3}$/.test(value)) throw new ConfigError("invalid connect_timeout");
       s.connectTimeout = Number(value);
       return;
     case "ssh-timeout":
     case "ssh_timeout":
-      if (!/^[1-9][0-9]{0,5}$/.test(value)) throw new ClientConfigError("invalid ssh_timeout");
+      if (!/^[1-9][0-9]{0,5}$/.test(value)) throw new ConfigError("invalid ssh_timeout");
       s.sshTimeout = Number(value);
       return;
     case "spool":
       if (!/^\/[A-Za-z0-9._/-]*$/.test(value) || value.split("/").includes("..")) {
-        throw new ClientConfigError("spool wants an absolute path");
+        throw new ConfigError("spool wants an absolute path");
       }
       s.spool = value.replace(/\/+$/, "") || "/";
       return;
     case "max_size":
     case "max-size":
-      if (!/^[1-9][0-9]{0,11}$/.test(value)) throw new ClientConfigError("invalid max_size");
+      if (!/^[1-9][0-9]{0,11}$/.test(value)) throw new ConfigError("invalid max_size");
       s.maxSize = Number(value);
       return;
     case "session_idle":
     case "session-idle":
-      if (!/^[1-9][0-9]{0,5}$/.test(value)) throw new ClientConfigError("invalid session_idle");
+      if (!/^[1-9][0-9]{0,5}$/.test(value)) throw new ConfigError("invalid session_idle");
       s.sessionIdle = Number(value);
       return;
     case "queue_dir":
@@ -190,25 +183,25 @@ export function applySetting(s: ClientSettings, key: string, value: string): voi
     case "max_age":
     case "max-age": {
       const ms = parseDuration(value);
-      if (ms === undefined || ms === 0) throw new ClientConfigError("max_age wants e.g. 30d");
+      if (ms === undefined || ms === 0) throw new ConfigError("max_age wants e.g. 30d");
       s.maxAgeMs = ms;
       return;
     }
     case "adminaddr":
       for (const a of value.split(/[\s,]+/).filter(Boolean)) {
         if (!isEnvelopeAddress(a) || !a.includes("@")) {
-          throw new ClientConfigError("adminaddr wants full addresses");
+          throw new ConfigError("adminaddr wants full addresses");
         }
         s.adminaddr.push(a);
       }
       return;
     case "aliases":
-      if (!value.startsWith("/")) throw new ClientConfigError("aliases wants an absolute path");
+      if (!value.startsWith("/")) throw new ConfigError("aliases wants an absolute path");
       s.aliasesFile = value;
       return;
     case "domain":
       if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(value)) {
-        throw new ClientConfigError("invalid domain");
+        throw new ConfigError("invalid domain");
       }
       s.domain = value.toLowerCase();
       return;
@@ -216,7 +209,7 @@ export function applySetting(s: ClientSettings, key: string, value: string): voi
     case "queue":
     case "integrity": {
       const v = YES_NO[value.toLowerCase()];
-      if (v === undefined) throw new ClientConfigError(`${key} wants yes or no`);
+      if (v === undefined) throw new ConfigError(`${key} wants yes or no`);
       s[key] = v;
       return;
     }
@@ -225,7 +218,7 @@ export function applySetting(s: ClientSettings, key: string, value: string): voi
     case "mta":
       return; // accepted for upstream compatibility; nothing to set here
     default:
-      throw new ClientConfigError(`unknown setting "${safe(key)}"`);
+      throw new ConfigError(`unknown setting "${safe(key)}"`);
   }
 }
 
@@ -246,12 +239,12 @@ export function parseConfigFile(text: string, name = "config"): ClientSettings {
     if (line === "" || line.startsWith("#")) continue;
     const eq = line.indexOf("=");
     // Errors name the file and the line, as msmtp's do.
-    if (eq < 0) throw new ClientConfigError(`${name}:${n + 1}: expected key = value`);
+    if (eq < 0) throw new ConfigError(`${name}:${n + 1}: expected key = value`);
     try {
       applySetting(s, line.slice(0, eq).trim().toLowerCase(), line.slice(eq + 1).trim());
     } catch (err) {
-      if (err instanceof ClientConfigError) {
-        throw new ClientConfigError(`${name}:${n + 1}: ${err.message}`);
+      if (err instanceof ConfigError) {
+        throw new ConfigError(`${name}:${n + 1}: ${err.message}`);
       }
       throw err;
     }

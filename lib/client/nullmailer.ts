@@ -7,8 +7,8 @@
 
 import {
   applySetting,
-  ClientConfigError,
   type ClientSettings,
+  ConfigError,
   defaultSettings,
 } from "./client_config.ts";
 import { DataError } from "../shared/errors.ts";
@@ -40,12 +40,12 @@ export function parseNullmailerOptions(text: string): ClientSettings {
       if (line === "reuse") s.reuse = true;
       else if (line === "no-integrity") s.integrity = false;
       else if (line === "service") s.queue = true;
-      else throw new ClientConfigError(`unknown nullmailer option "${line.slice(0, 40)}"`);
+      else throw new ConfigError(`unknown nullmailer option "${line.slice(0, 40)}"`);
       continue;
     }
     applySetting(s, line.slice(0, eq), line.slice(eq + 1));
   }
-  if (s.hosts.length === 0 && !s.queue) throw new ClientConfigError("nullmailer gave no host");
+  if (s.hosts.length === 0 && !s.queue) throw new ConfigError("nullmailer gave no host");
   return s;
 }
 

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { ClientConfigError, type ClientSettings } from "./client_config.ts";
+import { type ClientSettings, ConfigError } from "./client_config.ts";
 import {
   hasFromHeader,
   type LocalPolicy,
@@ -80,7 +80,7 @@ export async function readLocalPolicy(
   if (settings.aliasesFile !== undefined) {
     const text = await readText(settings.aliasesFile);
     if (text === undefined) {
-      throw new ClientConfigError(`cannot read aliases file ${settings.aliasesFile}`);
+      throw new ConfigError(`cannot read aliases file ${settings.aliasesFile}`);
     }
     aliases = parseAliases(text);
   }

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ClientConfigError } from "./client_config.ts";
+import { ConfigError } from "./client_config.ts";
 import { type Spooled, writeAll } from "../shared/pipeline_io.ts";
 import {
   MAX_HEADER,
@@ -230,12 +230,12 @@ export async function openQueue(dir: string, uid: number): Promise<Queue> {
     for (const d of [dir, ...SUBDIRS.map((s) => `${dir}/${s}`)]) {
       const info = await Deno.lstat(d);
       if (!info.isDirectory || info.uid !== uid || ((info.mode ?? 0) & 0o077) !== 0) {
-        throw new ClientConfigError(`queue directory ${d} is not a private directory of this user`);
+        throw new ConfigError(`queue directory ${d} is not a private directory of this user`);
       }
     }
   } catch (err) {
-    if (err instanceof ClientConfigError) throw err;
-    throw new ClientConfigError(`cannot use queue directory ${dir}`);
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`cannot use queue directory ${dir}`);
   }
   return new Queue(dir);
 }

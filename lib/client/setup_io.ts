@@ -15,8 +15,8 @@
 import { parseArgs } from "node:util";
 import {
   applySetting,
-  ClientConfigError,
   type ClientSettings,
+  ConfigError,
   defaultSettings,
 } from "./client_config.ts";
 import {
@@ -100,7 +100,7 @@ function checkForcedCommand(words: readonly string[]): void {
   const [, ...admin] = words;
   for (const w of words) {
     if (!SHELL_SAFE_REGEXP.test(w)) {
-      throw new ClientConfigError(
+      throw new ConfigError(
         `setup: "${
           w.replace(/[^ -~]/g, "?").slice(0, 64)
         }" cannot be carried in the forced command`,
@@ -111,10 +111,10 @@ function checkForcedCommand(words: readonly string[]): void {
   try {
     parsed = parseAdminArgs(admin);
   } catch (err) {
-    throw new ClientConfigError(`setup: the relay would refuse it: ${(err as Error).message}`);
+    throw new ConfigError(`setup: the relay would refuse it: ${(err as Error).message}`);
   }
   if (parsed.rest.length > 0) {
-    throw new ClientConfigError(`setup: the relay would not take "${parsed.rest[0]}" as an option`);
+    throw new ConfigError(`setup: the relay would not take "${parsed.rest[0]}" as an option`);
   }
 }
 const LABEL_REGEXP = /^[A-Za-z0-9._@+-]{1,64}$/;
@@ -174,7 +174,7 @@ async function makeDir(dir: string, account: Account | undefined): Promise<boole
 async function handKey(identity: string, account: Account, dirMade: boolean): Promise<string> {
   try {
     const key = await Deno.lstat(identity);
-    if (!key.isFile) throw new ClientConfigError(`${identity} is not a regular file`);
+    if (!key.isFile) throw new ConfigError(`${identity} is not a regular file`);
     await Deno.chown(identity, account.uid, account.gid);
     await Deno.chmod(identity, 0o600);
     const dir = dirOf(identity);
@@ -187,8 +187,8 @@ async function handKey(identity: string, account: Account, dirMade: boolean): Pr
     const mode = ((st.mode ?? 0) & 0o7777).toString(8).padStart(4, "0");
     return `, owned by ${SERVICE_USER} (0600) in ${dir} (${owner}, ${mode})`;
   } catch (err) {
-    if (err instanceof ClientConfigError) throw err;
-    throw new ClientConfigError(
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(
       `cannot hand ${identity} to the ${SERVICE_USER} account (run setup as root): ${
         err instanceof Error ? err.message.split("\n")[0] : String(err)
       }`,
@@ -211,7 +211,7 @@ async function ensureKey(
       const line = (await Deno.readTextFile(`${identity}.pub`)).trim();
       return { line, made: false, dirMade: false };
     } catch {
-      throw new ClientConfigError(`${identity} exists but ${identity}.pub does not`);
+      throw new ConfigError(`${identity} exists but ${identity}.pub does not`);
     }
   }
   const dirMade = await makeDir(dirOf(identity), account);
@@ -302,7 +302,7 @@ async function recordHostKey(
       r.stderr,
     )
   ) {
-    throw new ClientConfigError(`cannot reach the relay: ${firstLine(r.stderr)}`);
+    throw new ConfigError(`cannot reach the relay: ${firstLine(r.stderr)}`);
   }
   const name = host.slice(host.indexOf("@") + 1);
   const pattern = s.port && s.port !== 22 ? `[${name}]:${s.port}` : name;
@@ -313,7 +313,7 @@ async function recordHostKey(
     const blob = blobOf(line);
     if (blob) prints.push(`${type} ${fingerprint(await sha256(blob))}`);
   }
-  if (prints.length === 0) throw new ClientConfigError("the relay's host key was not recorded");
+  if (prints.length === 0) throw new ConfigError("the relay's host key was not recorded");
   // The service account reads it (ssh wrote it under the caller's umask).
   if (account !== undefined && (await Deno.lstat(kh)).isFile) await Deno.chmod(kh, 0o644);
   return prints;
@@ -374,23 +374,23 @@ async function installKeyVia(
   const pw = await remote(["getent", "passwd", relayUser]);
   const home = pw.stdout.split(":")[5];
   if (pw.code !== 0 || !home || !home.startsWith("/")) {
-    throw new ClientConfigError(
+    throw new ConfigError(
       `no account ${relayUser} on the relay (${firstLine(pw.stderr) || "getent"})`,
     );
   }
   const file = `${home}/.ssh/authorized_keys`;
   const dir = await remote(["install", "-d", "-m", "700", "-o", relayUser, `${home}/.ssh`]);
   if (dir.code !== 0) {
-    throw new ClientConfigError(`cannot prepare ${home}/.ssh: ${firstLine(dir.stderr)}`);
+    throw new ConfigError(`cannot prepare ${home}/.ssh: ${firstLine(dir.stderr)}`);
   }
   const present = await remote(["grep", "-qxF", line, file]);
   if (present.code !== 0) {
     const t = await remote(["tee", "-a", file], `${line}\n`);
-    if (t.code !== 0) throw new ClientConfigError(`cannot write ${file}: ${firstLine(t.stderr)}`);
+    if (t.code !== 0) throw new ConfigError(`cannot write ${file}: ${firstLine(t.stderr)}`);
   }
   for (const words of [["chown", relayUser, file], ["chmod", "600", file]]) {
     const r = await remote(words);
-    if (r.code !== 0) throw new ClientConfigError(`cannot fix ${file}: ${firstLine(r.stderr)}`);
+    if (r.code !== 0) throw new ConfigError(`cannot fix ${file}: ${firstLine(r.stderr)}`);
   }
   await ssh(ctx, ["-O", "exit", ...base]).catch(() => {});
   return present.code === 0 ? `already in ${file}` : `added to ${file}`;
@@ -439,10 +439,10 @@ export async function runSetup(argv: readonly string[], ctx: SetupContext): Prom
   const target = host.includes("@") ? host : `${relayUser}@${host}`;
   s.hosts = [target];
   const label = values.label ?? ctx.hostname.split(".")[0] ?? "satellite";
-  if (!LABEL_REGEXP.test(label)) throw new ClientConfigError("setup: invalid --label");
+  if (!LABEL_REGEXP.test(label)) throw new ConfigError("setup: invalid --label");
   const rsendmail = values.rsendmail ?? "/usr/sbin/rsendmail";
   if (!/^\/[A-Za-z0-9._/-]+$/.test(rsendmail)) {
-    throw new ClientConfigError("setup: invalid --rsendmail");
+    throw new ConfigError("setup: invalid --rsendmail");
   }
   // Limits a stolen key meets (refused for now, 4.7.0: an honest queue waits).
   const policy: string[] = [
@@ -456,7 +456,7 @@ export async function runSetup(argv: readonly string[], ctx: SetupContext): Prom
   checkForcedCommand([rsendmail, "--label", label, "--require-integrity", ...policy]);
   const expected = values.fingerprint ?? [];
   if (expected.some((f) => !FINGERPRINT_REGEXP.test(f))) {
-    throw new ClientConfigError("setup: --fingerprint wants SHA256:… as ssh-keygen -lf prints it");
+    throw new ConfigError("setup: --fingerprint wants SHA256:… as ssh-keygen -lf prints it");
   }
   await ctx.say(`sshsendmail setup: relay ${target}${s.port ? ` port ${s.port}` : ""}`);
 
@@ -521,7 +521,7 @@ export async function runSetup(argv: readonly string[], ctx: SetupContext): Prom
   // the key (a directory setup may write).
   const previous = await Deno.readTextFile(ctx.configFile).catch((err) => {
     if (err instanceof Deno.errors.NotFound) return undefined;
-    throw new ClientConfigError(
+    throw new ConfigError(
       `cannot read ${ctx.configFile}: ${err instanceof Error ? err.message.split("\n")[0] : ""}`,
     );
   });

@@ -20,7 +20,7 @@ import {
 } from "./spool_layout.ts";
 
 function spoolError(message: string): MailError {
-  return new MailError(EX_TEMPFAIL, "4.3.5", message);
+  return new MailError(message, { exitCode: EX_TEMPFAIL, status: "4.3.5" });
 }
 
 /** The parent must not let another account swap the top directory's name. */
@@ -30,7 +30,10 @@ async function checkParent(top: string): Promise<void> {
   const mode = info.mode ?? 0;
   const sticky = (mode & 0o1000) !== 0;
   if (info.uid !== 0 || (!sticky && (mode & 0o022) !== 0)) {
-    throw new MailError(EX_CONFIG, "4.3.5", `${parent} is writable by others than root`);
+    throw new MailError(`${parent} is writable by others than root`, {
+      exitCode: EX_CONFIG,
+      status: "4.3.5",
+    });
   }
 }
 

@@ -8,6 +8,16 @@
 
 import { EX_DATAERR, EX_NOPERM, EX_TEMPFAIL, EX_USAGE } from "./exit_codes.ts";
 
+/** What a {@link MailError} carries besides its public message. */
+export interface MailErrorOptions {
+  /** The sysexits code the program exits with. */
+  exitCode: number;
+  /** RFC 3463 enhanced status code, e.g. `5.5.4`. */
+  status: string;
+  /** Extra detail for the log only. */
+  detail?: string | undefined;
+}
+
 /** Base class: every error the programs report on purpose. */
 export class MailError extends Error {
   /** The sysexits code the program exits with. */
@@ -18,22 +28,16 @@ export class MailError extends Error {
   readonly detail: string;
 
   /**
-   * @param exitCode sysexits code.
-   * @param status enhanced status code.
    * @param message public text: fixed wording, never raw peer input.
-   * @param detail log-only detail.
+   * @param options the sysexits code, the enhanced status code, and a
+   * log-only detail.
    */
-  constructor(
-    exitCode: number,
-    status: string,
-    message: string,
-    detail = "",
-  ) {
+  constructor(message: string, options: MailErrorOptions) {
     super(message);
     this.name = "MailError";
-    this.exitCode = exitCode;
-    this.status = status;
-    this.detail = detail;
+    this.exitCode = options.exitCode;
+    this.status = options.status;
+    this.detail = options.detail ?? "";
   }
 
   /** The one line the peer sees, e.g. `5.5.4 rsendmail: option -bp is not allowed`. */
@@ -46,7 +50,7 @@ export class MailError extends Error {
 export class UsageError extends MailError {
   /** @param message public text. @param status enhanced code (default 5.5.4). */
   constructor(message: string, status = "5.5.4", detail = "") {
-    super(EX_USAGE, status, message, detail);
+    super(message, { exitCode: EX_USAGE, status, detail });
     this.name = "UsageError";
   }
 }
@@ -55,7 +59,7 @@ export class UsageError extends MailError {
 export class DataError extends MailError {
   /** @param message public text. @param status enhanced code. */
   constructor(message: string, status = "5.6.0", detail = "") {
-    super(EX_DATAERR, status, message, detail);
+    super(message, { exitCode: EX_DATAERR, status, detail });
     this.name = "DataError";
   }
 }
@@ -64,7 +68,7 @@ export class DataError extends MailError {
 export class PolicyError extends MailError {
   /** @param message public text. @param status enhanced code. */
   constructor(message: string, status = "5.7.1", detail = "") {
-    super(EX_NOPERM, status, message, detail);
+    super(message, { exitCode: EX_NOPERM, status, detail });
     this.name = "PolicyError";
   }
 }
@@ -73,7 +77,7 @@ export class PolicyError extends MailError {
 export class TempError extends MailError {
   /** @param message public text. @param status enhanced code. */
   constructor(message: string, status = "4.3.0", detail = "") {
-    super(EX_TEMPFAIL, status, message, detail);
+    super(message, { exitCode: EX_TEMPFAIL, status, detail });
     this.name = "TempError";
   }
 }
@@ -87,5 +91,26 @@ export class TempError extends MailError {
 export function toMailError(err: unknown): MailError {
   if (err instanceof MailError) return err;
   const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
-  return new MailError(EX_TEMPFAIL, "4.3.0", "internal error", detail);
+  return new MailError("internal error", {
+    exitCode: EX_TEMPFAIL,
+    status: "4.3.0",
+    detail: detail,
+  });
+}
+
+/**
+ * A fault in a program's own configuration (the forced command's admin
+ * options, the satellite's config file): the mail is deferred, loudly
+ * (EX_TEMPFAIL, 4.3.5). The message is public: it names the setting and
+ * never holds a secret or peer input.
+ */
+export class ConfigError extends MailError {
+  /**
+   * @param message public text naming the setting.
+   * @param detail log-only detail.
+   */
+  constructor(message: string, detail = "") {
+    super(message, { exitCode: EX_TEMPFAIL, status: "4.3.5", detail });
+    this.name = "ConfigError";
+  }
 }

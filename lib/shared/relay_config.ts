@@ -6,8 +6,9 @@
  */
 
 import { domainOf, isEnvelopeAddress } from "./address.ts";
-import { DataError, MailError, PolicyError } from "./errors.ts";
-import { EX_TEMPFAIL } from "./exit_codes.ts";
+import { ConfigError, DataError, PolicyError } from "./errors.ts";
+
+export { ConfigError };
 import { SENDMAIL_PATH, SPOOL_DIR, STATE_DIR, SYSLOG_SOCKET } from "./layout.ts";
 import type { SendmailRequest } from "./sendmail_args.ts";
 
@@ -113,13 +114,13 @@ export const DEFAULT_CONFIG: Readonly<RelayConfig> = {
   allowHeaderSender: false,
 };
 
-/** A mistake in the forced command: the relay's fault, so mail is deferred. */
-export class ConfigError extends MailError {
-  /** @param detail log-only detail naming the bad option. */
-  constructor(detail: string) {
-    super(EX_TEMPFAIL, "4.3.5", "relay configuration error", detail);
-    this.name = "ConfigError";
-  }
+/**
+ * A mistake in the forced command: the relay's fault, so mail is deferred.
+ * The peer sees only "relay configuration error"; the detail names the
+ * option, in the log.
+ */
+export function adminError(detail: string): ConfigError {
+  return new ConfigError("relay configuration error", detail);
 }
 
 const LABEL_REGEXP = /^[A-Za-z0-9._@+-]{1,64}$/;
@@ -127,7 +128,7 @@ const COUNT_REGEXP = /^[1-9][0-9]{0,11}$/;
 const ALLOW_DOMAIN_REGEXP = /^@[A-Za-z0-9.-]+$/;
 
 function count(name: string, value: string): number {
-  if (!COUNT_REGEXP.test(value)) throw new ConfigError(`${name} wants a number`);
+  if (!COUNT_REGEXP.test(value)) throw adminError(`${name} wants a number`);
   return Number(value);
 }
 
@@ -136,42 +137,42 @@ const ADMIN_OPTIONS: Readonly<
   Record<string, (c: RelayConfig, v: string) => void>
 > = {
   "--sendmail": (c, v) => {
-    if (!v.startsWith("/")) throw new ConfigError("--sendmail wants an absolute path");
+    if (!v.startsWith("/")) throw adminError("--sendmail wants an absolute path");
     c.sendmail = v;
   },
   "--allow-sender": (c, v) => {
     if (!ALLOW_DOMAIN_REGEXP.test(v) && !isEnvelopeAddress(v)) {
-      throw new ConfigError("--allow-sender wants ADDRESS or @DOMAIN");
+      throw adminError("--allow-sender wants ADDRESS or @DOMAIN");
     }
     c.allowSenders.push(v.toLowerCase());
   },
   "--max-size": (c, v) => (c.maxSize = count("--max-size", v)),
   "--max-recipients": (c, v) => (c.maxRecipients = count("--max-recipients", v)),
   "--label": (c, v) => {
-    if (!LABEL_REGEXP.test(v)) throw new ConfigError("--label wants [A-Za-z0-9._@+-]{1,64}");
+    if (!LABEL_REGEXP.test(v)) throw adminError("--label wants [A-Za-z0-9._@+-]{1,64}");
     c.label = v;
   },
   "--log-level": (c, v) => {
     const level = v.toLowerCase().replace(/^error$/, "err").replace(/^warn$/, "warning");
-    if (!Object.hasOwn(LOG_LEVELS, level)) throw new ConfigError("--log-level unknown");
+    if (!Object.hasOwn(LOG_LEVELS, level)) throw adminError("--log-level unknown");
     c.logLevel = level as LogLevel;
   },
   "--syslog-socket": (c, v) => {
-    if (!v.startsWith("/")) throw new ConfigError("--syslog-socket wants an absolute path");
+    if (!v.startsWith("/")) throw adminError("--syslog-socket wants an absolute path");
     c.syslogSocket = v;
   },
   "--spool-dir": (c, v) => {
-    if (!v.startsWith("/")) throw new ConfigError("--spool-dir wants an absolute path");
+    if (!v.startsWith("/")) throw adminError("--spool-dir wants an absolute path");
     c.spoolDir = v;
   },
   "--state-dir": (c, v) => {
-    if (!v.startsWith("/")) throw new ConfigError("--state-dir wants an absolute path");
+    if (!v.startsWith("/")) throw adminError("--state-dir wants an absolute path");
     c.stateDir = v;
   },
   "--dedup-days": (c, v) => (c.dedupDays = count("--dedup-days", v)),
   "--max-messages": (c, v) => {
     const rate = parseRate(v);
-    if (!rate) throw new ConfigError("--max-messages wants N/PERIOD, e.g. 200/hour");
+    if (!rate) throw adminError("--max-messages wants N/PERIOD, e.g. 200/hour");
     c.maxMessages = rate;
   },
   "--max-sessions": (c, v) => (c.maxSessions = count("--max-sessions", v)),
@@ -223,7 +224,7 @@ export function parseAdminArgs(argv: readonly string[]): AdminArgs {
     let value: string | undefined;
     if (eq >= 0) value = word.slice(eq + 1);
     else value = argv[++i];
-    if (value === undefined) throw new ConfigError(`${name} needs a value`);
+    if (value === undefined) throw adminError(`${name} needs a value`);
     ADMIN_OPTIONS[name]!(config, value);
   }
   return { config, rest: argv.slice(i) };

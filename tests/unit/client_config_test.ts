@@ -1,8 +1,8 @@
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
 import {
   applySetting,
-  ClientConfigError,
   type ClientSettings,
+  ConfigError,
   defaultSettings,
   parseConfigFile,
 } from "../../lib/client/client_config.ts";
@@ -72,7 +72,7 @@ Deno.test("applySetting() spool takes an absolute path without .. and trims trai
 Deno.test("applySetting() spool refuses relative paths, .. and odd characters", async (t) => {
   for (const [name, value] of SPOOL_REFUSE) {
     await t.step(`refuses ${name}`, () => {
-      assertRefused(() => apply("spool", value), ClientConfigError, REFUSED);
+      assertRefused(() => apply("spool", value), ConfigError, REFUSED);
     });
   }
 });
@@ -120,7 +120,7 @@ Deno.test("applySetting() max_size and session_idle take positive whole numbers"
 Deno.test("applySetting() max_size and session_idle refuse zero, units and absurd lengths", async (t) => {
   for (const [name, key, value] of NUMBER_REFUSE) {
     await t.step(`refuses ${name}`, () => {
-      assertRefused(() => apply(key, value), ClientConfigError, REFUSED);
+      assertRefused(() => apply(key, value), ConfigError, REFUSED);
     });
   }
 });
@@ -140,7 +140,7 @@ Deno.test("applySetting() accepts queue_dir and ignores it", async (t) => {
     });
   }
   await t.step("refuses a control character even there", () => {
-    assertRefused(() => apply("queue_dir", "/x\x1b[2J"), ClientConfigError, REFUSED);
+    assertRefused(() => apply("queue_dir", "/x\x1b[2J"), ConfigError, REFUSED);
   });
 });
 
@@ -170,9 +170,9 @@ Deno.test("parseConfigFile() reads the service's settings", async (t) => {
     strictEqual(parseConfigFile("SPOOL = /srv/x\n").spool, "/srv/x");
   });
   await t.step("refuses a spool with ..", () => {
-    assertRefused(() => parseConfigFile("spool = /srv/../etc\n"), ClientConfigError, REFUSED);
+    assertRefused(() => parseConfigFile("spool = /srv/../etc\n"), ConfigError, REFUSED);
   });
   await t.step("refuses max_size 0", () => {
-    assertRefused(() => parseConfigFile("max_size = 0\n"), ClientConfigError, REFUSED);
+    assertRefused(() => parseConfigFile("max_size = 0\n"), ConfigError, REFUSED);
   });
 });

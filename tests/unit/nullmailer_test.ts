@@ -1,7 +1,7 @@
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
 import {
-  ClientConfigError,
   type ClientSettings,
+  ConfigError,
   defaultSettings,
 } from "../../lib/client/client_config.ts";
 import { EX_TEMPFAIL } from "../../lib/shared/exit_codes.ts";
@@ -74,12 +74,12 @@ Deno.test("parseNullmailerOptions() sends directly unless the block says service
 Deno.test("parseNullmailerOptions() refuses a direct block without a host and unknown flags", async (t) => {
   for (const [name, block] of REFUSE) {
     await t.step(`refuses ${name}`, () => {
-      assertRefused(() => parseNullmailerOptions(block), ClientConfigError, REFUSED);
+      assertRefused(() => parseNullmailerOptions(block), ConfigError, REFUSED);
     });
   }
 });
 
 Deno.test("parseNullmailerOptions() names the missing host", () => {
-  const err = assertRefused(() => parseNullmailerOptions("\n"), ClientConfigError, REFUSED);
+  const err = assertRefused(() => parseNullmailerOptions("\n"), ConfigError, REFUSED);
   strictEqual(err.message, "nullmailer gave no host");
 });
