@@ -10,9 +10,11 @@
  */
 
 import { type ClientSettings, ConfigError } from "./client_config.ts";
+import { headerRecipients } from "./header_addresses.ts";
 import {
   hasFromHeader,
   type LocalPolicy,
+  localUser,
   parseAliases,
   qualify,
   rewriteRecipients,
@@ -114,28 +116,64 @@ export async function prepareLocal(
   o: PrepareOptions,
 ): Promise<{ req: SendmailRequest; spool: Spooled }> {
   const sender = qualify(req.sender ?? login, policy.domain);
-  const recipients = rewriteRecipients(req.recipients, policy);
+  const head = new Uint8Array(65536);
+  await spool.file.seek(0, Deno.SeekMode.Start);
+  const n = (await spool.file.read(head)) ?? 0;
+  const headText = new TextDecoder().decode(head.subarray(0, n));
+  // -t with a local name in To/Cc/Bcc (`mail -s x root`): the recipients
+  // are taken here, as a whole MTA would, so the local policy applies to
+  // them; the Bcc: fields go, as sendmail -t would drop them. Anything the
+  // parser is unsure of keeps -t for the relay.
+  let recipients = req.recipients;
+  let extract = req.extractRecipients;
+  let bccLines: number[] = [];
+  if (extract && /\r?\n\r?\n/.test(headText)) {
+    const found = headerRecipients(headText);
+    if (found && found.recipients.some((a) => localUser(a, policy) !== undefined)) {
+      recipients = [...req.recipients, ...found.recipients];
+      extract = false;
+      bccLines = found.bccLines;
+    }
+  }
+  const converted = extract !== req.extractRecipients;
   const checked = parseSendmailArgs([
     "sendmail",
     "-f",
     sender,
-    ...(req.extractRecipients ? ["-t"] : []),
+    ...(extract ? ["-t"] : []),
     "--",
-    ...recipients,
+    ...rewriteRecipients(recipients, policy),
   ]);
-  const head = new Uint8Array(65536);
-  await spool.file.seek(0, Deno.SeekMode.Start);
-  const n = (await spool.file.read(head)) ?? 0;
-  if (hasFromHeader(new TextDecoder().decode(head.subarray(0, n))) || sender === "") {
-    return { req: checked, spool };
-  }
-  await spool.file.seek(0, Deno.SeekMode.Start);
-  const from = new TextEncoder().encode(`From: ${sender}\n`);
-  const withFrom = await spoolMessage(prefixedReader(from, spool.file), {
+  const needFrom = !hasFromHeader(headText) && sender !== "";
+  if (!needFrom && !converted) return { req: checked, spool };
+  const from = needFrom ? new TextEncoder().encode(`From: ${sender}\n`) : new Uint8Array(0);
+  const kept = converted ? withoutLines(head.subarray(0, n), bccLines) : new Uint8Array(0);
+  const prefix = new Uint8Array(from.length + kept.length);
+  prefix.set(from);
+  prefix.set(kept, from.length);
+  await spool.file.seek(converted ? n : 0, Deno.SeekMode.Start);
+  const rebuilt = await spoolMessage(prefixedReader(prefix, spool.file), {
     dir: o.spoolDir,
     prefix: "sshsendmail",
     maxSize: o.maxSize,
     idleTimeoutMs: o.idleTimeoutMs,
   });
-  return { req: checked, spool: withFrom };
+  return { req: checked, spool: rebuilt };
+}
+
+/** `bytes` without the LF-separated lines whose indices are given. */
+function withoutLines(bytes: Uint8Array, drop: readonly number[]): Uint8Array {
+  if (drop.length === 0) return bytes;
+  const out: number[] = [];
+  let line = 0;
+  let start = 0;
+  for (let i = 0; i <= bytes.length; i++) {
+    if (i === bytes.length || bytes[i] === 0x0a) {
+      const end = i < bytes.length ? i + 1 : i;
+      if (!drop.includes(line)) { for (let j = start; j < end; j++) out.push(bytes[j]!); }
+      line++;
+      start = end;
+    }
+  }
+  return new Uint8Array(out);
 }

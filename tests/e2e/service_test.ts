@@ -96,3 +96,37 @@ Deno.test("service: Date: and Message-ID: are added at submission when missing, 
     await bed.stop();
   }
 });
+
+Deno.test("service: -t with a local name in To: (mail -s x root) goes to adminaddr; Bcc: is dropped", async () => {
+  const bed = await startServiceBed();
+  try {
+    const ann = await account("rsmann");
+    const rcpt = await account("rsmrcpt");
+    const box = bed.mailbox(rcpt.name);
+    await bed.stopService();
+    await bed.writeConfig([`adminaddr = ${rcpt.name}@${bed.domain}`]);
+    await bed.start();
+    const tok = token("dash-t");
+    const res = await bed.sendAs(
+      ann,
+      ["-t", "-i"],
+      `To: root\nBcc: ${ann.name}\nSubject: ${tok}\n\n${tok}\n`,
+    );
+    assert.equal(res.code, 0, res.stderr);
+    const mail = parseMessage(await takeByToken(box, tok));
+    // Arrived in adminaddr's box; the relay's Postfix may qualify the header.
+    assert.match(mail.header("To")[0] ?? "", /^root(@relay\.test)?$/);
+    assert.deepEqual(mail.header("Bcc"), []);
+    // Positive control: -t to a remote address keeps -t (the relay extracts it).
+    const remote = token("dash-t-remote");
+    const r2 = await bed.sendAs(
+      ann,
+      ["-t"],
+      `To: ${rcpt.name}@${bed.domain}\nSubject: ${remote}\n\n${remote}\n`,
+    );
+    assert.equal(r2.code, 0, r2.stderr);
+    await takeByToken(box, remote);
+  } finally {
+    await bed.stop();
+  }
+});
