@@ -11,6 +11,7 @@
  * @module
  */
 
+import { resolveMode } from "./lib/client/mode.ts";
 import {
   type Mta,
   normalizeSender,
@@ -107,15 +108,6 @@ See sshsendmail(8).
 function invokedPath(): string {
   const main = Deno.mainModule;
   return main.startsWith("file://") ? decodeURIComponent(new URL(main).pathname) : main;
-}
-
-/**
- * nullmailer runs its protocol modules from its own directory with no
- * arguments; with --host the caller is a Postfix pipe; else plain sendmail.
- */
-function defaultMta(path: string, argv: readonly string[]): Mta {
-  if (/\/nullmailer\//.test(path)) return "nullmailer";
-  return argv.some((a) => a === "--host" || a.startsWith("--host=")) ? "postfix" : "sendmail";
 }
 
 /**
@@ -584,18 +576,13 @@ function setupContext(configFile: string | undefined): SetupContext {
 }
 
 async function main(): Promise<number> {
-  const path = invokedPath();
-  const name = path.slice(path.lastIndexOf("/") + 1);
-  let mta: Mta = defaultMta(path, Deno.args);
-  let admin = false;
+  const mode = resolveMode(invokedPath(), Deno.args);
+  let mta: Mta = mode.kind === "mail" ? mode.mta : "sendmail";
+  let admin = mode.kind === "setup";
   try {
-    if (name === "newaliases") return EX_OK;
-    if (Deno.args[0] === "setup") {
-      mta = "sendmail";
-      admin = true;
-      return await runSetup(Deno.args.slice(1), setupContext(undefined));
-    }
-    const args = parseClientArgs(name === "mailq" ? ["--list", ...Deno.args] : Deno.args, mta);
+    if (mode.kind === "newaliases") return EX_OK;
+    if (mode.kind === "setup") return await runSetup(mode.argv, setupContext(undefined));
+    const args = parseClientArgs(mode.argv, mta);
     mta = args.mta;
     admin = !["send", "smtp"].includes(args.command) && mta !== "nullmailer";
     if (args.command === "help") {
