@@ -204,6 +204,9 @@ function sshEnv(): Record<string, string> {
   return env;
 }
 
+/** `-v` on a direct send: ssh's diagnostics go to stderr. */
+let verboseSend = false;
+
 /** Sends one spooled message, trying each relay in order. Returns undefined on success. */
 async function send(
   settings: ClientSettings,
@@ -224,6 +227,15 @@ async function send(
       spool,
       { timeoutMs: settings.sshTimeout * 1000, env: sshEnv(), captureStdout: settings.integrity },
     );
+    if (verboseSend) {
+      // -v: what ssh said (LogLevel=VERBOSE) and how it ended, as sendmail -v shows its dialogue.
+      await write(
+        Deno.stderr,
+        `${
+          result.stderr.split("\n").filter(Boolean).map((l) => `${printable(l, 500)}\n`).join("")
+        }${PROGRAM}: ${host}: ssh exited ${result.code ?? result.signal}\n`,
+      );
+    }
     // ssh catches SIGTERM and exits 255: a timeout is known by the signal, not the status.
     if (result.code === undefined || result.timedOut) {
       return {
@@ -379,7 +391,24 @@ async function listQueue(settings: ClientSettings): Promise<number> {
 
 /** `sendmail -q`, `--flush`: asks the service for a run now and reports it. */
 async function flush(settings: ClientSettings, verbose: boolean): Promise<number> {
-  const reply = await askService(settings.spool, { op: "flush" });
+  // On a terminal, a progress line while the service drains a backlog.
+  const terminal = Deno.stderr.isTerminal();
+  const started = Date.now();
+  const progress = terminal
+    ? setInterval(() => {
+      const s = Math.round((Date.now() - started) / 1000);
+      Deno.stderr.writeSync(new TextEncoder().encode(`\r${PROGRAM}: running the queue… ${s} s`));
+    }, 1000)
+    : undefined;
+  let reply;
+  try {
+    reply = await askService(settings.spool, { op: "flush" });
+  } finally {
+    if (progress !== undefined) {
+      clearInterval(progress);
+      if (Date.now() - started >= 1000) Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
+    }
+  }
   if (!reply.ok) throw new TempError(reply.error, "4.3.0");
   if (reply.op !== "flush") throw new TempError("unexpected answer", "4.3.0");
   if (verbose || Deno.stdout.isTerminal()) {
@@ -632,7 +661,13 @@ async function main(): Promise<number> {
       }
       ({ req, spool } = await readNullmailerMessage());
     } else if (mta === "sendmail" && settings.queue) {
-      await submit(settings, req!, Deno.stdin);
+      const hex = await submit(settings, req!, Deno.stdin);
+      if (args.verbose) {
+        await write(
+          Deno.stderr,
+          `${PROGRAM}: handed to the delivery service as ${hex}; mailq shows it until the relay takes it\n`,
+        );
+      }
       return EX_OK; // the service delivers it (or tells the sender why not)
     } else {
       spool = await spoolMessage(Deno.stdin, {
@@ -643,6 +678,12 @@ async function main(): Promise<number> {
       });
     }
     if (mta === "sendmail") ({ req, spool } = await prepareDirect(settings, req!, spool));
+    if (args.verbose && mta === "sendmail") {
+      verboseSend = true;
+      if (!settings.sshOptions.some((o) => /^loglevel=/i.test(o))) {
+        settings = { ...settings, sshOptions: ["LogLevel=VERBOSE", ...settings.sshOptions] };
+      }
+    }
     const id = mta === "sendmail" ? newMessageId(crypto.randomUUID()) : undefined;
     const failure = await send(settings, req!, spool, id);
     if (failure === undefined) return EX_OK;

@@ -130,3 +130,44 @@ Deno.test("service: -t with a local name in To: (mail -s x root) goes to adminad
     await bed.stop();
   }
 });
+
+Deno.test("service: sendmail -v says where the message went; a direct send with -v shows ssh's diagnostics", async () => {
+  const bed = await startServiceBed();
+  try {
+    const ann = await account("rsmann");
+    const rcpt = await account("rsmrcpt");
+    const box = bed.mailbox(rcpt.name);
+    const tok = token("verbose");
+    const res = await bed.sendAs(
+      ann,
+      ["-v", `${rcpt.name}@${bed.domain}`],
+      `Subject: v\n\n${tok}\n`,
+    );
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stderr, /^sshsendmail: handed to the delivery service as [0-9a-f]{32}; /);
+    await takeByToken(box, tok);
+    // Direct (queue = no, as the account that holds the key): ssh's own lines, then its exit.
+    await bed.writeConfig(["queue = no"]);
+    const direct = token("verbose-direct");
+    const d = await bed.sendAs(bed.service, [
+      bed.sendmail,
+      "-v",
+      `${rcpt.name}@${bed.domain}`,
+    ], `Subject: v\n\n${direct}\n`);
+    assert.equal(d.code, 0, d.stderr);
+    assert.match(d.stderr, /Authenticated to 127\.0\.0\.1/);
+    assert.match(d.stderr, /sshsendmail: 127\.0\.0\.1: ssh exited 0\n$/);
+    await takeByToken(box, direct);
+    // Positive control: without -v, silence.
+    const quiet = token("quiet-direct");
+    const q = await bed.sendAs(
+      bed.service,
+      [bed.sendmail, `${rcpt.name}@${bed.domain}`],
+      `Subject: q\n\n${quiet}\n`,
+    );
+    assert.equal(q.stdout + q.stderr, "");
+    await takeByToken(box, quiet);
+  } finally {
+    await bed.stop();
+  }
+});
