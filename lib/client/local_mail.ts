@@ -8,7 +8,7 @@
  * @module
  */
 
-import { isEnvelopeAddress } from "../shared/address.ts";
+import { isDeliveryTarget, isEnvelopeAddress } from "../shared/address.ts";
 
 /** Local delivery settings. */
 export interface LocalPolicy {
@@ -50,9 +50,7 @@ export function parseAliases(text: string): Map<string, string[]> {
     if (colon <= 0) continue;
     const name = entry.slice(0, colon).trim().toLowerCase();
     const targets = entry.slice(colon + 1).split(",").map((t) => t.trim())
-      .filter((t) =>
-        t !== "" && !t.startsWith("|") && !t.startsWith("/") && !t.startsWith(":include:")
-      )
+      .filter((t) => t !== "" && !isDeliveryTarget(t))
       .filter(isEnvelopeAddress);
     map.set(name, targets);
   }
@@ -90,8 +88,9 @@ export function rewriteRecipients(recipients: readonly string[], policy: LocalPo
     const targets = policy.aliases.get(user);
     if (targets && depth < MAX_ALIAS_DEPTH) {
       for (const t of targets) {
-        if (localUser(t, policy) === user) add(policy.adminaddr.length ? policy.adminaddr[0]! : t);
-        else expand(t, depth + 1);
+        if (localUser(t, policy) !== user) expand(t, depth + 1);
+        else if (policy.adminaddr.length > 0) policy.adminaddr.forEach(add);
+        else add(t);
       }
       return;
     }
@@ -110,8 +109,12 @@ export function qualify(address: string, domain: string): string {
 /** True when the header section (up to the first empty line) has a From: field. */
 export function hasFromHeader(head: string): boolean {
   const end = head.search(/\r?\n\r?\n/);
-  const headers = end < 0 ? head : head.slice(0, end);
-  return /^from:/im.test(headers);
+  const headers = head.startsWith("\n") || head.startsWith("\r\n")
+    ? ""
+    : end < 0
+    ? head
+    : head.slice(0, end);
+  return /^from[ \t]*:/im.test(headers);
 }
 
 /**

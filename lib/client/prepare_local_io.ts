@@ -19,7 +19,13 @@ import {
   qualify,
   rewriteRecipients,
 } from "./local_mail.ts";
-import { prefixedReader, type Spooled, spoolMessage } from "../shared/pipeline_io.ts";
+import {
+  giveChunk,
+  prefixedReader,
+  type Spooled,
+  spoolMessage,
+  takeChunk,
+} from "../shared/pipeline_io.ts";
 import { parseSendmailArgs, type SendmailRequest } from "../shared/sendmail_args.ts";
 
 /** Reads a file's text, or undefined when it cannot be read. */
@@ -67,8 +73,15 @@ export function accountFromPasswd(
 
 /** The login of `uid` from /etc/passwd (a uid without an entry: `uid<N>`). */
 export async function loginOfUid(uid: number): Promise<string> {
-  return loginFromPasswd((await readText("/etc/passwd")) ?? "", uid) ?? `uid${uid}`;
+  // The service asks for every message: /etc/passwd is read again after 10 s at most.
+  const now = Date.now();
+  if (passwdCache === undefined || now - passwdCache.at > 10_000) {
+    passwdCache = { at: now, text: (await readText("/etc/passwd")) ?? "" };
+  }
+  return loginFromPasswd(passwdCache.text, uid) ?? `uid${uid}`;
 }
+
+let passwdCache: { at: number; text: string } | undefined;
 
 /** Reads the standalone mode's local policy: mail domain, local names, adminaddr, aliases. */
 export async function readLocalPolicy(
@@ -116,49 +129,59 @@ export async function prepareLocal(
   o: PrepareOptions,
 ): Promise<{ req: SendmailRequest; spool: Spooled }> {
   const sender = qualify(req.sender ?? login, policy.domain);
-  const head = new Uint8Array(65536);
-  await spool.file.seek(0, Deno.SeekMode.Start);
-  const n = (await spool.file.read(head)) ?? 0;
-  const headText = new TextDecoder().decode(head.subarray(0, n));
-  // -t with a local name in To/Cc/Bcc (`mail -s x root`): the recipients
-  // are taken here, as a whole MTA would, so the local policy applies to
-  // them; the Bcc: fields go, as sendmail -t would drop them. Anything the
-  // parser is unsure of keeps -t for the relay.
-  let recipients = req.recipients;
-  let extract = req.extractRecipients;
-  let bccLines: number[] = [];
-  if (extract && /\r?\n\r?\n/.test(headText)) {
-    const found = headerRecipients(headText);
-    if (found && found.recipients.some((a) => localUser(a, policy) !== undefined)) {
-      recipients = [...req.recipients, ...found.recipients];
-      extract = false;
-      bccLines = found.bccLines;
-    }
+  const head = takeChunk();
+  try {
+    return await prepareWith(head);
+  } finally {
+    giveChunk(head);
   }
-  const converted = extract !== req.extractRecipients;
-  const checked = parseSendmailArgs([
-    "sendmail",
-    "-f",
-    sender,
-    ...(extract ? ["-t"] : []),
-    "--",
-    ...rewriteRecipients(recipients, policy),
-  ]);
-  const needFrom = !hasFromHeader(headText) && sender !== "";
-  if (!needFrom && !converted) return { req: checked, spool };
-  const from = needFrom ? new TextEncoder().encode(`From: ${sender}\n`) : new Uint8Array(0);
-  const kept = converted ? withoutLines(head.subarray(0, n), bccLines) : new Uint8Array(0);
-  const prefix = new Uint8Array(from.length + kept.length);
-  prefix.set(from);
-  prefix.set(kept, from.length);
-  await spool.file.seek(converted ? n : 0, Deno.SeekMode.Start);
-  const rebuilt = await spoolMessage(prefixedReader(prefix, spool.file), {
-    dir: o.spoolDir,
-    prefix: "sshsendmail",
-    maxSize: o.maxSize,
-    idleTimeoutMs: o.idleTimeoutMs,
-  });
-  return { req: checked, spool: rebuilt };
+
+  async function prepareWith(
+    head: Uint8Array,
+  ): Promise<{ req: SendmailRequest; spool: Spooled }> {
+    await spool.file.seek(0, Deno.SeekMode.Start);
+    const n = (await spool.file.read(head)) ?? 0;
+    const headText = new TextDecoder().decode(head.subarray(0, n));
+    // -t with a local name in To/Cc/Bcc (`mail -s x root`): the recipients
+    // are taken here, as a whole MTA would, so the local policy applies to
+    // them; the Bcc: fields go, as sendmail -t would drop them. Anything the
+    // parser is unsure of keeps -t for the relay.
+    let recipients = req.recipients;
+    let extract = req.extractRecipients;
+    let bccLines: number[] = [];
+    if (extract && /\r?\n\r?\n/.test(headText)) {
+      const found = headerRecipients(headText);
+      if (found && found.recipients.some((a) => localUser(a, policy) !== undefined)) {
+        recipients = [...req.recipients, ...found.recipients];
+        extract = false;
+        bccLines = found.bccLines;
+      }
+    }
+    const converted = extract !== req.extractRecipients;
+    const checked = parseSendmailArgs([
+      "sendmail",
+      "-f",
+      sender,
+      ...(extract ? ["-t"] : []),
+      "--",
+      ...rewriteRecipients(recipients, policy),
+    ]);
+    const needFrom = !hasFromHeader(headText) && sender !== "";
+    if (!needFrom && !converted) return { req: checked, spool };
+    const from = needFrom ? new TextEncoder().encode(`From: ${sender}\n`) : new Uint8Array(0);
+    const kept = converted ? withoutLines(head.subarray(0, n), bccLines) : new Uint8Array(0);
+    const prefix = new Uint8Array(from.length + kept.length);
+    prefix.set(from);
+    prefix.set(kept, from.length);
+    await spool.file.seek(converted ? n : 0, Deno.SeekMode.Start);
+    const rebuilt = await spoolMessage(prefixedReader(prefix, spool.file), {
+      dir: o.spoolDir,
+      prefix: "sshsendmail",
+      maxSize: o.maxSize,
+      idleTimeoutMs: o.idleTimeoutMs,
+    });
+    return { req: checked, spool: rebuilt };
+  }
 }
 
 /** `bytes` without the LF-separated lines whose indices are given. */

@@ -8,7 +8,7 @@
  */
 
 import { ConfigError } from "./client_config.ts";
-import { type Spooled, writeAll } from "../shared/pipeline_io.ts";
+import { giveChunk, type Spooled, takeChunk, writeAll } from "../shared/pipeline_io.ts";
 import {
   MAX_HEADER,
   parseQueueHeader,
@@ -49,11 +49,15 @@ export class Queue {
         await writeAll(file, body);
       } else {
         await body.file.seek(0, Deno.SeekMode.Start);
-        const buffer = new Uint8Array(CHUNK);
-        for (;;) {
-          const n = await body.file.read(buffer);
-          if (n === null) break;
-          await writeAll(file, buffer.subarray(0, n));
+        const buffer = takeChunk();
+        try {
+          for (;;) {
+            const n = await body.file.read(buffer);
+            if (n === null) break;
+            await writeAll(file, buffer.subarray(0, n));
+          }
+        } finally {
+          giveChunk(buffer);
         }
       }
       await file.syncData();
@@ -180,11 +184,15 @@ export class Queue {
     const file = await Deno.open(entry.path, { read: true });
     try {
       await file.seek(entry.bodyOffset, Deno.SeekMode.Start);
-      const buffer = new Uint8Array(CHUNK);
-      for (;;) {
-        const n = await file.read(buffer);
-        if (n === null) break;
-        await sink.write(buffer.subarray(0, n));
+      const buffer = takeChunk();
+      try {
+        for (;;) {
+          const n = await file.read(buffer);
+          if (n === null) break;
+          await sink.write(buffer.subarray(0, n));
+        }
+      } finally {
+        giveChunk(buffer);
       }
     } finally {
       file.close();

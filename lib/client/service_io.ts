@@ -40,7 +40,7 @@ import { isTemporary } from "../shared/exit_codes.ts";
 
 import type { LocalPolicy } from "./local_mail.ts";
 import { formatLogLine, type LogFields } from "../shared/log_line.ts";
-import { prefixedReader, spoolMessage } from "../shared/pipeline_io.ts";
+import { giveChunk, prefixedReader, spoolMessage, takeChunk } from "../shared/pipeline_io.ts";
 import { loginOfUid, prepareLocal } from "./prepare_local_io.ts";
 import { openQueue, type Queue, type QueueEntry } from "./queue_io.ts";
 import {
@@ -94,7 +94,7 @@ const WINDOW = 32;
 /** The fallback sweep of the drop directories (a missed change). */
 const SWEEP_MS = 15_000;
 /** How often the drop directory's mtime is looked at while mail flows (entries are never watched). */
-const DROP_POLL_MS = 10;
+const DROP_POLL_MS = 3;
 /** … and when nothing was dropped for DROP_HOT_MS (an idle service stays nearly idle). */
 const DROP_IDLE_POLL_MS = 50;
 const DROP_HOT_MS = 5_000;
@@ -1030,25 +1030,33 @@ async function readHeadLine(
   file: Deno.FsFile,
   cap: number,
 ): Promise<{ line: string; rest: Uint8Array } | undefined> {
-  let buf = new Uint8Array(Math.min(CHUNK, cap + 1));
+  const pooled = takeChunk();
+  let buf = pooled.length <= cap + 1 ? pooled : new Uint8Array(cap + 1);
   let got = 0;
-  for (;;) {
-    if (got === buf.length) {
-      if (buf.length > cap) return undefined;
-      const bigger = new Uint8Array(Math.min(buf.length * 2, cap + 1));
-      bigger.set(buf);
-      buf = bigger;
-    }
-    const n = await file.read(buf.subarray(got));
-    if (n === null) return undefined;
-    const nl = buf.subarray(got, got + n).indexOf(0x0a);
-    got += n;
-    if (nl >= 0) {
-      const end = got - n + nl;
-      return {
-        line: new TextDecoder().decode(buf.subarray(0, end)),
-        rest: buf.slice(end + 1, got),
-      };
+  try {
+    return await readLine();
+  } finally {
+    giveChunk(pooled);
+  }
+  async function readLine(): Promise<{ line: string; rest: Uint8Array } | undefined> {
+    for (;;) {
+      if (got === buf.length) {
+        if (buf.length > cap) return undefined;
+        const bigger = new Uint8Array(Math.min(buf.length * 2, cap + 1));
+        bigger.set(buf);
+        buf = bigger;
+      }
+      const n = await file.read(buf.subarray(got));
+      if (n === null) return undefined;
+      const nl = buf.subarray(got, got + n).indexOf(0x0a);
+      got += n;
+      if (nl >= 0) {
+        const end = got - n + nl;
+        return {
+          line: new TextDecoder().decode(buf.subarray(0, end)),
+          rest: buf.slice(end + 1, got),
+        };
+      }
     }
   }
 }

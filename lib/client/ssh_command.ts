@@ -154,8 +154,10 @@ const SSH_FAILURES: ReadonlyArray<{
 const STATUS_LINE_REGEXP = /^[245]\.\d{1,3}\.\d{1,3} \S.*$/;
 const CONNECTION_CLOSED_REGEXP = /Connection (closed|reset)|Broken pipe|lost connection/i;
 
+/** Peer text made safe to show: no control, format (bidi) or line-separator character. */
 function printable(text: string): string {
-  return text.replace(/[^\x20-\x7e\u00a0-\uffff]/g, "?").slice(0, 300);
+  return text.replace(/[^\x20-\x7e\u00a0-\uffff]/g, "?").replace(/[\p{Cf}\p{Zl}\p{Zp}]/gu, "?")
+    .slice(0, 300);
 }
 
 /**

@@ -26,11 +26,15 @@ function headerFields(head: string): string[] {
 const FIELD_REGEXP = /^(resent-)?(from|sender)[ \t]*:/i;
 /** An address-like word: something@something, without separators. */
 const ADDRESS_REGEXP = /[^\s<>(),;:"\[\]\\]+@[^\s<>(),;:"\[\]\\]+/g;
+/** A comment, or a quoted string no `@` follows: text in which an `@` is no mailbox's. */
+const TEXT_REGEXP = /\((?:[^()\\]|\\.)*\)|"(?:[^"\\]|\\.)*"(?![ \t]*@)/g;
 
 /**
  * Every address-like word in From:, Sender:, Resent-From: and
  * Resent-Sender: of the header section (unfolded), lower-cased. A field
- * without any yields "" (which no list allows), so it cannot pass unseen.
+ * without any, or with an `@` none of them accounts for (a quoted local
+ * part, spaces around the `@`), yields "" (which no list allows), so it
+ * cannot pass unseen.
  *
  * @example Usage
  * ```ts
@@ -48,7 +52,10 @@ export function headerSenders(head: string): string[] {
     if (!FIELD_REGEXP.test(field)) continue;
     const value = field.slice(field.indexOf(":") + 1);
     const found = value.match(ADDRESS_REGEXP) ?? [];
-    if (found.length === 0) out.push("");
+    // An `@` outside those words and outside comments and display names is a
+    // mailbox they missed (`"boss"@bank.example`, `boss @ bank.example`).
+    const rest = value.replace(ADDRESS_REGEXP, "").replace(TEXT_REGEXP, "");
+    if (found.length === 0 || rest.includes("@")) out.push("");
     for (const a of found) out.push(a.toLowerCase());
   }
   return out;

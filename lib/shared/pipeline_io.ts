@@ -43,6 +43,19 @@ export interface ByteReader {
 
 const CHUNK = 65536;
 
+/** Spare read buffers: a long-running service reuses them instead of growing the heap. */
+const POOL: Uint8Array[] = [];
+
+/** A 64 KiB buffer from the pool (give it back with {@link giveChunk}). */
+export function takeChunk(): Uint8Array {
+  return POOL.pop() ?? new Uint8Array(CHUNK);
+}
+
+/** Returns a buffer taken with {@link takeChunk}. */
+export function giveChunk(buffer: Uint8Array): void {
+  if (buffer.length === CHUNK && POOL.length < 8) POOL.push(buffer);
+}
+
 /**
  * Adapts a ReadableStream to a ByteReader (for sources Deno only offers as
  * streams, such as a child's stdout).
@@ -83,11 +96,6 @@ export function prefixedReader(prefix: Uint8Array, rest?: ByteReader): ByteReade
   };
 }
 
-/** Resolves "idle" when `signal` aborts (AbortSignal.timeout: no timer to clear). */
-function whenAborted(signal: AbortSignal): Promise<"idle"> {
-  return new Promise((resolve) => signal.addEventListener("abort", () => resolve("idle")));
-}
-
 /**
  * Reads `input` to its end into a fresh 0600 file in `dir`, unlinked at once
  * so that it cannot linger whatever happens to the process.
@@ -109,17 +117,25 @@ export async function spoolMessage(input: ByteReader, options: SpoolOptions): Pr
   const hash = new Sha256();
   const limit = Math.min(options.maxSize, options.declaredSize ?? Infinity);
   let size = 0;
-  // One buffer per spool: each chunk is hashed and written before the next read.
-  const buffer = new Uint8Array(CHUNK);
+  // One buffer per spool (from the pool): each chunk is hashed and written before the next read.
+  const buffer = takeChunk();
   const started = Date.now();
   const deadline = options.deadlineMs === undefined ? Infinity : started + options.deadlineMs;
   try {
     for (;;) {
       const left = deadline - Date.now();
+      // A timer per read, cleared at once (AbortSignal.timeout cannot be: a
+      // long-running service would hold thousands of them).
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const n = await Promise.race([
         input.read(buffer),
-        whenAborted(AbortSignal.timeout(Math.max(0, Math.min(options.idleTimeoutMs, left)))),
-      ]);
+        new Promise<"idle">((resolve) => {
+          timer = setTimeout(
+            () => resolve("idle"),
+            Math.max(0, Math.min(options.idleTimeoutMs, left)),
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
       if (n === "idle") {
         throw new TempError(
           Date.now() >= deadline
@@ -147,6 +163,8 @@ export async function spoolMessage(input: ByteReader, options: SpoolOptions): Pr
     file.close();
     if (err instanceof DataError || err instanceof TempError) throw err;
     throw new TempError("cannot spool message", "4.3.0", String(err));
+  } finally {
+    giveChunk(buffer);
   }
   return { file, size, sha256: hash.hex() };
 }
