@@ -12,16 +12,8 @@
  *    `dist/sshsendmail` against a key forced to dist/rsendmail, cold and with
  *    `--reuse`, vs upstream's sshsendmail against a key forced to
  *    /usr/bin/rsendmail, plus the floor `ssh relay true` cold and warm.
- * 3. Offline queue (same sshd): `--flush N` messages (default 500) are sent
- *    with the relay unreachable (the config names a closed port: each send
- *    exits 0 and queues), the config is re-pointed at the relay and one
- *    `sshsendmail --flush` is timed (one ssh session, the relay in `--batch`
- *    mode); the same for 100 messages, to show the client's and the relay's
- *    peak RSS (`/usr/bin/time -f %M` around each) do not grow with the
- *    queue. Upstream has no queue: `--upstream-seq N` (default 50) sequential
- *    upstream sends are timed and extrapolated to N. Every message must
- *    arrive exactly once (counted per message tag).
- *
+ * 3. (The offline queue's `--flush` is the satellite service's now: see
+ *    the service section, scripts/bench_service.ts.)
  * 4. SMTP mode (same sshd): `--smtp N` (default 100) messages in one
  *    `sshsendmail -bs -i` session (one client process whose messages share one
  *    ssh session, the relay in `--batch` mode), driven like a PHP mailer (a
@@ -78,7 +70,6 @@ import {
   type MailGroup,
   makeMessage,
   mib,
-  pool,
   progress,
   quantile,
   ratio,
@@ -105,8 +96,6 @@ import {
 } from "./bench_service.ts";
 
 const TARGETS = { relayRatio: 2.0, cold: 330, warm: 120, flushRate: 50, smtpSpeedup: 5 };
-/** Concurrent senders while filling the offline queue (only the flush is timed). */
-const ENQUEUE_CONCURRENCY = 4;
 /** Heading of the service section in docs/benchmarks.md. */
 const SERVICE_HEADING = "## Satellite service";
 type Only = "relay" | "e2e" | "flush" | "smtp" | "service";
@@ -620,290 +609,6 @@ async function benchE2e(opts: Options, runId: string, rcpt: string, report: Repo
   }
 }
 
-/**
- * Section 3: the offline queue. Fills a queue with the relay unreachable,
- * then times one `--flush`; upstream has no queue and sends one at a time.
- */
-async function benchFlush(
-  opts: Options,
-  runId: string,
-  rcpt: string,
-  report: Report,
-  bed: Bed,
-  oursColdMs: number | undefined,
-): Promise<MailGroup[]> {
-  const { relay, asUser } = bed;
-  const sizes = [...new Set([100, opts.flushN])].sort((a, b) => a - b);
-  // The bench account's side: queues, configs, the client's RSS files.
-  const dir = await Deno.makeTempDir({ prefix: "rsm-bench-flush-" });
-  await run("/usr/bin/chown", [`${BENCH_USER}:`, dir]);
-  await Deno.chmod(dir, 0o700);
-  // The relay account's side: where /usr/bin/time around rsendmail writes.
-  const relayDir = await Deno.makeTempDir({ prefix: "rsm-bench-relayrss-" });
-  await run("/usr/bin/chown", [`${relay.user}:`, relayDir]);
-  await Deno.chmod(relayDir, 0o755);
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const closedPort = (l.addr as Deno.NetAddr).port;
-  l.close();
-  const writeConf = async (name: string, port: number, key: string, queueDir: string) => {
-    const path = `${dir}/${name}.conf`;
-    await Deno.writeTextFile(
-      path,
-      [
-        "# written by scripts/bench.ts",
-        `host = ${relay.host}`,
-        `user = ${relay.user}`,
-        `port = ${port}`,
-        `identity = ${key}`,
-        `known_hosts = ${relay.knownHosts}`,
-        `queue_dir = ${queueDir}`,
-        "",
-      ].join("\n"),
-    );
-    await run("/usr/bin/chown", [`${BENCH_USER}:`, path]);
-    return path;
-  };
-  const groups: MailGroup[] = [];
-  try {
-    // 1. Fill the queues: every send finds the relay's port closed, exits 0 and queues.
-    const runs = [];
-    for (const n of sizes) {
-      const key = await relay.addKey(
-        `restrict,command="${TIME} -f %M -o ${relayDir}/relay-${n} ${DIST_RSENDMAIL}"`,
-        BENCH_USER,
-      );
-      const queueDir = `${dir}/queue-${n}`;
-      const offline = await writeConf(`offline-${n}`, closedPort, key, queueDir);
-      const online = await writeConf(`online-${n}`, relay.port, key, queueDir);
-      const id = `flush${n}`;
-      const t0 = performance.now();
-      const samples = await pool(n, ENQUEUE_CONCURRENCY, async (i) => {
-        if (i % 20 === 0) await progress(`offline queue: filling ${n}, ${i}/${n}`);
-        return await timeOnce(asUser(
-          DIST_SSHSENDMAIL,
-          ["-f", SENDER, "--", rcpt],
-          makeMessage(1024, `${runId} ${id} ${i}`, rcpt),
-          { SSHSENDMAIL_CONFIG: offline },
-        ));
-      });
-      const fillMs = performance.now() - t0;
-      const failed = samples.filter((x) => x.code !== 0);
-      const queued = await countFiles(`${queueDir}/new`);
-      runs.push({ n, id, queueDir, online, samples, failed, queued, fillMs, key });
-      groups.push({
-        id,
-        label: `${id}: queued offline, one \`--flush\``,
-        sent: n,
-        failed: failed.length,
-      });
-      if (failed.length > 0) {
-        report.findings.push(
-          `offline queue ${n}: ${failed.length} sends exited non-zero, e.g. ` +
-            `exit ${failed[0]!.code}: ${failed[0]!.stderr.trim().split("\n")[0]}`,
-        );
-      }
-    }
-    // 2. Re-point the config at the relay; one flush each, client and relay under /usr/bin/time.
-    const flushes = [];
-    for (const r of runs) {
-      await progress(`offline queue: flushing ${r.n}`);
-      const clientRss = `${dir}/client-${r.n}`;
-      const s = await timeOnce(asUser(
-        TIME,
-        ["-f", "%M", "-o", clientRss, DIST_SSHSENDMAIL, "--flush"],
-        undefined,
-        { SSHSENDMAIL_CONFIG: r.online },
-      ));
-      const left = await countFiles(`${r.queueDir}/new`);
-      const failedDir = await countFiles(`${r.queueDir}/failed`);
-      flushes.push({
-        ...r,
-        ms: s.ms,
-        code: s.code,
-        stderr: s.stderr,
-        left,
-        failedDir,
-        clientKiB: await readRssKiB(clientRss),
-        relayKiB: await readRssKiB(`${relayDir}/relay-${r.n}`),
-      });
-      if (s.code !== 0 || left !== 0 || failedDir !== 0) {
-        report.findings.push(
-          `flush of ${r.n}: exit ${s.code}, ${left} left in the queue, ${failedDir} failed` +
-            (s.stderr.trim() ? ` (${s.stderr.trim().split("\n")[0]})` : ""),
-        );
-      }
-    }
-    // 3. Upstream: no queue, one ssh session per message, sequentially.
-    const upId = "upstream-seq";
-    const upSamples: Sample[] = [];
-    const t0 = performance.now();
-    for (let i = 0; i < opts.upstreamSeq; i++) {
-      if (i % 5 === 0) await progress(`upstream one at a time: ${i}/${opts.upstreamSeq}`);
-      upSamples.push(
-        await timeOnce(asUser(
-          UP_SSHSENDMAIL,
-          ["--host", "rsm-up", "-f", SENDER, rcpt],
-          makeMessage(1024, `${runId} ${upId} ${i}`, rcpt),
-        )),
-      );
-    }
-    const upMs = performance.now() - t0;
-    const upFailed = upSamples.filter((x) => x.code !== 0);
-    groups.push({
-      id: upId,
-      label: `${upId}: upstream, one send per message`,
-      sent: opts.upstreamSeq,
-      failed: upFailed.length,
-    });
-    if (upFailed.length > 0) {
-      report.findings.push(`upstream sequential: ${upFailed.length} sends failed`);
-    }
-    await Deno.stderr.write(
-      encoder.encode(`${Deno.stderr.isTerminal() ? "\n" : ""}offline queue: done\n`),
-    );
-
-    // Report.
-    const big = flushes[flushes.length - 1]!;
-    const small = flushes[0]!;
-    const rate = (n: number, ms: number) => (n / (ms / 1000)).toFixed(1);
-    const upRate = opts.upstreamSeq / (upMs / 1000);
-    const upMedian = quantile(upSamples.map((x) => x.ms).sort((a, b) => a - b), 0.5);
-    const rows: string[][] = flushes.slice().reverse().map((f) => [
-      `ours: ${f.n} queued, one \`sshsendmail --flush\` (one ssh session, \`--batch\`)`,
-      String(f.n),
-      (f.ms / 1000).toFixed(2),
-      rate(f.n, f.ms),
-      (f.ms / f.n).toFixed(1),
-      "measured",
-      f.n === big.n ? `≥ ${TARGETS.flushRate} msg/s` : "",
-      f.n === big.n ? (f.n / (f.ms / 1000) >= TARGETS.flushRate ? "met" : "MISSED") : "",
-    ]);
-    rows.push([
-      `upstream sshsendmail 1.1.4: ${opts.upstreamSeq} sequential sends, one ssh session each`,
-      String(opts.upstreamSeq),
-      (upMs / 1000).toFixed(2),
-      upRate.toFixed(1),
-      (upMs / opts.upstreamSeq).toFixed(1),
-      "measured",
-      "",
-      "",
-    ]);
-    rows.push([
-      `upstream sshsendmail 1.1.4: ${big.n} sequential sends`,
-      String(big.n),
-      `${((upMs / opts.upstreamSeq) * big.n / 1000).toFixed(1)}`,
-      upRate.toFixed(1),
-      (upMs / opts.upstreamSeq).toFixed(1),
-      `**extrapolated** from the ${opts.upstreamSeq} above`,
-      "",
-      "",
-    ]);
-    if (oursColdMs !== undefined) {
-      rows.push([
-        `ours without the queue: ${big.n} cold single sends`,
-        String(big.n),
-        (oursColdMs * big.n / 1000).toFixed(1),
-        (1000 / oursColdMs).toFixed(1),
-        oursColdMs.toFixed(1),
-        "**extrapolated** from table 2's cold median",
-        "",
-        "",
-      ]);
-    }
-    const marginal = (big.ms - small.ms) / (big.n - small.n);
-    const fixed = small.ms - small.n * marginal;
-    const fillPer = (r: { samples: Sample[] }) =>
-      quantile(r.samples.map((x) => x.ms).sort((a, b) => a - b), 0.5);
-    report.sections.push(
-      [
-        `### 3. Offline queue: ${big.n} queued messages delivered by one \`--flush\` vs upstream one message at a time (~1 KB messages)`,
-        "",
-        table(
-          ["client", "messages", "wall (s)", "msgs/s", "ms per message", "how", "target", "ours"],
-          rows,
-        ),
-        "",
-        `Speed-up of the ${big.n}-message flush over upstream's sequential sends: ` +
-        `${((big.n / (big.ms / 1000)) / upRate).toFixed(1)}× ` +
-        `(upstream's per-send median ${fmt(upMedian)} ms). ` +
-        (big.n === small.n ? "" : `From the two flushes: each further message costs ` +
-          `${fmt(marginal)} ms (${(1000 / marginal).toFixed(1)} msg/s marginal) on top of ` +
-          `${fmt(fixed)} ms fixed per flush (client start, ssh handshake, relay start).`),
-        "",
-        table(
-          [
-            "queued messages",
-            "flush client peak RSS (MiB)",
-            "relay rsendmail peak RSS (MiB)",
-            "flush exit",
-            "left in queue / failed",
-          ],
-          flushes.map((f) => [
-            String(f.n),
-            mib(f.clientKiB),
-            mib(f.relayKiB),
-            String(f.code),
-            `${f.left} / ${f.failedDir}`,
-          ]),
-        ),
-        "",
-        `Peak RSS from \`${TIME} -f %M\` around the flushing client (as ${BENCH_USER}) and ` +
-        `around the relay's forced command (as ${relay.user}); it is the largest process of each ` +
-        `tree (Deno; ssh, sendmail and logger children are smaller). ` +
-        (big.n === small.n ? "" : `${big.n} vs ${small.n} queued: client ` +
-          `${ratio(big.clientKiB, small.clientKiB)}, relay ${
-            ratio(big.relayKiB, small.relayKiB)
-          }.`),
-        "",
-        table(
-          [
-            "filling the queue (relay port closed)",
-            "sends",
-            "exit 0",
-            "queued files",
-            "median ms per send",
-            "wall (s)",
-          ],
-          runs.map((r) => [
-            `${r.n} sends, ${ENQUEUE_CONCURRENCY} at a time`,
-            String(r.n),
-            String(r.n - r.failed.length),
-            String(r.queued),
-            fmt(fillPer(r)),
-            (r.fillMs / 1000).toFixed(1),
-          ]),
-        ),
-        "",
-        "Only the flush is timed; the fill just makes the queue (each send tries the closed port, " +
-        "then queues durably and exits 0).",
-      ].join("\n"),
-    );
-    // "Bounded whatever the queue size": allow GC noise, flag real growth.
-    for (
-      const [side, a, b] of [
-        ["client", small.clientKiB, big.clientKiB],
-        ["relay", small.relayKiB, big.relayKiB],
-      ] as const
-    ) {
-      if (big.n > small.n && b > a * 1.15) {
-        report.findings.push(
-          `offline queue: ${side} peak RSS grows with the queue: ${mib(a)} MiB for ${small.n}, ` +
-            `${mib(b)} MiB for ${big.n} (${fmt((b - a) / (big.n - small.n))} KiB per message)`,
-        );
-      }
-    }
-    if (big.n / (big.ms / 1000) < TARGETS.flushRate) {
-      report.findings.push(
-        `offline queue: the ${big.n}-message flush misses ${TARGETS.flushRate} msg/s`,
-      );
-    }
-    return groups;
-  } finally {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-    await Deno.remove(relayDir, { recursive: true }).catch(() => {});
-  }
-}
-
 /** Reads SMTP replies (possibly multi-line) from a child's stdout. */
 class ReplyReader {
   #reader: ReadableStreamDefaultReader<Uint8Array>;
@@ -1116,7 +821,7 @@ async function benchSmtp(
         `port = ${relay.port}`,
         `identity = ${key}`,
         `known_hosts = ${relay.knownHosts}`,
-        `queue_dir = ${dir}/queue-${name}`,
+        "queue = no", // one batch session per SMTP session (direct -bs)
         `reuse = ${reuse ? "yes" : "no"}`,
         "",
       ].join("\n"),
@@ -1399,9 +1104,9 @@ async function main(): Promise<number> {
           all.push(...cases);
           oursCold = med(cases.find((c) => c.id === "ours-cold")!);
         }
-        if (opts.only === undefined || opts.only === "flush") {
-          groups.push(...await benchFlush(opts, runId, rcpt, report, bed, oursCold));
-        }
+        // The offline queue's --flush is the satellite service's now: its
+        // burst and warm-latency figures are in the service section.
+        void oursCold;
         if (opts.only === undefined || opts.only === "smtp") {
           groups.push(...await benchSmtp(opts, runId, rcpt, report, bed));
         }
