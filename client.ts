@@ -424,10 +424,11 @@ async function flush(settings: ClientSettings, verbose: boolean): Promise<number
 
 /** `--remove ID`: one of this user's queued messages (root: any). */
 async function removeQueued(settings: ClientSettings, id: string): Promise<number> {
-  if (!/^m[0-9a-f]{32}$/.test(id)) {
+  const wanted = /^[0-9a-f]{10}$/i.test(id) ? id.toUpperCase() : id;
+  if (!/^(m[0-9a-f]{32}|[0-9A-F]{10})$/.test(wanted)) {
     throw new MailError("no such message", { exitCode: EX_NOINPUT, status: "5.1.0" });
   }
-  const reply = await askService(settings.spool, { op: "remove", id });
+  const reply = await askService(settings.spool, { op: "remove", id: wanted });
   if (!reply.ok) throw new TempError(reply.error, "4.3.0");
   if (reply.op === "remove" && reply.removed) return EX_OK;
   throw new MailError("no such message in the queue", { exitCode: EX_NOINPUT, status: "5.1.0" });

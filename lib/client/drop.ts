@@ -157,7 +157,7 @@ export type ServiceRequest =
   | { op: "remove"; id: string };
 
 /** A queue id as users see it (the service's own ids). */
-const ID_REGEXP = /^m[0-9a-f]{32}$/;
+const ID_REGEXP = /^(m[0-9a-f]{32}|[0-9A-F]{10})$/;
 
 /**
  * Parses a request drop's text.

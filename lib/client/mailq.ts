@@ -17,6 +17,22 @@ const INDENT = " ".repeat(41);
 /** The column header, exactly as Postfix prints it. */
 export const MAILQ_HEADER = "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------";
 
+/**
+ * The queue id as `mailq` shows it: Postfix's short form, ten upper-case
+ * hex digits (the service's id `m<32 hex>` begins with them), so a script
+ * that parses Postfix's queue listing parses ours. `--remove` takes either.
+ *
+ * @example Usage
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { shortQueueId } from "./mailq.ts";
+ * strictEqual(shortQueueId("m0123456789abcdef0123456789abcdef"), "0123456789");
+ * ```
+ */
+export function shortQueueId(id: string): string {
+  return id.slice(1, 11).toUpperCase();
+}
+
 /** `Tue Dec  1 06:41:53`, as Postfix's showq prints arrival times (local time). */
 export function arrivalTime(ms: number): string {
   const d = new Date(ms);
@@ -52,7 +68,7 @@ export function formatMailq(messages: readonly ListedMessage[], now: number): st
     bytes += m.size;
     const sender = m.sender === null ? "(default)" : m.sender === "" ? "MAILER-DAEMON" : m.sender;
     out.push(
-      `${m.id.padEnd(11)} ${String(m.size).padStart(8)} ${arrivalTime(m.created)}  ${
+      `${shortQueueId(m.id).padEnd(11)} ${String(m.size).padStart(8)} ${arrivalTime(m.created)}  ${
         printable(sender)
       }`,
     );

@@ -53,6 +53,7 @@ import {
   queueHeader,
 } from "./queue_entry.ts";
 import { normalizeSender } from "./client_args.ts";
+import { shortQueueId } from "./mailq.ts";
 import { parseSendmailArgs } from "../shared/sendmail_args.ts";
 import { Sha256 } from "../shared/sha256.ts";
 import { classifyExit, type Failure } from "./ssh_command.ts";
@@ -104,7 +105,6 @@ const DROP_RECENT_MS = 50;
 const ALIVE_MS = 5_000;
 /** Replies nobody read are removed after this. */
 const REPLY_TTL_MS = 60_000;
-const CHUNK = 65536;
 
 /** One queued message as the service tracks it. */
 interface Item {
@@ -593,15 +593,20 @@ export class Service {
       case "list":
         return { ok: true, op: "list", messages: this.#mine(uid).map(listed) };
       case "remove": {
-        const item = this.#items.get(request.id);
+        // The full id, or mailq's short one (unique among what the caller sees).
+        const matches = this.#mine(uid).filter((i) =>
+          i.entry.header.id === request.id || shortQueueId(i.entry.header.id) === request.id
+        );
+        const item = matches.length === 1 ? matches[0] : undefined;
         if (!item || !mayAccess(uid, this.#ctx.uid, item.entry.header.uid)) {
           return { ok: true, op: "remove", removed: false };
         }
         if (item.busy) return { ok: false, error: "the message is being delivered right now" };
-        await this.#queue.remove(request.id);
-        this.#items.delete(request.id);
-        this.#settle(request.id, "removed");
-        this.#ctx.log("info", { event: "removed", id: request.id, by: uid });
+        const id = item.entry.header.id;
+        await this.#queue.remove(id);
+        this.#items.delete(id);
+        this.#settle(id, "removed");
+        this.#ctx.log("info", { event: "removed", id, by: uid });
         return { ok: true, op: "remove", removed: true };
       }
       case "flush": {

@@ -26,8 +26,8 @@ function headerFields(head: string): string[] {
 const FIELD_REGEXP = /^(resent-)?(from|sender)[ \t]*:/i;
 /** An address-like word: something@something, without separators. */
 const ADDRESS_REGEXP = /[^\s<>(),;:"\[\]\\]+@[^\s<>(),;:"\[\]\\]+/g;
-/** A comment, or a quoted string no `@` follows: text in which an `@` is no mailbox's. */
-const TEXT_REGEXP = /\((?:[^()\\]|\\.)*\)|"(?:[^"\\]|\\.)*"(?![ \t]*@)/g;
+/** A comment or a quoted string (with the `@` after it, if any), read left to right. */
+const TEXT_REGEXP = /\((?:[^()\\]|\\.)*\)|"(?:[^"\\]|\\.)*"([ \t]*@)?/g;
 
 /**
  * Every address-like word in From:, Sender:, Resent-From: and
@@ -54,7 +54,7 @@ export function headerSenders(head: string): string[] {
     const found = value.match(ADDRESS_REGEXP) ?? [];
     // An `@` outside those words and outside comments and display names is a
     // mailbox they missed (`"boss"@bank.example`, `boss @ bank.example`).
-    const rest = value.replace(ADDRESS_REGEXP, "").replace(TEXT_REGEXP, "");
+    const rest = value.replace(ADDRESS_REGEXP, "").replace(TEXT_REGEXP, (_, at) => at ? "@" : "");
     if (found.length === 0 || rest.includes("@")) out.push("");
     for (const a of found) out.push(a.toLowerCase());
   }

@@ -86,7 +86,11 @@ export class FramedReader {
         this.#buffer = new Uint8Array(0);
       }
       if (!(await this.#fill())) {
-        if (skipping) return "too-long";
+        if (skipping) {
+          // The tail of the long line is no line of its own.
+          this.#buffer = new Uint8Array(0);
+          return "too-long";
+        }
         if (this.#buffer.length === 0) return null;
         const rest = this.#buffer;
         this.#buffer = new Uint8Array(0);

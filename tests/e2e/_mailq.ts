@@ -43,7 +43,7 @@ export function parseMailq(out: string): Mailq {
   let current: Queued | undefined;
   for (const line of lines) {
     const head =
-      /^(m[0-9a-f]{32}) +(\d+) [A-Z][a-z]{2} [A-Z][a-z]{2} [ 123]\d \d\d:\d\d:\d\d {2}(\S+)$/
+      /^([0-9A-F]{10}) +(\d+) [A-Z][a-z]{2} [A-Z][a-z]{2} [ 123]\d \d\d:\d\d:\d\d {2}(\S+)$/
         .exec(line);
     const reason = /^\((.+); (\d+) attempts; next try (?:now|in \w+)\)$/.exec(line);
     const rcpt = /^ {41}(\S+)$/.exec(line);

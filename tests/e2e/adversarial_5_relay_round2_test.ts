@@ -322,3 +322,57 @@ Deno.test("relay: --allow-header-sender refuses a forged From:/Sender: (5.7.1), 
     await relay.stop();
   }
 });
+
+Deno.test("relay: a batch peer sending a frame now and then is cut at --session-timeout (4.4.2); frames before it are delivered", async () => {
+  const postfix = await startPostfix();
+  const box = postfix.mailbox(ACCOUNT);
+  const relay = await startRelay();
+  try {
+    const key = await relay.addKey(
+      `restrict,command="${RSENDMAIL} --label sesstime --session-timeout 2"`,
+    );
+    const [cmd, ...args] = relay.sshArgv(key);
+    const child = new Deno.Command(cmd!, {
+      args: [...args, quoteWords(["rsendmail", "--batch"])],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    const encoder = new TextEncoder();
+    const frame = async (tok: string) => {
+      const body = encoder.encode(message(tok));
+      const sha = Array.from(
+        new Uint8Array(await crypto.subtle.digest("SHA-256", body)),
+        (b) => b.toString(16).padStart(2, "0"),
+      ).join("");
+      const id = `m${crypto.randomUUID().replaceAll("-", "")}`;
+      const words = [
+        "-oi",
+        `--size=${body.length}`,
+        `--sha256=${sha}`,
+        `--id=${id}`,
+        "--",
+        `${ACCOUNT}@${postfix.domain}`,
+      ];
+      await writer.write(encoder.encode(`MSG ${quoteWords(words)}\n`));
+      await writer.write(body);
+    };
+    const first = token("sess-first");
+    await frame(first); // positive control: inside the deadline
+    await new Promise((r) => setTimeout(r, 3000));
+    const late = token("sess-late");
+    await frame(late).catch(() => {});
+    await writer.close().catch(() => {});
+    const out = await child.output();
+    const replies = new TextDecoder().decode(out.stdout).trim().split("\n");
+    assert.match(replies[0] ?? "", / 0 2\.0\.0 delivered/);
+    assert.match(replies[1] ?? "", /^- 75 4\.4\.2 rsendmail: session time limit reached$/);
+    await takeByToken(box, first);
+    record(SECTION, "a frame inside --session-timeout", "delivered");
+    await expectNoToken(box, late, 500);
+    record(SECTION, "a frame after --session-timeout (a session held open)", "refused");
+  } finally {
+    await relay.stop();
+  }
+});

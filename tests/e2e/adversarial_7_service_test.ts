@@ -801,7 +801,7 @@ attackTest(
     const annQ = await s.bed.sendAs(s.ann, [s.bed.sendmail, "-bp"]);
     assert.equal(annQ.code, 0, annQ.stderr);
     assert.ok(annQ.stdout.includes(s.to), annQ.stdout);
-    const id = /^(m[0-9a-f]{32}) /m.exec(annQ.stdout)?.[1];
+    const id = /^([0-9A-F]{10}) /m.exec(annQ.stdout)?.[1];
     assert.ok(id, annQ.stdout);
 
     // Squatting: many names of every kind, all empty.

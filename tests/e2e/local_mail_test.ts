@@ -259,7 +259,7 @@ Deno.test("local mail: default sender, From:, aliases, mailq, newaliases", async
         assert.match(
           lines[1]!,
           new RegExp(
-            `^m[0-9a-f]{32} +\\d+ [A-Z][a-z]{2} [A-Z][a-z]{2} [ 123]\\d \\d\\d:\\d\\d:\\d\\d  ${SENDER}@${DOMAIN}$`,
+            `^[0-9A-F]{10} +\\d+ [A-Z][a-z]{2} [A-Z][a-z]{2} [ 123]\\d \\d\\d:\\d\\d:\\d\\d  ${SENDER}@${DOMAIN}$`,
           ),
           out,
         );
