@@ -204,6 +204,21 @@ function sshEnv(): Record<string, string> {
   return env;
 }
 
+/**
+ * The id a Postfix pipe delivery carries: Postfix's queue id and this
+ * delivery's envelope, hashed. A retry of the same delivery gets the same
+ * id (the relay answers "already delivered" instead of sending it twice);
+ * another recipient of the same queue file gets another.
+ */
+async function pipeMessageId(queueId: string, req: SendmailRequest): Promise<string> {
+  if (!/^[A-Za-z0-9]{1,64}$/.test(queueId)) throw new ConfigError("invalid --queue-id");
+  const text = [queueId, req.sender ?? "", ...req.recipients].join("\0");
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)),
+  );
+  return `m${Array.from(digest.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
 /** `-v` on a direct send: ssh's diagnostics go to stderr. */
 let verboseSend = false;
 
@@ -685,7 +700,11 @@ async function main(): Promise<number> {
         settings = { ...settings, sshOptions: ["LogLevel=VERBOSE", ...settings.sshOptions] };
       }
     }
-    const id = mta === "sendmail" ? newMessageId(crypto.randomUUID()) : undefined;
+    const id = mta === "sendmail"
+      ? newMessageId(crypto.randomUUID())
+      : mta === "postfix" && args.queueId !== undefined
+      ? await pipeMessageId(args.queueId, req!)
+      : undefined;
     const failure = await send(settings, req!, spool, id);
     if (failure === undefined) return EX_OK;
     const heard = heardBy(mta, factOf(failure));

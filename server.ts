@@ -366,21 +366,31 @@ async function batch(
       })
     }\n`));
   const sessionStarted = performance.now();
+  // A deadline, not an idle time: a peer sending a frame now and then cannot
+  // hold the session for ever. The client reconnects for what is left.
+  const overDeadline = () => performance.now() - sessionStarted > config.sessionTimeoutMs;
+  const timeUp = () =>
+    reply(
+      "-",
+      new MailError("session time limit reached", { exitCode: EX_TEMPFAIL, status: "4.4.2" }),
+    );
   for (let n = 0; n < MAX_FRAMES; n++) {
-    const started = performance.now();
-    if (started - sessionStarted > config.sessionTimeoutMs) {
-      // A deadline, not an idle time: a peer trickling frames cannot hold
-      // the session for ever. The client reconnects for what is left.
-      await reply(
-        "-",
-        new MailError("session time limit reached", { exitCode: EX_TEMPFAIL, status: "4.4.2" }),
-      );
+    if (overDeadline()) {
+      await timeUp();
       return EX_TEMPFAIL;
     }
     let line: string | null;
     try {
-      line = await withIdle(input.readLine(MAX_FRAME_HEADER), config.idleTimeoutMs);
+      const left = config.sessionTimeoutMs - (performance.now() - sessionStarted);
+      line = await withIdle(
+        input.readLine(MAX_FRAME_HEADER),
+        Math.max(1, Math.min(config.idleTimeoutMs, left)),
+      );
     } catch (err) {
+      if (overDeadline()) {
+        await timeUp();
+        return EX_TEMPFAIL;
+      }
       const error = err instanceof MailError
         ? err
         : new MailError("malformed batch frame", { exitCode: EX_PROTOCOL, status: "5.5.2" });
@@ -388,6 +398,11 @@ async function batch(
       return error.exitCode;
     }
     if (line === null || line === "END") return EX_OK;
+    if (overDeadline()) {
+      await timeUp();
+      return EX_TEMPFAIL;
+    }
+    const started = performance.now();
     const fields: LogFields = { event: "sent", ...base, batch: n + 1 };
     let words: string[];
     let size: number;

@@ -380,6 +380,12 @@ const sshsendmail: Page = {
         { tp: "`--connect-timeout` «S»", body: ["Seconds, default 10."] },
         { tp: "`--relay-command` «NAME»", body: ["The remote program, default `rsendmail`."] },
         {
+          tp: "`--queue-id` «ID»",
+          body: [
+            'Postfix pipe mode: Postfix\'s `${queue_id}`. The delivery carries an id made from it and the envelope, so a retry after a lost answer is answered "already delivered" by the relay instead of sending the message twice.',
+          ],
+        },
+        {
           tp: "`--mta postfix`|`nullmailer`|`sendmail`",
           body: ["Which caller's conventions to follow (exit codes, input)."],
         },

@@ -35,6 +35,7 @@ const OWN_OPTIONS = {
   all: { type: "boolean" },
   due: { type: "boolean" },
   test: { type: "string" },
+  "queue-id": { type: "string" },
   serve: { type: "boolean" },
   migrate: { type: "boolean" },
   "init-spool": { type: "boolean" },
@@ -70,6 +71,8 @@ export interface ClientArgs {
   removeId: string | undefined;
   /** The address for `--test`. */
   testAddress: string | undefined;
+  /** Postfix's `${queue_id}` (pipe mode): the relay's duplicate record then knows its retries. */
+  queueId: string | undefined;
   /** `--flush --all`: every user's queue (root). */
   all: boolean;
   /** `--flush --due`: accepted for old timers and cron lines; the service decides. */
@@ -285,6 +288,7 @@ export function parseClientArgs(argv: readonly string[], defaultMta: Mta): Clien
     command,
     removeId: values.remove,
     testAddress: values.test,
+    queueId: values["queue-id"],
     all: values.all ?? false,
     due: values.due ?? false,
     verbose: mail.includes("-v"),
