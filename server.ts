@@ -48,8 +48,8 @@ import {
   spoolMessage,
 } from "./lib/shared/pipeline_io.ts";
 import {
+  adminError,
   checkPolicy,
-  ConfigError,
   DEFAULT_CONFIG,
   isSenderAllowed,
   LOG_LEVELS,
@@ -87,7 +87,7 @@ const BATCH_LOG_LINES = 100;
 function requestWords(rest: string[], original: string | undefined): string[] {
   if (original !== undefined) {
     if (rest.length > 0) {
-      throw new ConfigError("forced command holds words that are not admin options");
+      throw adminError("forced command holds words that are not admin options");
     }
     if (original.trim() === "") {
       throw new UsageError("no request: this key only sends mail", "5.5.1");

@@ -151,7 +151,10 @@ export async function prepareLocal(
     let bccLines: number[] = [];
     if (extract && /\r?\n\r?\n/.test(headText)) {
       const found = headerRecipients(headText);
-      if (found && found.recipients.some((a) => localUser(a, policy) !== undefined)) {
+      const changes = found !== undefined &&
+        found.recipients.some((a) => localUser(a, policy) !== undefined) &&
+        rewriteRecipients(found.recipients, policy).join("\n") !== found.recipients.join("\n");
+      if (found && changes) {
         recipients = [...req.recipients, ...found.recipients];
         extract = false;
         bccLines = found.bccLines;

@@ -855,6 +855,8 @@ export class Service {
         if (item.busy) continue;
         if (item.forced || (item.entry.state?.nextAttempt ?? 0) <= now) {
           item.forced = false;
+          // Busy while its state is written: a pump meanwhile must not send it.
+          item.busy = true;
           await this.#defer(item, line, s.host);
         }
       }

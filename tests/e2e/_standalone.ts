@@ -198,3 +198,36 @@ export function viaRelay(msg: Parsed, uid: number): boolean {
   const first = msg.header("Received")[0] ?? "";
   return first.startsWith(`by relay.test (Postfix, from userid ${uid})`);
 }
+
+/**
+ * Starts the real cron daemon in a private mount namespace: its sendmail
+ * (/usr/sbin/sendmail, compiled in) is `sendmail` bind-mounted over it;
+ * /etc/cron.d, /etc/crontab and the user crontabs come from `ns`
+ * (`cron.d/`, `crontab`, `crontabs/`), and a private /run (`ns/run`) makes
+ * cron take this start for a boot, so @reboot jobs run at once. cron hands
+ * its own environment (`env`), not the crontab's, to the mailer. The caller
+ * kills it (SIGTERM) and awaits its output.
+ */
+export function spawnCron(
+  ns: string,
+  sendmail: string,
+  env: Record<string, string>,
+): Deno.ChildProcess {
+  const script = [
+    "set -e",
+    `mount --bind ${ns}/run /run`,
+    `mount --bind ${ns}/cron.d /etc/cron.d`,
+    `mount --bind ${ns}/crontab /etc/crontab`,
+    `mount --bind ${ns}/crontabs /var/spool/cron/crontabs`,
+    `mount --bind ${sendmail} /usr/sbin/sendmail`,
+    "exec /usr/sbin/cron -f -L 15",
+  ].join("\n");
+  return new Deno.Command("/usr/bin/unshare", {
+    args: ["-m", "--propagation", "private", "/bin/sh", "-c", script],
+    clearEnv: true,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}

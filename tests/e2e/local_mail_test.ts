@@ -18,6 +18,7 @@ import {
   expectNoToken,
   parseMessage,
   RSENDMAIL,
+  spawnCron,
   SSHSENDMAIL,
   startStandalone,
   text,
@@ -66,23 +67,7 @@ Deno.test("local mail: the real cron mailing root reaches adminaddr", async () =
       `${ns}/cron.d/rsmtest`,
       `@reboot root echo 'first line ${tok}'; echo .; echo 'Grüße, 8-bit'; echo 'last line'\n`,
     );
-    const script = [
-      "set -e",
-      `mount --bind ${ns}/run /run`,
-      `mount --bind ${ns}/cron.d /etc/cron.d`,
-      `mount --bind ${ns}/crontab /etc/crontab`,
-      `mount --bind ${ns}/crontabs /var/spool/cron/crontabs`,
-      `mount --bind ${s.sendmail} /usr/sbin/sendmail`,
-      "exec /usr/sbin/cron -f -L 15",
-    ].join("\n");
-    const cron = new Deno.Command("/usr/bin/unshare", {
-      args: ["-m", "--propagation", "private", "/bin/sh", "-c", script],
-      clearEnv: true,
-      env: { PATH, SSHSENDMAIL_CONFIG: conf, LANG: "C.UTF-8" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const cron = spawnCron(ns, s.sendmail, { PATH, SSHSENDMAIL_CONFIG: conf, LANG: "C.UTF-8" });
     const output = cron.output();
     let mail: Uint8Array;
     try {

@@ -20,7 +20,7 @@
 import assert from "node:assert/strict";
 import { type RunResult, startSyslog, type Syslog } from "./_bed.ts";
 import { type Account, account, type ServiceBed, startServiceBed, waitFor } from "./_service.ts";
-import { expectNoToken, parseMessage, takeByToken, token } from "./_standalone.ts";
+import { expectNoToken, parseMessage, spawnCron, takeByToken, token } from "./_standalone.ts";
 import { closedPort } from "./_smtp.ts";
 import { parseMailq, type Queued } from "./_mailq.ts";
 
@@ -267,24 +267,11 @@ async function runCron(
     [`MAILTO=${rcpt}`, ...tokens.crontab.map((t) => `@reboot echo 'crontab ${t}'; id -un`), ""]
       .join("\n"),
   );
-  const script = [
-    "set -e",
-    `mount --bind ${ns}/run /run`,
-    `mount --bind ${ns}/cron.d /etc/cron.d`,
-    `mount --bind ${ns}/crontab /etc/crontab`,
-    `mount --bind ${ns}/crontabs /var/spool/cron/crontabs`,
-    `mount --bind ${bed.sendmail} /usr/sbin/sendmail`,
-    "exec /usr/sbin/cron -f -L 15",
-  ].join("\n");
-  // cron hands its own environment (not the crontab's) to the mailer.
-  const cron = new Deno.Command("/usr/bin/unshare", {
-    args: ["-m", "--propagation", "private", "/bin/sh", "-c", script],
-    clearEnv: true,
-    env: { PATH: CRON_PATH, SSHSENDMAIL_CONFIG: bed.conf, LANG: "C.UTF-8" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const cron = spawnCron(ns, bed.sendmail, {
+    PATH: CRON_PATH,
+    SSHSENDMAIL_CONFIG: bed.conf,
+    LANG: "C.UTF-8",
+  });
   const output = cron.output();
   try {
     await done();
@@ -461,12 +448,16 @@ Deno.test(
 
       // Root sees every message once it was tried (and deferred) once.
       let all: Queued[] = [];
+      let last = "";
       await waitFor("every message deferred once", async () => {
         const q = await b.sendAs(ROOT, ["-bp"]);
+        last = `${q.code} ${q.stdout}${q.stderr}`;
         if (q.code !== 0 || q.stdout === "Mail queue is empty\n") return false;
         all = parseMailq(q.stdout).messages;
         return all.length === total && all.every((m) => m.attempts === 1);
-      }, 60_000);
+      }, 60_000).catch((err) => {
+        throw new Error(`${err.message}; root's last mailq: ${last}`);
+      });
       const deferredAt = Date.now();
       const deferredAfter = deferredAt - started;
       for (const m of all) {

@@ -18,6 +18,7 @@ import { run } from "./_bed.ts";
 import {
   expectNoToken,
   parseMessage,
+  spawnCron,
   type Standalone,
   startStandalone,
   takeByToken,
@@ -71,25 +72,7 @@ Deno.test("standalone: real senders through a sendmail symlink arrive intact", a
           "",
         ].join("\n"),
       );
-      const script = [
-        "set -e",
-        `mount --bind ${ns}/run /run`,
-        `mount --bind ${ns}/cron.d /etc/cron.d`,
-        `mount --bind ${ns}/crontab /etc/crontab`,
-        `mount --bind ${ns}/crontabs /var/spool/cron/crontabs`,
-        `mount --bind ${s.sendmail} /usr/sbin/sendmail`,
-        "exec /usr/sbin/cron -f -L 15",
-      ].join("\n");
-      // cron hands its own environment (not the crontab's) to the mailer:
-      // SSHSENDMAIL_CONFIG goes to the daemon.
-      const cron = new Deno.Command("/usr/bin/unshare", {
-        args: ["-m", "--propagation", "private", "/bin/sh", "-c", script],
-        clearEnv: true,
-        env: { PATH, SSHSENDMAIL_CONFIG: conf, LANG: "C.UTF-8" },
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
+      const cron = spawnCron(ns, s.sendmail, { PATH, SSHSENDMAIL_CONFIG: conf, LANG: "C.UTF-8" });
       const output = cron.output();
       let mail: string;
       try {
