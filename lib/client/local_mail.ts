@@ -106,15 +106,19 @@ export function qualify(address: string, domain: string): string {
   return address === "" || address.includes("@") ? address : `${address}@${domain}`;
 }
 
+/**
+ * The header section of a message's head: up to the first empty line
+ * (none when the message starts with one).
+ */
+function headerSection(head: string): string {
+  if (head.startsWith("\n") || head.startsWith("\r\n")) return "";
+  const end = head.search(/\r?\n\r?\n/);
+  return end < 0 ? head : head.slice(0, end);
+}
+
 /** True when the header section (up to the first empty line) has a From: field. */
 export function hasFromHeader(head: string): boolean {
-  const end = head.search(/\r?\n\r?\n/);
-  const headers = head.startsWith("\n") || head.startsWith("\r\n")
-    ? ""
-    : end < 0
-    ? head
-    : head.slice(0, end);
-  return /^from[ \t]*:/im.test(headers);
+  return /^from[ \t]*:/im.test(headerSection(head));
 }
 
 /**
@@ -134,12 +138,7 @@ export function hasFromHeader(head: string): boolean {
  * ```
  */
 export function missingHeaders(head: string, now: Date, id: string, domain: string): string {
-  const end = head.search(/\r?\n\r?\n/);
-  const headers = head.startsWith("\n") || head.startsWith("\r\n")
-    ? ""
-    : end < 0
-    ? head
-    : head.slice(0, end);
+  const headers = headerSection(head);
   const out: string[] = [];
   if (!/^date[ \t]*:/im.test(headers)) {
     out.push(`Date: ${now.toUTCString().replace(/GMT$/, "+0000")}`);
