@@ -1,12 +1,14 @@
 /**
- * What the benchmark sections share (scripts/bench.ts, scripts/bench_service.ts):
- * the paths of the programs compared, timing one command from spawn to exit,
- * quantiles, markdown tables, tagged bench messages and their delivery count.
+ * What the benchmark sections share (scripts/bench.ts and its bench_*.ts
+ * sections): the paths of the programs compared, the options, timing one
+ * command from spawn to exit, cases measured round-robin, quantiles, goals,
+ * markdown tables, tagged bench messages and their delivery count.
  *
  * @module
  */
 
 import { run } from "../tests/e2e/_bed.ts";
+import type { MailGroup } from "./bench_delivery.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 export const DIST_RSENDMAIL = `${ROOT}/dist/rsendmail`;
@@ -19,6 +21,94 @@ export const SENDER = "a@relay.test";
 export const LOGIN_PATH = "/usr/local/bin:/usr/bin:/bin";
 
 export const TIME = "/usr/bin/time";
+export const SETPRIV = "/usr/bin/setpriv";
+/** The relay account of tests/e2e/_bed.ts's sshd (its forced commands run as it). */
+export const RELAY_USER = "rsmrelay";
+
+/** The options of every section (scripts/bench.ts documents them). */
+export interface Options {
+  /** Measured rounds of the round-robin sections (relay side, end to end). */
+  runs: number;
+  warmup: number;
+  build: boolean;
+  writeDocs: boolean;
+  quick: boolean;
+  only: string | undefined;
+  /** Messages per `-bs` session and sessions per mode (SMTP section). */
+  smtpN: number;
+  smtpRuns: number;
+  /** Messages per batch and interleaved rounds (batch section). */
+  batchN: number;
+  batchRounds: number;
+  /** Service section: measured rounds of S1, warm messages of S2, burst per user. */
+  serviceRuns: number;
+  serviceWarmup: number;
+  latencyN: number;
+  coldEvery: number;
+  perUser: number;
+  /** Messages of the memory section. */
+  rssN: number;
+}
+
+/** Full-run defaults, then what `--quick` changes. */
+export const DEFAULTS: Omit<Options, "build" | "writeDocs" | "quick" | "only"> = {
+  runs: 15,
+  warmup: 2,
+  smtpN: 100,
+  smtpRuns: 3,
+  batchN: 500,
+  batchRounds: 3,
+  serviceRuns: 50,
+  serviceWarmup: 3,
+  latencyN: 100,
+  coldEvery: 5,
+  perUser: 100,
+  rssN: 5000,
+};
+export const QUICK: Partial<Options> = {
+  runs: 5,
+  warmup: 1,
+  smtpN: 30,
+  smtpRuns: 1,
+  batchN: 100,
+  batchRounds: 1,
+  serviceRuns: 10,
+  serviceWarmup: 1,
+  latencyN: 20,
+  perUser: 20,
+  rssN: 1000,
+};
+
+/** One goal of issue 15 (or an older one), as measured in this run. */
+export interface Goal {
+  /** What is compared, e.g. "relay side: ours / bare Deno wrapper". */
+  what: string;
+  /** e.g. "≤ 1.15×". */
+  goal: string;
+  measured: string;
+  /** undefined: could not be measured here (shown as n/a). */
+  met: boolean | undefined;
+}
+
+export const verdict = (met: boolean | undefined) =>
+  met === undefined ? "n/a" : met ? "met" : "MISSED";
+
+/** What a section hands back to bench.ts. */
+export interface SectionResult {
+  /** Its `--only` name. */
+  key: string;
+  /** Markdown, starting with its `## N. …` heading. */
+  text: string;
+  /** Its tagged messages, for the one delivery check at the end. */
+  groups: MailGroup[];
+  goals: Goal[];
+  findings: string[];
+}
+
+/** A section's tag for message `i` of case `id`: `<run> <section>.<id> <i>`. */
+export function tagOf(runId: string, section: string, id: string, i: number): string {
+  return `${runId} ${section}.${id} ${i}`;
+}
 
 export const encoder = new TextEncoder();
 export const decoder = new TextDecoder();
@@ -79,6 +169,128 @@ export function quantile(sorted: number[], q: number): number {
   return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
 }
 
+/** A command as a local account (setpriv, a login-like environment). */
+export function asUser(
+  user: string,
+  home: string,
+  cmd: string,
+  args: string[],
+  stdin?: Uint8Array,
+  env: Record<string, string> = {},
+): Spec {
+  return {
+    cmd: SETPRIV,
+    args: [`--reuid=${user}`, `--regid=${user}`, "--init-groups", "--", cmd, ...args],
+    env: { PATH: LOGIN_PATH, LANG: "C", HOME: home, USER: user, LOGNAME: user, ...env },
+    ...(stdin === undefined ? {} : { stdin }),
+  };
+}
+
+/** A benchmarked case: builds the command for round `i` (mail cases tag their message). */
+export interface Case {
+  id: string;
+  spec: (i: number) => Spec;
+  /** Expects one delivered message per successful run. */
+  mail: boolean;
+  samples: Sample[];
+  failures: string[];
+}
+
+/** A list of cases and its maker. */
+export function caseList(): {
+  cases: Case[];
+  mk: (id: string, mail: boolean, spec: (i: number) => Spec) => Case;
+} {
+  const cases: Case[] = [];
+  return {
+    cases,
+    mk: (id, mail, spec) => {
+      const c: Case = { id, spec, mail, samples: [], failures: [] };
+      cases.push(c);
+      return c;
+    },
+  };
+}
+
+/** Runs every case round-robin: warm-up rounds (discarded), then measured rounds. */
+export async function measure(
+  cases: Case[],
+  o: { warmup: number; runs: number },
+  title: string,
+): Promise<void> {
+  const total = o.warmup + o.runs;
+  for (let i = 0; i < total; i++) {
+    await progress(`${title}: round ${i + 1}/${total}`);
+    for (const c of cases) {
+      const s = await timeOnce(c.spec(i));
+      if (s.code !== 0) c.failures.push(`exit ${s.code}: ${s.stderr.trim().split("\n")[0]}`);
+      if (i >= o.warmup) c.samples.push(s);
+    }
+  }
+  await done(`${title}: ${total} rounds`);
+}
+
+export function stats(c: Case): { n: number; median: number; p25: number; p75: number } {
+  const ms = c.samples.map((s) => s.ms).sort((a, b) => a - b);
+  return {
+    n: ms.length,
+    median: quantile(ms, 0.5),
+    p25: quantile(ms, 0.25),
+    p75: quantile(ms, 0.75),
+  };
+}
+
+export const med = (c: Case) => stats(c).median;
+
+/** The cases' delivery groups (every run of a mail case, warm-up included). */
+export function caseGroups(section: string, cases: Case[], o: { warmup: number; runs: number }) {
+  return cases.filter((c) => c.mail).map((c): MailGroup => ({
+    id: `${section}.${c.id}`,
+    label: `${section}.${c.id}`,
+    sent: o.warmup + o.runs,
+    failed: c.failures.length,
+  }));
+}
+
+/** Every case of a section in a folded table (median, quartiles, failures). */
+export function detail(title: string, cases: Case[]): string {
+  return [
+    `<details><summary>All ${title} cases (ms)</summary>`,
+    "",
+    table(
+      ["case", "n", "median", "p25", "p75", "failed runs"],
+      cases.map((c) => {
+        const s = stats(c);
+        return [
+          c.id,
+          String(s.n),
+          fmt(s.median),
+          fmt(s.p25),
+          fmt(s.p75),
+          String(c.failures.length),
+        ];
+      }),
+    ),
+    "",
+    "</details>",
+  ].join("\n");
+}
+
+/** Failed runs of the cases, as findings. */
+export function caseFindings(section: string, cases: Case[]): string[] {
+  return cases.filter((c) => c.failures.length > 0).map((c) =>
+    `${section} ${c.id}: ${c.failures.length} failed runs, e.g. ${c.failures[0]}`
+  );
+}
+
+/** A table of goals: what, goal, measured, met/missed. */
+export function goalTable(goals: readonly Goal[]): string {
+  return table(
+    ["goal", "target", "measured", "ours"],
+    goals.map((g) => [g.what, g.goal, g.measured, verdict(g.met)]),
+  );
+}
+
 export const fmt = (ms: number) => (Number.isFinite(ms) ? ms.toFixed(1) : "–");
 export const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
 
@@ -125,97 +337,28 @@ export async function exists(path: string): Promise<boolean> {
   return await Deno.lstat(path).then(() => true, () => false);
 }
 
-/**
- * Counts delivered bench messages per case tag and per message index (so a
- * duplicate shows), waiting for stragglers; removes them.
- */
-export async function collectMail(
-  maildir: string,
-  runId: string,
-  expected: Map<string, number>,
-  timeoutMs = 300_000,
-): Promise<Map<string, Map<number, number>>> {
-  const want = [...expected.values()].reduce((a, b) => a + b, 0);
-  const deadline = Date.now() + timeoutMs;
-  const got = new Map<string, Map<number, number>>();
-  const files: string[] = [];
-  const seen = new Set<string>();
-  const headerRe = new RegExp(`^X-Rsm-Bench: ${runId} (\\S+) (\\d+)$`, "m");
-  let quietSince = Date.now();
-  while (true) {
-    const before = files.length;
-    for (const sub of ["new", "cur"]) {
-      const entries: string[] = [];
-      try {
-        for await (const e of Deno.readDir(`${maildir}/${sub}`)) if (e.isFile) entries.push(e.name);
-      } catch { /* no Maildir yet */ }
-      for (const name of entries) {
-        const path = `${maildir}/${sub}/${name}`;
-        if (seen.has(name)) continue;
-        seen.add(name);
-        const f = await Deno.open(path).catch(() => undefined);
-        if (f === undefined) continue;
-        const buf = new Uint8Array(4096);
-        const n = (await f.read(buf)) ?? 0;
-        f.close();
-        const m = headerRe.exec(decoder.decode(buf.subarray(0, n)));
-        if (m) {
-          const perCase = got.get(m[1]!) ?? new Map<number, number>();
-          got.set(m[1]!, perCase);
-          perCase.set(Number(m[2]), (perCase.get(Number(m[2])) ?? 0) + 1);
-          files.push(path);
-        }
-      }
-    }
-    if (files.length > before) quietSince = Date.now();
-    // All in: wait a little longer so that a late duplicate would be seen too.
-    if (files.length >= want && Date.now() - quietSince > 2000) break;
-    if (Date.now() > deadline) break;
-    await sleep(200);
-  }
-  for (const path of files) await Deno.remove(path).catch(() => {});
-  return got;
-}
-
-export interface Report {
-  env: string;
-  sections: string[];
-  findings: string[];
-}
-
 export function baseEnv(extra: Record<string, string> = {}): Record<string, string> {
   return { PATH: LOGIN_PATH, LANG: "C", HOME: "/root", USER: "root", LOGNAME: "root", ...extra };
 }
 
-/** A group of bench messages whose delivery is checked (each tag index exactly once). */
-export interface MailGroup {
-  id: string;
-  label: string;
-  sent: number;
-  /** Sends that did not exit 0 (they must not arrive). */
-  failed: number;
-}
-
-/** Runs fn(0..n-1) with at most `conc` running at once. */
-export async function pool<T>(
-  n: number,
-  conc: number,
-  fn: (i: number) => Promise<T>,
-): Promise<T[]> {
-  const out: T[] = new Array(n);
-  let next = 0;
-  const worker = async () => {
-    while (next < n) {
-      const i = next++;
-      out[i] = await fn(i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(conc, n) }, worker));
-  return out;
-}
-
 export async function progress(text: string): Promise<void> {
   if (Deno.stderr.isTerminal()) await Deno.stderr.write(encoder.encode(`\r${text}   `));
+}
+
+/** Ends a progress line with `text` (always shown: the log of a non-interactive run). */
+export async function done(text: string): Promise<void> {
+  await Deno.stderr.write(encoder.encode(`${Deno.stderr.isTerminal() ? "\n" : ""}${text}\n`));
+}
+
+/** The first line of a script: its `#!/usr/bin/env -S … deno run …` shebang. */
+export async function shebangOf(path: string): Promise<string> {
+  return (await Deno.readTextFile(path)).split("\n", 1)[0]!;
+}
+
+/** Writes an executable script readable by every account. */
+export async function writeScript(path: string, text: string): Promise<void> {
+  await Deno.writeTextFile(path, text, { mode: 0o755 });
+  await Deno.chmod(path, 0o755);
 }
 
 /** `/usr/bin/time -f %M -o FILE`: the last line is the peak RSS in KiB. */
@@ -234,33 +377,3 @@ export async function countFiles(dir: string): Promise<number> {
 }
 
 export const mib = (kib: number) => (Number.isFinite(kib) ? (kib / 1024).toFixed(1) : "–");
-
-/** The delivery check's table: per group, how many of its messages arrived, each exactly once. */
-export function deliveryTable(
-  groups: readonly MailGroup[],
-  got: Map<string, Map<number, number>>,
-): { text: string; rows: string[][]; ok: boolean } {
-  const rows = groups.map((g) => {
-    const perMsg = got.get(g.id) ?? new Map<number, number>();
-    const delivered = [...perMsg.values()].reduce((a, b) => a + b, 0);
-    const dups = [...perMsg.values()].filter((n) => n > 1).length;
-    const ok = perMsg.size === g.sent - g.failed && dups === 0 && delivered === perMsg.size;
-    return [
-      g.label,
-      String(g.sent),
-      String(g.failed),
-      String(delivered),
-      String(perMsg.size),
-      String(dups),
-      ok ? "ok" : dups > 0 ? "DUPLICATES" : "MISSING",
-    ];
-  });
-  return {
-    text: table(
-      ["case", "sent", "non-zero exits", "delivered", "distinct", "duplicated", "check"],
-      rows,
-    ),
-    rows,
-    ok: rows.every((r) => r[6] === "ok"),
-  };
-}

@@ -1,0 +1,238 @@
+/**
+ * Section 1 of `deno task bench`, the relay side: `dist/rsendmail`
+ * (SSH_ORIGINAL_COMMAND set, the message on stdin, spawning the real
+ * /usr/sbin/sendmail), run as the relay account, vs its floor, a bare Deno
+ * wrapper under the same shebang (same Deno, same flags) that only spawns
+ * the same sendmail with the same argv on inherited stdin (written to a temp
+ * dir here), vs a direct `/usr/sbin/sendmail -oi`, vs upstream 1.1.4's
+ * `/usr/bin/rsendmail`; for a ~1 KB and a 1 MB message. Beside them the
+ * start-up floors (an empty script under each shebang, `python3 -c pass`)
+ * and one-line probes of single start-up costs. All round-robin.
+ *
+ * @module
+ */
+
+import { ensureUser } from "../tests/e2e/_bed.ts";
+import {
+  asUser,
+  caseFindings,
+  caseGroups,
+  caseList,
+  detail,
+  DIST_RSENDMAIL,
+  DIST_SSHSENDMAIL,
+  fmt,
+  type Goal,
+  goalTable,
+  makeMessage,
+  measure,
+  med,
+  type Options,
+  ratio,
+  RELAY_USER,
+  type SectionResult,
+  SENDER,
+  SENDMAIL,
+  shebangOf,
+  type Spec,
+  table,
+  tagOf,
+  UP_RSENDMAIL,
+  verdict,
+  writeScript,
+} from "./bench_common.ts";
+
+/** Issue 15: ours within 15% of the bare Deno wrapper (one 1 KB message). */
+const GOAL_WRAPPER = 1.15;
+
+/** The bare wrapper: spawns sendmail with ours' argv on inherited stdio, exits with its code. */
+function wrapperCode(rcpt: string): string {
+  const argv = JSON.stringify(["-oi", "-f", SENDER, "--", rcpt]);
+  return [
+    `const c = new Deno.Command(${JSON.stringify(SENDMAIL)}, { args: ${argv}, ` +
+    `stdin: "inherit", stdout: "inherit", stderr: "inherit" }).spawn();`,
+    "Deno.exit((await c.status).code);",
+    "",
+  ].join("\n");
+}
+
+/** One-line scripts under the same shebangs: what single start-up costs weigh. */
+const PROBES = [
+  ["probe-timers", "server", "first `setTimeout`/`clearTimeout`", "clearTimeout(undefined);"],
+  [
+    "probe-abortsignal",
+    "server",
+    "`AbortSignal.timeout()` instead",
+    "AbortSignal.timeout(600000);",
+  ],
+  [
+    "probe-stdin-stream",
+    "server",
+    "read stdin via `Deno.stdin.readable`",
+    "const r = Deno.stdin.readable.getReader(); while (!(await r.read()).done);",
+  ],
+  [
+    "probe-stdin-raw",
+    "server",
+    "read stdin via `Deno.stdin.read()` instead",
+    "const b = new Uint8Array(65536); while ((await Deno.stdin.read(b)) !== null);",
+  ],
+  [
+    "probe-node-util",
+    "client",
+    '`import { parseArgs } from "node:util"` (client)',
+    'import { parseArgs } from "node:util"; parseArgs({ args: [], options: {} });',
+  ],
+] as const;
+
+export async function benchRelay(
+  o: Options,
+  runId: string,
+  rcpt: string,
+): Promise<SectionResult> {
+  const home = ensureUser(RELAY_USER, "/bin/sh");
+  const dir = await Deno.makeTempDir({ prefix: "rsm-bench-relay-" });
+  await Deno.chmod(dir, 0o755);
+  const shebang = {
+    server: await shebangOf(DIST_RSENDMAIL),
+    client: await shebangOf(DIST_SSHSENDMAIL),
+  };
+  const as = (cmd: string, args: string[], stdin?: Uint8Array, env?: Record<string, string>) =>
+    asUser(RELAY_USER, home, cmd, args, stdin, env);
+  const script = async (name: string, head: string, code: string) => {
+    await writeScript(`${dir}/${name}`, `${head}\n${code}`);
+    return `${dir}/${name}`;
+  };
+  const emptyServer = await script("empty-server", shebang.server, "");
+  const emptyClient = await script("empty-client", shebang.client, "");
+  const wrapper = await script("wrapper", shebang.server, wrapperCode(rcpt));
+  const probeMsg = makeMessage(1024, tagOf(runId, "relay", "probe", 0), rcpt);
+
+  const { cases, mk } = caseList();
+  const floorTrue = mk("setpriv-true", false, () => as("/bin/true", []));
+  const floorServer = mk("deno-empty-server", false, () => as(emptyServer, []));
+  const floorClient = mk("deno-empty-client", false, () => as(emptyClient, []));
+  const floorPy = mk("python3-pass", false, () => as("/usr/bin/python3", ["-c", "pass"]));
+  const probes = [];
+  for (const [id, which, label, code] of PROBES) {
+    const path = await script(id, shebang[which], `${code}\n`);
+    const stdin = id.startsWith("probe-stdin") ? probeMsg : undefined;
+    probes.push({ label, which, c: mk(id, false, () => as(path, [], stdin)) });
+  }
+  const peer = { SSH_CONNECTION: "127.0.0.1 50000 127.0.0.1 22" };
+  const sizes = [{ name: "1 KB", bytes: 1024 }, { name: "1 MB", bytes: 1 << 20 }];
+  const bySize = sizes.map((size) => {
+    const m = (id: string) => (i: number) =>
+      makeMessage(size.bytes, tagOf(runId, "relay", id, i), rcpt);
+    const c = (id: string, spec: (msg: Uint8Array) => Spec) =>
+      mk(`${id}-${size.bytes}`, true, (i) => spec(m(`${id}-${size.bytes}`)(i)));
+    return {
+      size,
+      direct: c("direct", (msg) => as(SENDMAIL, ["-oi", "-f", SENDER, "--", rcpt], msg)),
+      wrapper: c(
+        "wrapper",
+        (msg) =>
+          as(wrapper, [], msg, { SSH_ORIGINAL_COMMAND: `sendmail -f ${SENDER} ${rcpt}`, ...peer }),
+      ),
+      ours: c(
+        "ours",
+        (msg) =>
+          as(DIST_RSENDMAIL, [], msg, {
+            SSH_ORIGINAL_COMMAND: `sendmail -f ${SENDER} ${rcpt}`,
+            ...peer,
+          }),
+      ),
+      up: c(
+        "upstream",
+        (msg) =>
+          as(UP_RSENDMAIL, [], msg, {
+            SSH_ORIGINAL_COMMAND: `rsendmail -f ${SENDER} ${rcpt}`,
+            ...peer,
+          }),
+      ),
+    };
+  });
+  try {
+    await measure(cases, o, "relay side");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+
+  const small = bySize[0]!;
+  const goalRatio = med(small.ours) / med(small.wrapper);
+  const goals: Goal[] = [{
+    what: "relay side, 1 KB: ours / bare Deno wrapper",
+    goal: `≤ ${GOAL_WRAPPER.toFixed(2)}×`,
+    measured: ratio(med(small.ours), med(small.wrapper)),
+    met: goalRatio <= GOAL_WRAPPER,
+  }];
+  const rows = bySize.map(({ size, direct, wrapper, ours, up }, k) => [
+    size.name,
+    fmt(med(direct)),
+    fmt(med(wrapper)),
+    fmt(med(ours)),
+    ratio(med(ours), med(wrapper)),
+    k === 0 ? `≤ ${GOAL_WRAPPER.toFixed(2)}×` : "",
+    k === 0 ? verdict(goals[0]!.met) : "",
+    fmt(med(up)),
+    ratio(med(up), med(wrapper)),
+    ratio(med(ours), med(direct)),
+  ]);
+  const startUp = med(floorServer) - med(floorTrue);
+  const overhead = med(small.ours) - med(small.wrapper);
+  const text = [
+    "## 1. Relay side: one message, `SSH_ORIGINAL_COMMAND` set, message on stdin, as the relay account (ms, medians)",
+    "",
+    table([
+      "message",
+      "direct `sendmail -oi`",
+      "floor: bare Deno wrapper",
+      "rsendmail (ours)",
+      "ours / wrapper",
+      "goal",
+      "ours",
+      "upstream 1.1.4",
+      "upstream / wrapper",
+      "ours / direct",
+    ], rows),
+    "",
+    "The floor is a script under dist/rsendmail's own shebang (the same Deno, the same flags " +
+    "and permissions) that only spawns the same `/usr/sbin/sendmail -oi -f SENDER -- RCPT` " +
+    "with stdin, stdout and stderr inherited and exits with its code: any relay written for " +
+    "`deno run` pays it. Every case runs as the relay account " +
+    `\`${RELAY_USER}\` through \`setpriv\`, as sshd runs a forced command; ` +
+    `ours costs ${fmt(overhead)} ms more than the wrapper for a small message.`,
+    "",
+    table(["start-up floor (as the relay account)", "ms"], [
+      ["`setpriv … /bin/true` (harness floor)", fmt(med(floorTrue))],
+      ["empty script, rsendmail's shebang (Deno start-up)", fmt(med(floorServer))],
+      ["empty script, sshsendmail's shebang (Deno start-up)", fmt(med(floorClient))],
+      ["`python3 -c pass` (Python start-up)", fmt(med(floorPy))],
+    ]),
+    "",
+    table(
+      ["start-up probe: one-line script, same shebang", "ms", "vs empty script"],
+      probes.map((p) => {
+        const d = med(p.c) - med(p.which === "server" ? floorServer : floorClient);
+        return [p.label, fmt(med(p.c)), `${d >= 0 ? "+" : ""}${fmt(d)}`];
+      }),
+    ),
+    "",
+    `Deno's bare start-up with rsendmail's flags is ${fmt(startUp)} ms here (empty script ` +
+    `minus \`setpriv … /bin/true\`); ours adds ${fmt(med(small.ours) - med(small.direct))} ms ` +
+    "to a direct sendmail for a small message.",
+    "",
+    goalTable(goals),
+    "",
+    detail("relay side", cases),
+  ].join("\n");
+  const findings = caseFindings("relay", cases);
+  if (!goals[0]!.met) {
+    findings.push(
+      `relay side 1 KB: ours is ${
+        goals[0]!.measured
+      } the bare Deno wrapper (goal ≤ ${GOAL_WRAPPER}×)`,
+    );
+  }
+  return { key: "relay", text, groups: caseGroups("relay", cases, o), goals, findings };
+}
