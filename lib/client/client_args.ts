@@ -153,6 +153,135 @@ function quoteAddressWords(mail: readonly string[]): string[] {
   return out;
 }
 
+/** Own options that set a setting of the same name, in the order they are applied. */
+const SETTING_OPTIONS = [
+  "host",
+  "user",
+  "port",
+  "identity",
+  "known-hosts",
+  "ssh-option",
+  "relay-command",
+  "connect-timeout",
+] as const;
+
+/** The commands an own option (or a sendmail word) asks for, first match wins; else "send". */
+const COMMAND_ORDER: readonly Exclude<ClientCommand, "send">[] = [
+  "help",
+  "version",
+  "serve",
+  "migrate",
+  "init-spool",
+  "flush",
+  "list",
+  "remove",
+  "test",
+  "smtp",
+];
+
+/** sshsendmail's own words, the sendmail words, and the commands the sendmail words ask for. */
+interface SplitArgv {
+  own: string[];
+  mail: string[];
+  /** `-bs` → smtp, `-q…` → flush, `-bp` → list. */
+  implied: Set<ClientCommand>;
+}
+
+/** Sendmail words that are commands: `-bs` anywhere, `-q…` and `-bp` but for nullmailer. */
+function commandWord(word: string, defaultMta: Mta): ClientCommand | undefined {
+  if (word === "-bs") return "smtp"; // SMTP on stdin/stdout (Symfony Mailer, Laravel)
+  if (defaultMta === "nullmailer") return undefined;
+  if (QUEUE_RUN_REGEXP.test(word)) return "flush"; // sendmail -q, -q30m: a run now
+  return word === "-bp" ? "list" : undefined; // sendmail -bp is mailq
+}
+
+/** Splits argv into own options and sendmail words (a value option's next word is its value). */
+function splitArgv(argv: readonly string[], defaultMta: Mta): SplitArgv {
+  const split: SplitArgv = { own: [], mail: [], implied: new Set() };
+  let operands = false;
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i]!;
+    const command = operands ? undefined : commandWord(word, defaultMta);
+    if (command !== undefined) {
+      split.implied.add(command);
+    } else if (operands || word === "--") {
+      operands = true;
+      split.mail.push(word);
+    } else if (word.startsWith("--")) {
+      split.own.push(word);
+      const rule = (OWN_OPTIONS as Record<string, { type: string }>)[word.slice(2)];
+      if (rule?.type === "string" && i + 1 < argv.length) split.own.push(argv[++i]!);
+    } else {
+      split.mail.push(word);
+      if (VALUE_OPTIONS.has(word) && i + 1 < argv.length) split.mail.push(argv[++i]!);
+    }
+  }
+  return split;
+}
+
+/** Parses the own options, strictly. */
+function parseOwn(own: string[]) {
+  try {
+    return parseArgs({ args: own, options: OWN_OPTIONS, strict: true, allowPositionals: false })
+      .values;
+  } catch (err) {
+    // A usage error (64, 5.5.4), as sendmail's; in a Postfix pipe it still
+    // defers (failure_report.ts: every fault but a malformed address does there),
+    // and nullmailer's code for it is temporary.
+    throw new UsageError(
+      `unknown or malformed option (${err instanceof Error ? err.message.split("\n")[0] : ""})`,
+      "5.5.4",
+      OWN_OPTION_ERROR,
+    );
+  }
+}
+
+type OwnValues = ReturnType<typeof parseOwn>;
+
+/** The settings the own options give. */
+function settingsOf(values: OwnValues): ClientSettings {
+  const settings = defaultSettings();
+  for (const name of SETTING_OPTIONS) {
+    for (const value of [values[name] ?? []].flat()) applySetting(settings, name, value);
+  }
+  if (values.reuse) settings.reuse = true;
+  if (values["no-integrity"]) settings.integrity = false;
+  return settings;
+}
+
+/** The sendmail request of a command; refuses words the command does not take. */
+function requestOf(
+  command: ClientCommand,
+  mta: Mta,
+  { mail, implied }: SplitArgv,
+): SendmailRequest | undefined {
+  const queueWord = implied.has("flush") ? "-q" : implied.has("list") ? "-bp" : undefined;
+  if (queueWord !== undefined && mail.length > 0) {
+    // Like Postfix: -q and -bp take flags only, never recipients.
+    const req = parseSendmailArgs(["sendmail", "-t", ...mail.filter((w) => w !== "--")]);
+    if (req.recipients.length > 0 || mail.includes("-t")) {
+      throw new UsageError(`${queueWord} takes no recipients`, "5.5.4");
+    }
+  }
+  if (command === "smtp") {
+    if (mta === "nullmailer") throw new UsageError("-bs is not a nullmailer mode");
+    // Only flags may come with -bs (Laravel passes -i): no recipients, no -t.
+    const req = parseSendmailArgs(["sendmail", ...mail, "-t"]);
+    if (req.recipients.length > 0 || mail.includes("-t")) {
+      throw new UsageError("-bs takes no recipients and no -t");
+    }
+    return normalizeSender(req);
+  }
+  if (mta !== "nullmailer" && command === "send") {
+    const words = mta === "postfix" ? quoteAddressWords(mail) : mail;
+    return normalizeSender(parseSendmailArgs(["sendmail", ...words]));
+  }
+  if (mail.length > 0 && mta === "nullmailer") {
+    throw new UsageError("nullmailer 1.x arguments are not supported: use nullmailer 2");
+  }
+  return undefined;
+}
+
 /**
  * Splits and parses argv.
  *
@@ -163,134 +292,28 @@ function quoteAddressWords(mail: readonly string[]): string[] {
  * @throws {ConfigError} Bad option values.
  */
 export function parseClientArgs(argv: readonly string[], defaultMta: Mta): ClientArgs {
-  const own: string[] = [];
-  const mail: string[] = [];
-  let operands = false;
-  let smtp = false;
-  let runQueue = false;
-  let printQueue = false;
-  for (let i = 0; i < argv.length; i++) {
-    const word = argv[i]!;
-    if (!operands && word === "-bs") {
-      smtp = true; // SMTP on stdin/stdout (Symfony Mailer, Laravel)
-    } else if (!operands && defaultMta !== "nullmailer" && QUEUE_RUN_REGEXP.test(word)) {
-      runQueue = true; // sendmail -q, -q30m: ask the service for a run now
-    } else if (!operands && defaultMta !== "nullmailer" && word === "-bp") {
-      printQueue = true; // sendmail -bp is mailq
-    } else if (operands) {
-      mail.push(word);
-    } else if (word === "--") {
-      operands = true;
-      mail.push(word);
-    } else if (word.startsWith("--")) {
-      own.push(word);
-      const name = word.slice(2);
-      const rule = (OWN_OPTIONS as Record<string, { type: string }>)[name];
-      if (rule?.type === "string" && i + 1 < argv.length) own.push(argv[++i]!);
-    } else if (VALUE_OPTIONS.has(word)) {
-      mail.push(word);
-      if (i + 1 < argv.length) mail.push(argv[++i]!);
-    } else {
-      mail.push(word);
-    }
+  const split = splitArgv(argv, defaultMta);
+  const values = parseOwn(split.own);
+  const settings = settingsOf(values);
+  const mta = values.mta ?? defaultMta;
+  if (mta !== "postfix" && mta !== "nullmailer" && mta !== "sendmail") {
+    throw new UsageError("--mta wants postfix, nullmailer or sendmail");
   }
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: own,
-      options: OWN_OPTIONS,
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    // A usage error (64, 5.5.4), as sendmail's; in a Postfix pipe it still
-    // defers (client.ts: every fault but a malformed address does there),
-    // and nullmailer's code for it is temporary.
-    throw new UsageError(
-      `unknown or malformed option (${err instanceof Error ? err.message.split("\n")[0] : ""})`,
-      "5.5.4",
-      OWN_OPTION_ERROR,
-    );
-  }
-  const settings = defaultSettings();
-  for (const h of values.host ?? []) applySetting(settings, "host", h);
-  if (values.user !== undefined) applySetting(settings, "user", values.user);
-  if (values.port !== undefined) applySetting(settings, "port", values.port);
-  if (values.identity !== undefined) applySetting(settings, "identity", values.identity);
-  if (values["known-hosts"] !== undefined) {
-    applySetting(settings, "known-hosts", values["known-hosts"]);
-  }
-  for (const o of values["ssh-option"] ?? []) applySetting(settings, "ssh-option", o);
-  if (values["relay-command"] !== undefined) {
-    applySetting(settings, "relay-command", values["relay-command"]);
-  }
-  if (values["connect-timeout"] !== undefined) {
-    applySetting(settings, "connect-timeout", values["connect-timeout"]);
-  }
-  if (values.reuse) settings.reuse = true;
-  if (values["no-integrity"]) settings.integrity = false;
-  let mta: Mta = defaultMta;
-  if (values.mta !== undefined) {
-    if (values.mta !== "postfix" && values.mta !== "nullmailer" && values.mta !== "sendmail") {
-      throw new UsageError("--mta wants postfix, nullmailer or sendmail");
-    }
-    mta = values.mta;
-  }
-  const command: ClientCommand = values.help
-    ? "help"
-    : values.version
-    ? "version"
-    : values.serve
-    ? "serve"
-    : values.migrate
-    ? "migrate"
-    : values["init-spool"]
-    ? "init-spool"
-    : values.flush || runQueue
-    ? "flush"
-    : values.list || printQueue
-    ? "list"
-    : values.remove !== undefined
-    ? "remove"
-    : values.test !== undefined
-    ? "test"
-    : smtp
-    ? "smtp"
-    : "send";
-  let request: SendmailRequest | undefined;
-  if ((runQueue || printQueue) && mail.length > 0) {
-    // Like Postfix: -q and -bp take flags only, never recipients.
-    const req = parseSendmailArgs(["sendmail", "-t", ...mail.filter((w) => w !== "--")]);
-    if (req.recipients.length > 0 || mail.includes("-t")) {
-      throw new UsageError(`${runQueue ? "-q" : "-bp"} takes no recipients`, "5.5.4");
-    }
-  }
-  if (command === "smtp") {
-    if (mta === "nullmailer") throw new UsageError("-bs is not a nullmailer mode");
-    // Only flags may come with -bs (Laravel passes -i): no recipients, no -t.
-    const req = parseSendmailArgs(["sendmail", ...mail, "-t"]);
-    if (req.recipients.length > 0 || mail.includes("-t")) {
-      throw new UsageError("-bs takes no recipients and no -t");
-    }
-    request = normalizeSender(req);
-  } else if (mta !== "nullmailer" && command === "send") {
-    const words = mta === "postfix" ? quoteAddressWords(mail) : mail;
-    request = normalizeSender(parseSendmailArgs(["sendmail", ...words]));
-  } else if (mail.length > 0 && mta === "nullmailer") {
-    throw new UsageError("nullmailer 1.x arguments are not supported: use nullmailer 2");
-  }
+  const given = (c: ClientCommand) =>
+    split.implied.has(c) || (values as Record<string, unknown>)[c] !== undefined;
+  const command = COMMAND_ORDER.find(given) ?? "send";
   return {
     mta,
     settings,
     configured: settings.hosts.length > 0,
     configFile: values.config,
-    request,
+    request: requestOf(command, mta, split),
     command,
     removeId: values.remove,
     testAddress: values.test,
     queueId: values["queue-id"],
     all: values.all ?? false,
     due: values.due ?? false,
-    verbose: mail.includes("-v"),
+    verbose: split.mail.includes("-v"),
   };
 }

@@ -42,3 +42,20 @@ export function resolveMode(path: string, argv: readonly string[]): Mode {
     : "sendmail";
   return { kind: "mail", mta, argv: name === "mailq" ? ["--list", ...argv] : [...argv] };
 }
+
+/**
+ * The path the program was invoked as, from its main module's specifier
+ * (a `file:` URL when run from a file; a symlink keeps its own name).
+ *
+ * @example Usage
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { invokedPathOf } from "./mode.ts";
+ * equal(invokedPathOf("file:///usr/lib/nullmailer/sshsendmail"), "/usr/lib/nullmailer/sshsendmail");
+ * ```
+ */
+export function invokedPathOf(mainModule: string): string {
+  return mainModule.startsWith("file://")
+    ? decodeURIComponent(new URL(mainModule).pathname)
+    : mainModule;
+}

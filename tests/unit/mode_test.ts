@@ -1,5 +1,5 @@
-import { deepStrictEqual } from "node:assert/strict";
-import { type Mode, resolveMode } from "../../lib/client/mode.ts";
+import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { invokedPathOf, type Mode, resolveMode } from "../../lib/client/mode.ts";
 
 /** [how it was invoked, argv, mode] */
 const MODES: [string, string[], Mode][] = [
@@ -34,5 +34,17 @@ const MODES: [string, string[], Mode][] = [
 Deno.test("resolveMode() decides the mode once from the invoked name, path and first words", async (t) => {
   for (const [path, argv, mode] of MODES) {
     await t.step(`${path} ${argv.join(" ")}`, () => deepStrictEqual(resolveMode(path, argv), mode));
+  }
+});
+
+Deno.test("invokedPathOf() reads the invoked path from the main module's URL", async (t) => {
+  const cases: [string, string][] = [
+    ["file:///usr/sbin/sendmail", "/usr/sbin/sendmail"],
+    ["file:///usr/lib/nullmailer/sshsendmail", "/usr/lib/nullmailer/sshsendmail"],
+    ["file:///opt/my%20dir/mailq", "/opt/my dir/mailq"],
+    ["/usr/bin/mailq", "/usr/bin/mailq"],
+  ];
+  for (const [main, path] of cases) {
+    await t.step(main, () => strictEqual(invokedPathOf(main), path));
   }
 });
