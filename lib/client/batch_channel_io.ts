@@ -19,10 +19,14 @@ export interface ChannelOptions {
   env: Record<string, string>;
   program: string;
   controlPath?: string | undefined;
+  /** Told when a session ended: its host, ssh's stderr and exit code (`-v`). */
+  onSessionEnd?: ((host: string, stderr: string, code: number) => Promise<void> | void) | undefined;
 }
 
 /** A message-by-message batch session. */
 export interface BatchChannel {
+  /** Starts the session now, ahead of the first send. */
+  open(): void;
   /** Sends one frame (request words without the program) and its body. */
   send(words: string[], spool: Spooled): Promise<BatchReply | Failure>;
   /** Ends the batch and the session. */
@@ -30,6 +34,8 @@ export interface BatchChannel {
 }
 
 const CHUNK = 65536;
+/** Lines that are not a reply (a banner) skipped before a reply. */
+const MAX_SKIPPED_LINES = 64;
 /** Most of ssh's stderr kept (the first lines name the cause). */
 const STDERR_CAP = 65536;
 
@@ -97,25 +103,30 @@ export async function nextLine(
   ]);
 }
 
-/** Opens lazily: nothing is spawned until the first send. */
+/**
+ * Opens lazily (nothing is spawned until the first send) unless `open()` is
+ * called: a direct send opens at once, so that ssh's handshake and the
+ * relay's start-up overlap the reading and spooling of the message.
+ */
 export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): BatchChannel {
   let session: BatchSession | undefined;
   let hostIndex = 0;
   let answered = 0;
   let timedOut = false;
+  /** The session was opened ahead of its first frame and has carried none yet. */
+  let ahead = false;
   const encoder = new TextEncoder();
+  const spawn = () => spawnBatchSession(settings, settings.hosts[hostIndex]!, o);
 
   const end = async (s: BatchSession): Promise<Failure | undefined> => {
     await s.writer.close().catch(() => {});
     const status = await s.child.status;
-    return classifyExit(status.code, await s.stderr, o.program);
+    const stderr = await s.stderr;
+    await o.onSessionEnd?.(settings.hosts[hostIndex]!, stderr, status.code);
+    return classifyExit(status.code, stderr, o.program);
   };
 
-  const attempt = async (
-    s: BatchSession,
-    words: string[],
-    spool: Spooled,
-  ): Promise<BatchReply | undefined> => {
+  const write = async (s: BatchSession, words: string[], spool: Spooled) => {
     try {
       await s.writer.write(encoder.encode(`${frameHeader(words)}\n`));
       await spool.file.seek(0, Deno.SeekMode.Start);
@@ -128,27 +139,67 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
     } catch {
       // The session is gone: no reply will come.
     }
-    const next = await nextLine(s.lines, settings.sshTimeout * 1000);
-    if (next === "timeout") {
+  };
+
+  const attempt = async (
+    s: BatchSession,
+    words: string[],
+    spool: Spooled,
+  ): Promise<BatchReply | undefined> => {
+    // ssh_timeout bounds the whole exchange: a relay that stops reading
+    // must not hold the writer for ever.
+    const kill = () => {
       timedOut = true;
       try {
         s.child.kill();
       } catch { /* gone already */ }
+    };
+    const signal = AbortSignal.timeout(settings.sshTimeout * 1000);
+    signal.addEventListener("abort", kill);
+    try {
+      await write(s, words, spool);
+      // Lines before the reply that are not one (a login banner from the
+      // relay account's shell start-up files) are skipped, a few at most.
+      const id = words.find((w) => w.startsWith("--id="))?.slice("--id=".length);
+      for (let skipped = 0; skipped <= MAX_SKIPPED_LINES; skipped++) {
+        const next = await nextLine(s.lines, settings.sshTimeout * 1000);
+        if (next === "timeout") {
+          kill();
+          return undefined;
+        }
+        if (next.done) return undefined;
+        const reply = parseReply(next.value);
+        if (reply && (id === undefined || reply.id === id || reply.id === "-")) return reply;
+      }
       return undefined;
+    } finally {
+      signal.removeEventListener("abort", kill);
     }
-    return next.done ? undefined : parseReply(next.value);
   };
 
   return {
+    open() {
+      if (session) return;
+      session = spawn();
+      ahead = true;
+    },
     async send(words, spool) {
       for (;;) {
-        session ??= spawnBatchSession(settings, settings.hosts[hostIndex]!, o);
+        session ??= spawn();
+        const early = ahead;
+        ahead = false;
         const reply = await attempt(session, words, spool);
-        if (reply) {
+        if (reply && !(early && reply.id === "-")) {
           answered++;
           return reply;
         }
         const ended = await end(session);
+        session = undefined;
+        // A session opened ahead may have timed out (the relay's idle or
+        // session limit) while the message was read: nothing of this frame
+        // was taken ("-"), so it goes again once on a fresh session. (The
+        // relay's id record absorbs the rare case where it was.)
+        if (early && !timedOut && !ended?.connectPhase) continue;
         const failure = timedOut || !ended
           ? {
             line: `4.4.2 ${o.program}: ${
@@ -157,12 +208,11 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
                 : "relay ended the session"
             }`,
             sysexit: 75,
-            nullmailer: 16,
+            nullmailer: timedOut ? 8 : 16,
             connectPhase: false,
           }
           : ended;
         timedOut = false;
-        session = undefined;
         if (failure.connectPhase && answered === 0 && hostIndex + 1 < settings.hosts.length) {
           hostIndex++;
           continue;

@@ -8,7 +8,15 @@ import type { ClientContext } from "./client_context.ts";
 import type { ClientSettings } from "./client_config.ts";
 import { CONTROL_PATH, PROGRAM } from "./client_constants.ts";
 import { printable } from "./mailq.ts";
-import { classifyExit, type Failure, remoteCommand, sshArgv } from "./ssh_command.ts";
+import { openBatchChannel } from "./batch_channel_io.ts";
+import { frameWordsOf, newMessageId, queueHeader } from "./queue_entry.ts";
+import {
+  classifyExit,
+  type Failure,
+  failureOfReply,
+  remoteCommand,
+  sshArgv,
+} from "./ssh_command.ts";
 import { sshEnv } from "./ssh_env.ts";
 import { writeText } from "./write_text_io.ts";
 import { EX_TEMPFAIL } from "../shared/exit_codes.ts";
@@ -42,6 +50,64 @@ export async function controlPathOf(
   return settings.reuse && await hasSshDir(ctx) ? CONTROL_PATH : undefined;
 }
 
+/** A direct send under way: ssh started, waiting for its message. */
+export interface DirectSend {
+  /** Sends the message; undefined on success. Call once. */
+  send(req: SendmailRequest, spool: Spooled, id?: string): Promise<Failure | undefined>;
+  /** Ends the session unused (the message could not be read). */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a direct send before the message is read. With integrity (our
+ * relay), ssh and the relay's batch mode start at once, so the handshake
+ * and the relay's start-up overlap the reading of the message; the message
+ * then goes as one frame with its size, SHA-256 and id. Without integrity
+ * (an upstream 1.1.4 relay), the command line carries the request and ssh
+ * starts when the message is in.
+ */
+export async function startDirectSend(
+  ctx: ClientContext,
+  settings: ClientSettings,
+  o: { verbose?: boolean } = {},
+): Promise<DirectSend> {
+  if (!settings.integrity) {
+    return {
+      send: (req, spool, id) => sendToRelay(ctx, settings, req, spool, { ...o, id }),
+      close: () => Promise.resolve(),
+    };
+  }
+  const channel = openBatchChannel(settings, {
+    sshPath: ctx.paths.ssh,
+    env: sshEnv(ctx.env),
+    program: PROGRAM,
+    controlPath: await controlPathOf(ctx, settings),
+    onSessionEnd: o.verbose
+      ? (host, stderr, code) => writeText(ctx.stderr, verboseLines(host, stderr, code))
+      : undefined,
+  });
+  channel.open();
+  return {
+    async send(req, spool, id) {
+      const header = queueHeader(id ?? newMessageId(ctx.uuid()), req, spool, ctx.now());
+      try {
+        const answer = await channel.send(frameWordsOf(header), spool);
+        return "code" in answer ? failureOfReply(answer) : answer;
+      } finally {
+        await channel.close();
+      }
+    },
+    close: () => channel.close(),
+  };
+}
+
+/** `-v`: what ssh said (LogLevel=VERBOSE) and how it ended, as sendmail -v shows its dialogue. */
+function verboseLines(host: string, stderr: string, code: number | string | undefined): string {
+  return `${
+    stderr.split("\n").filter(Boolean).map((l) => `${printable(l, 500)}\n`).join("")
+  }${PROGRAM}: ${host}: ssh exited ${code}\n`;
+}
+
 /** Sends one spooled message, trying each relay in order. Returns undefined on success. */
 export async function sendToRelay(
   ctx: ClientContext,
@@ -68,13 +134,7 @@ export async function sendToRelay(
       },
     );
     if (o.verbose) {
-      // -v: what ssh said (LogLevel=VERBOSE) and how it ended, as sendmail -v shows its dialogue.
-      await writeText(
-        ctx.stderr,
-        `${
-          result.stderr.split("\n").filter(Boolean).map((l) => `${printable(l, 500)}\n`).join("")
-        }${PROGRAM}: ${host}: ssh exited ${result.code ?? result.signal}\n`,
-      );
+      await writeText(ctx.stderr, verboseLines(host, result.stderr, result.code ?? result.signal));
     }
     // ssh catches SIGTERM and exits 255: a timeout is known by the signal, not the status.
     if (result.code === undefined || result.timedOut) {

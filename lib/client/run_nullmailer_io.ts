@@ -14,7 +14,7 @@ import { LOCAL_IDLE_MS, LOCAL_MAX_SIZE } from "./client_constants.ts";
 import { reportFailure } from "./failure_report.ts";
 import { loadConfig } from "./load_config_io.ts";
 import { parseEnvelope, parseNullmailerOptions } from "./nullmailer.ts";
-import { sendToRelay } from "./relay_send_io.ts";
+import { startDirectSend } from "./relay_send_io.ts";
 import { submitToService } from "./submit_to_service_io.ts";
 import { writeText } from "./write_text_io.ts";
 import { DataError, TempError } from "../shared/errors.ts";
@@ -108,8 +108,13 @@ export async function runNullmailer(
     if (!status) throw new TempError("cannot read the message on fd 3", "4.3.0");
     return EX_OK;
   }
-  const { req, spool } = await readMessage(ctx);
-  const failure = await sendToRelay(ctx, settings, req, spool);
+  // ssh starts now: its handshake overlaps the reading of the message.
+  const direct = await startDirectSend(ctx, settings);
+  const { req, spool } = await readMessage(ctx).catch(async (err) => {
+    await direct.close();
+    throw err;
+  });
+  const failure = await direct.send(req, spool);
   if (failure === undefined) return EX_OK;
   const report = reportFailure("nullmailer", failure);
   await writeText(ctx.stderr, `${report.line}\n`);

@@ -14,7 +14,7 @@ import { directPreparer } from "./direct_preparer_io.ts";
 import { reportFailure } from "./failure_report.ts";
 import { pipeMessageId } from "./pipe_message_id.ts";
 import { newMessageId } from "./queue_entry.ts";
-import { sendToRelay } from "./relay_send_io.ts";
+import { startDirectSend } from "./relay_send_io.ts";
 import { submitToService } from "./submit_to_service_io.ts";
 import { writeText } from "./write_text_io.ts";
 import { EX_OK } from "../shared/exit_codes.ts";
@@ -39,23 +39,31 @@ export async function runSend(
     }
     return EX_OK; // the service delivers it (or tells the sender why not)
   }
-  let spool = await spoolMessage(ctx.stdin, {
-    dir: SPOOL_DIR,
-    prefix: "sshsendmail",
-    maxSize: LOCAL_MAX_SIZE,
-    idleTimeoutMs: LOCAL_IDLE_MS,
-  });
-  if (sendmail) ({ req, spool } = await directPreparer(ctx, settings)(req, spool));
   const verbose = args.verbose && sendmail;
   if (verbose && !settings.sshOptions.some((o) => /^loglevel=/i.test(o))) {
     settings = { ...settings, sshOptions: ["LogLevel=VERBOSE", ...settings.sshOptions] };
   }
-  const id = sendmail
-    ? newMessageId(ctx.uuid())
-    : args.mta === "postfix" && args.queueId !== undefined
-    ? pipeMessageId(args.queueId, req)
-    : undefined;
-  const failure = await sendToRelay(ctx, settings, req, spool, { id, verbose });
+  // ssh starts now: its handshake overlaps the reading of the message.
+  const direct = await startDirectSend(ctx, settings, { verbose });
+  let failure;
+  try {
+    let spool = await spoolMessage(ctx.stdin, {
+      dir: SPOOL_DIR,
+      prefix: "sshsendmail",
+      maxSize: LOCAL_MAX_SIZE,
+      idleTimeoutMs: LOCAL_IDLE_MS,
+    });
+    if (sendmail) ({ req, spool } = await directPreparer(ctx, settings)(req, spool));
+    const id = sendmail
+      ? newMessageId(ctx.uuid())
+      : args.mta === "postfix" && args.queueId !== undefined
+      ? pipeMessageId(args.queueId, req)
+      : undefined;
+    failure = await direct.send(req, spool, id);
+  } catch (err) {
+    await direct.close();
+    throw err;
+  }
   if (failure === undefined) return EX_OK;
   const report = reportFailure(args.mta, failure);
   await writeText(ctx.stderr, `${report.line}\n`);

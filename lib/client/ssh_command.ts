@@ -10,6 +10,7 @@ import { EX_TEMPFAIL, isSysexit } from "../shared/exit_codes.ts";
 import type { SendmailRequest } from "../shared/sendmail_args.ts";
 import { encodeCommand } from "../shared/request_codec.ts";
 import { NULLMAILER_FROM_SYSEXIT } from "./exit_policy.ts";
+import type { BatchReply } from "../shared/batch.ts";
 
 /**
  * The ssh argv for one relay. The channel is made safe and 8-bit clean: no
@@ -212,6 +213,46 @@ export function classifyExit(
     line: relayLine
       ? printable(relayLine)
       : `${sysexit === EX_TEMPFAIL ? "4.3.0" : "5.3.0"} ${program}: relay failed (exit ${code})`,
+    sysexit,
+    nullmailer: NULLMAILER_FROM_SYSEXIT[sysexit] ?? 16,
+    connectPhase: false,
+  };
+}
+
+/**
+ * The relay's batch reply to one message as the same failure its exit code
+ * and status line would give on a single send; `undefined` when delivered
+ * (or already delivered).
+ *
+ * @example
+ * ```ts
+ * import { equal } from "node:assert/strict";
+ * import { classifyExit, failureOfReply } from "./ssh_command.ts";
+ * const reply = { id: "m1", code: 67, status: "5.1.1", text: "rsendmail: no such user" };
+ * equal(
+ *   JSON.stringify(failureOfReply(reply)),
+ *   JSON.stringify(classifyExit(67, "5.1.1 rsendmail: no such user\n", "sshsendmail")),
+ * );
+ * equal(failureOfReply({ ...reply, code: 0, status: "2.0.0", text: "delivered" }), undefined);
+ * // A session-level answer ("-"): the relay took nothing, the mail waits.
+ * equal(failureOfReply({ ...reply, id: "-", code: 76, status: "5.5.2" })?.sysexit, 75);
+ * ```
+ */
+export function failureOfReply(reply: BatchReply): Failure | undefined {
+  if (reply.code === 0) return undefined;
+  if (reply.id === "-") {
+    // The session broke before the relay took the frame (our frame arrived
+    // damaged, or a session limit): nothing was delivered, the mail waits.
+    return {
+      line: printable(`${reply.status.replace(/^5/, "4")} ${reply.text}`),
+      sysexit: EX_TEMPFAIL,
+      nullmailer: 16,
+      connectPhase: false,
+    };
+  }
+  const sysexit = isSysexit(reply.code) ? reply.code : EX_TEMPFAIL;
+  return {
+    line: printable(`${reply.status} ${reply.text}`),
     sysexit,
     nullmailer: NULLMAILER_FROM_SYSEXIT[sysexit] ?? 16,
     connectPhase: false,

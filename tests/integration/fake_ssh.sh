@@ -11,8 +11,11 @@
 # Case files it reads (all optional but relay.args):
 #   ssh.env       NAME=VALUE lines exported to the relay (what AcceptEnv lets through)
 #   ssh.exit      ssh fails by itself with this code (and ssh.stderr), the relay never runs
-#   ssh.truncate  only this many bytes of stdin reach the relay (a cut connection)
-#   ssh.corrupt   stdin reaches the relay with every 'a' turned into 'b' (same size)
+#   ssh.truncate  only this many bytes of stdin reach the relay (a cut connection);
+#                 in batch mode (`… --batch`), this many bytes after the frame line
+#   ssh.corrupt   stdin reaches the relay with every 'a' turned into 'b' (same size);
+#                 in batch mode, after the frame line
+# What reaches the relay's stdin is recorded as ssh.N.stdin.
 #   ssh.stdout    printed on stdout before the relay starts (a login banner)
 #   relay.launch  words that start the bundle instead of its own first line
 # The harness replaces @CASE@ and @RELAY@.
@@ -59,13 +62,20 @@ if [ -f "$case_dir/relay.launch" ]; then
 fi
 set -- "$@" "$relay"
 while IFS= read -r word; do set -- "$@" "$word"; done <"$case_dir/relay.args"
+record="$case_dir/ssh.$n.stdin"
+batch=no
+case ${SSH_ORIGINAL_COMMAND-} in *" --batch") batch=yes ;; esac
+# The frame line passes whole in batch mode; the damage hits the message.
+frame() {
+  if [ "$batch" = yes ]; then IFS= read -r line && printf '%s\n' "$line"; fi
+}
 if [ -f "$case_dir/ssh.truncate" ]; then
   read -r bytes <"$case_dir/ssh.truncate"
-  /usr/bin/head -c "$bytes" | "$@"
+  { frame; /usr/bin/head -c "$bytes"; } | /usr/bin/tee "$record" | "$@"
   exit $?
 fi
 if [ -f "$case_dir/ssh.corrupt" ]; then
-  /usr/bin/tr a b | "$@"
+  { frame; /usr/bin/stdbuf -o0 /usr/bin/tr a b; } | /usr/bin/tee "$record" | "$@"
   exit $?
 fi
-exec "$@"
+/usr/bin/tee "$record" | "$@"
