@@ -1,82 +1,46 @@
 /**
- * Test bed for end-to-end tests: a private OpenSSH server (the relay's SSH
- * side), the system Postfix configured as a loopback-only relay that
- * delivers into Maildirs, and a private rsyslogd listening on /dev/log.
+ * The end-to-end test bed: every test file, every other tests/e2e/_*.ts
+ * helper and scripts/bench*.ts start sshd, the relay's Postfix, rsyslogd,
+ * local accounts and keys through this one module. In order:
+ *
+ * - paths of the built programs ({@link RSENDMAIL}, {@link SSHSENDMAIL});
+ * - processes: {@link run} (argv, no shell), {@link waitFor}, {@link killPid};
+ * - local accounts: {@link ensureUser}, {@link account};
+ * - the relay's SSH side: a private OpenSSH sshd ({@link startRelay}, or
+ *   {@link startNsRelay} in its own mount namespace) with its host key,
+ *   client keys ({@link Relay.addKey}) and ssh runs against it
+ *   ({@link ssh}, {@link hold});
+ * - the system Postfix as a loopback-only relay for relay.test
+ *   ({@link startPostfix}) and its Maildirs ({@link takeMail},
+ *   {@link takeByToken});
+ * - a private rsyslogd on /dev/log ({@link startSyslog}).
  *
  * Everything runs as root on 127.0.0.1. Daemons are started so that they
  * detach from the test process (they daemonize and write a pid file), so no
  * Deno child-process resource stays open between tests: a bed started in one
  * test may be stopped in another without disabling the resource sanitizer.
- * Every daemon is stopped by its PID.
+ * Every daemon is stopped by its PID. The scenarios built on this bed (the
+ * satellite service, standalone senders, the satellite Postfix…) live
+ * beside it; tests/README.md lists them.
  *
  * @module
  */
 
-/** A Maildir of a local account on the relay. */
-export interface Mailbox {
-  /** Local account name. */
-  user: string;
-  /** Path of the Maildir (`<home>/Maildir`). */
-  dir: string;
-}
+import { quoteWords } from "../../lib/shared/words.ts";
 
-/** A running private sshd acting as the relay's SSH side. */
-export interface Relay {
-  /** sshd port on 127.0.0.1. */
-  port: number;
-  /** Always "127.0.0.1". */
-  host: string;
-  /** Relay account that keys log in as ("rsmrelay"). */
-  user: string;
-  /** Private temp dir of this relay (keys, configs, `sshd.log`). */
-  dir: string;
-  /** Path of a known_hosts file holding this sshd's host key for [127.0.0.1]:port. */
-  knownHosts: string;
-  /** Path of sshd's own log (`-E`), useful when a login fails. */
-  log: string;
-  /**
-   * Adds a fresh ed25519 client key with these authorized_keys options (e.g.
-   * `restrict,command="/path/x --label k1"`, or "" for none) and returns the
-   * private key path. sshd re-reads authorized_keys per connection, so keys
-   * can be added while it runs. With `owner`, the key pair is chowned to that
-   * local account (for an ssh client that runs as, e.g., `mail`).
-   */
-  addKey(options: string, owner?: string): Promise<string>;
-  /**
-   * argv for /usr/bin/ssh with -T, -e none, BatchMode=yes, IdentitiesOnly,
-   * the identity, UserKnownHostsFile=knownHosts, StrictHostKeyChecking=yes,
-   * port, user@host, ready to append the remote command words.
-   */
-  sshArgv(identity: string): string[];
-  /** Kills sshd by PID and removes dir. */
-  stop(): Promise<void>;
-}
+// ------------------------------------------------------------------ paths
 
-/** The system Postfix, configured as a loopback-only relay for relay.test. */
-export interface Postfix {
-  /** Maildir of a local account (created if missing). */
-  mailbox(user: string): Mailbox;
-  /** Stops Postfix (master PID), waiting until it is gone. */
-  stop(): Promise<void>;
-  /** The local mail domain: "relay.test". */
-  domain: string;
-}
+/** Absolute path of the repository. */
+export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+/** The built relay side. */
+export const RSENDMAIL = `${ROOT}/dist/rsendmail`;
+/** The built client. */
+export const SSHSENDMAIL = `${ROOT}/dist/sshsendmail`;
 
-/** A private rsyslogd that writes facility mail to `file`. */
-export interface Syslog {
-  /** The file that receives facility mail, one `<severity> <tag><msg>` line per message. */
-  file: string;
-  /** Kills rsyslogd by PID and removes /dev/log. */
-  stop(): Promise<void>;
-  /** Lines appended since last call (complete lines only). */
-  newLines(): Promise<string[]>;
-  /**
-   * Polls newLines() until a line contains `needle` (string) or matches it
-   * (RegExp); returns every line read meanwhile (the match is the last one);
-   * lines after the match are left for the next newLines() call. Throws after timeoutMs (default 5000) with the lines seen.
-   */
-  waitForLine(needle: string | RegExp, timeoutMs?: number): Promise<string[]>;
-}
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+// -------------------------------------------------------------- processes
 
 /** Result of a finished helper command. */
 export interface RunResult {
@@ -87,9 +51,6 @@ export interface RunResult {
   /** Captured stderr, decoded as UTF-8. */
   stderr: string;
 }
-
-const decoder = new TextDecoder();
-const encoder = new TextEncoder();
 
 /** Options of {@link run}. */
 export interface RunOptions {
@@ -164,20 +125,44 @@ function runSync(cmd: string, args: string[], check = true): RunResult {
   return res;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
-function pidAlive(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    // Field 3 (after the parenthesised comm) is the state; Z = zombie.
-    const state = stat.slice(
-      stat.lastIndexOf(")") + 2,
-      stat.lastIndexOf(")") + 3,
-    );
-    return state !== "Z";
-  } catch {
-    return false;
+/** Polls until `check` is true; throws after timeoutMs (default 15 s). */
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
   }
+}
+
+/**
+ * The bytes of `/proc/<pid>/<name>` (empty when the process is gone). Deno
+ * reads /proc only with --allow-all, so cat(1) reads it.
+ */
+export async function procFile(pid: number, name: string): Promise<Uint8Array> {
+  const out = await new Deno.Command("/bin/cat", {
+    args: [`/proc/${pid}/${name}`],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return out.stdout;
+}
+
+/** True while `pid` runs (a zombie counts as gone). */
+async function pidAlive(pid: number): Promise<boolean> {
+  const stat = decoder.decode(await procFile(pid, "stat"));
+  // Field 3 (after the parenthesised comm) is the state; Z = zombie.
+  const close = stat.lastIndexOf(")");
+  return close >= 0 && stat.slice(close + 2, close + 3) !== "Z";
 }
 
 async function readPid(file: string, timeoutMs: number): Promise<number> {
@@ -195,14 +180,14 @@ async function readPid(file: string, timeoutMs: number): Promise<number> {
 }
 
 /** Sends SIGTERM to pid, waits for it to exit, SIGKILL after timeoutMs. */
-async function killPid(pid: number, timeoutMs = 5000): Promise<void> {
+export async function killPid(pid: number, timeoutMs = 5000): Promise<void> {
   try {
     Deno.kill(pid, "SIGTERM");
   } catch {
     return; // already gone
   }
   const deadline = Date.now() + timeoutMs;
-  while (pidAlive(pid)) {
+  while (await pidAlive(pid)) {
     if (Date.now() > deadline) {
       try {
         Deno.kill(pid, "SIGKILL");
@@ -216,36 +201,24 @@ async function killPid(pid: number, timeoutMs = 5000): Promise<void> {
   }
 }
 
-/** Home directory of a local account, or undefined if it does not exist. */
-function homeOf(user: string): string | undefined {
-  const res = runSync("/usr/bin/getent", ["passwd", user], false);
-  if (res.code !== 0) return undefined;
-  return res.stdout.trim().split(":")[5];
-}
-
 /**
- * Creates a local account (home under /home, login shell `shell`) if it is
- * missing, and returns its home directory.
+ * A TCP port on 127.0.0.1 that nobody listens on (bound and released): free
+ * to listen on, refused when connected to.
  */
-export function ensureUser(user: string, shell = "/bin/sh"): string {
-  let home = homeOf(user);
-  if (home === undefined) {
-    const res = runSync("/usr/sbin/useradd", ["-m", "-s", shell, user], false);
-    // 9 = name in use: a concurrent creation won the race.
-    if (res.code !== 0 && res.code !== 9) {
-      throw new Error(`useradd ${user} failed: ${res.stderr}`);
-    }
-    home = homeOf(user);
-    if (home === undefined) throw new Error(`account ${user} missing`);
-  }
-  return home;
-}
-
-function freePort(): number {
+export function closedPort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
   return port;
+}
+
+/**
+ * argv that runs the /bin/sh `script` (with -e) in a private mount
+ * namespace (`unshare -m`, propagation private): its mounts are seen by it
+ * and its children alone.
+ */
+export function inMountNamespace(script: string): string[] {
+  return ["/usr/bin/unshare", "-m", "--propagation", "private", "--", "/bin/sh", "-ec", script];
 }
 
 async function canConnect(port: number): Promise<boolean> {
@@ -258,7 +231,158 @@ async function canConnect(port: number): Promise<boolean> {
   }
 }
 
+// ---------------------------------------------------------- bytes, files
+
+/** Joins text (as UTF-8) and bytes into one array. */
+export function concat(...parts: (string | Uint8Array)[]): Uint8Array {
+  const bytes = parts.map((p) => typeof p === "string" ? encoder.encode(p) : p);
+  const out = new Uint8Array(bytes.reduce((n, b) => n + b.length, 0));
+  let at = 0;
+  for (const b of bytes) {
+    out.set(b, at);
+    at += b.length;
+  }
+  return out;
+}
+
+/** SHA-256 of bytes, lower-case hex. */
+export async function sha256Hex(data: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(data)));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** True when `path` exists (even as a dangling link). */
+export async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
+}
+
+// --------------------------------------------------------------- accounts
+
+/** A local account. */
+export interface Account {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+/** The local account `name`, or undefined if it does not exist. */
+function lookUp(name: string): Account | undefined {
+  const res = runSync("/usr/bin/getent", ["passwd", name], false);
+  if (res.code !== 0) return undefined;
+  const f = res.stdout.trim().split(":");
+  return { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] ?? "/" };
+}
+
+/**
+ * Creates a local account (home under /home, login shell `shell`) if it is
+ * missing, and returns its home directory.
+ */
+export function ensureUser(user: string, shell = "/bin/sh"): string {
+  let a = lookUp(user);
+  if (a === undefined) {
+    const res = runSync("/usr/sbin/useradd", ["-m", "-s", shell, user], false);
+    // 9 = name in use: a concurrent creation won the race.
+    if (res.code !== 0 && res.code !== 9) {
+      throw new Error(`useradd ${user} failed: ${res.stderr}`);
+    }
+    a = lookUp(user);
+    if (a === undefined) throw new Error(`account ${user} missing`);
+  }
+  return a.home;
+}
+
+/**
+ * Looks up a local account, creating it if missing: like {@link ensureUser},
+ * or with `system`, a system account with its own group, home
+ * /var/spool/sshsendmail (not created) and no login shell, as the packages
+ * make the service account.
+ */
+export async function account(name: string, system = false): Promise<Account> {
+  let a = lookUp(name);
+  if (!a) {
+    if (system) {
+      await run("/usr/sbin/useradd", [
+        "--system",
+        "--user-group",
+        "--home-dir",
+        "/var/spool/sshsendmail",
+        "--no-create-home",
+        "--shell",
+        "/usr/sbin/nologin",
+        name,
+      ], { check: false });
+    } else {
+      ensureUser(name);
+    }
+    a = lookUp(name);
+    if (!a) throw new Error(`cannot create account ${name}`);
+  }
+  return a;
+}
+
+/** Numeric uid of an existing local account; throws if there is none. */
+export function uidOf(user: string): Promise<number> {
+  const a = lookUp(user);
+  if (a === undefined || !Number.isInteger(a.uid)) {
+    return Promise.reject(new Error(`no account ${user}`));
+  }
+  return Promise.resolve(a.uid);
+}
+
+// ------------------------------------------------------ the relay's sshd
+
+/** A running private sshd acting as the relay's SSH side. */
+export interface Relay {
+  /** sshd port on 127.0.0.1. */
+  port: number;
+  /** Always "127.0.0.1". */
+  host: string;
+  /** Relay account that keys log in as ("rsmrelay"). */
+  user: string;
+  /** Private temp dir of this relay (keys, configs, `sshd.pid`, `sshd.log`). */
+  dir: string;
+  /** PID of the sshd listener. */
+  pid: number;
+  /** Path of a known_hosts file holding this sshd's host key for [127.0.0.1]:port. */
+  knownHosts: string;
+  /** Path of sshd's own log (`-E`), useful when a login fails. */
+  log: string;
+  /**
+   * Adds a fresh ed25519 client key with these authorized_keys options (e.g.
+   * `restrict,command="/path/x --label k1"`, or "" for none) and returns the
+   * private key path. sshd re-reads authorized_keys per connection, so keys
+   * can be added while it runs. With `owner`, the key pair is chowned to that
+   * local account (for an ssh client that runs as, e.g., `mail`).
+   */
+  addKey(options: string, owner?: string): Promise<string>;
+  /**
+   * argv for /usr/bin/ssh with -T, -e none, BatchMode=yes, IdentitiesOnly,
+   * the identity, UserKnownHostsFile=knownHosts, StrictHostKeyChecking=yes,
+   * port, user@host, ready to append the remote command words.
+   */
+  sshArgv(identity: string): string[];
+  /** Kills sshd by PID and removes dir. */
+  stop(): Promise<void>;
+}
+
+/** A relay whose sshd runs in its own mount namespace. */
+export interface NsRelay extends Relay {
+  /** Runs argv inside the relay's mount namespace (as root). */
+  inside(argv: string[]): Promise<RunResult>;
+}
+
+/** Options of {@link startRelay}. */
+export interface RelayOptions {
+  /** sshd_config lines appended last (Match blocks go there). */
+  extraConfig?: string;
+}
+
 const RELAY_USER = "rsmrelay";
+
+async function keygen(path: string, comment: string): Promise<void> {
+  await run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path]);
+}
 
 /**
  * Starts a private sshd on 127.0.0.1 and a free high port, with its own host
@@ -266,7 +390,34 @@ const RELAY_USER = "rsmrelay";
  * created if missing) in a fresh temp dir. Resolves once the port accepts
  * connections.
  */
-export async function startRelay(o: { extraConfig?: string } = {}): Promise<Relay> {
+export async function startRelay(o: RelayOptions = {}): Promise<Relay> {
+  return await launchRelay(o, undefined);
+}
+
+/**
+ * Starts a relay like {@link startRelay}, but sshd runs inside `unshare -m`
+ * after `setup(dir)` (a /bin/sh snippet of mounts) ran in that namespace:
+ * test scaffolding that changes what the relay's sessions see (a fake
+ * /usr/sbin/sendmail, a tiny /tmp…) without touching the machine. Its dir
+ * lives under /var/tmp, so a tmpfs over /tmp in the namespace hides none of
+ * its files.
+ */
+export async function startNsRelay(setup: (dir: string) => string): Promise<NsRelay> {
+  const relay = await launchRelay({}, setup);
+  return {
+    ...relay,
+    inside(argv: string[]): Promise<RunResult> {
+      return run("/usr/bin/nsenter", [`--mount=/proc/${relay.pid}/ns/mnt`, "--", ...argv], {
+        check: false,
+      });
+    },
+  };
+}
+
+async function launchRelay(
+  o: RelayOptions,
+  namespace: ((dir: string) => string) | undefined,
+): Promise<Relay> {
   ensureUser(RELAY_USER, "/bin/sh");
   // Accounts made by useradd have a locked password ("!"); with UsePAM no,
   // sshd refuses locked accounts even for key logins. "*" = no password.
@@ -276,21 +427,15 @@ export async function startRelay(o: { extraConfig?: string } = {}): Promise<Rela
   }
   await Deno.mkdir("/run/sshd", { recursive: true, mode: 0o755 });
 
-  const dir = await Deno.makeTempDir({ prefix: "rsm-relay-" });
+  const dir = await Deno.makeTempDir(
+    namespace === undefined
+      ? { prefix: "rsm-relay-" }
+      : { dir: "/var/tmp", prefix: "rsm-relay-ns-" },
+  );
   // sshd reads authorized_keys as the target user: let it traverse.
   await Deno.chmod(dir, 0o711);
   const hostKey = `${dir}/ssh_host_ed25519_key`;
-  await run("/usr/bin/ssh-keygen", [
-    "-q",
-    "-t",
-    "ed25519",
-    "-N",
-    "",
-    "-C",
-    "rsm-relay-host",
-    "-f",
-    hostKey,
-  ]);
+  await keygen(hostKey, "rsm-relay-host");
   const authorizedKeys = `${dir}/authorized_keys`;
   await Deno.writeTextFile(authorizedKeys, "");
   await Deno.chmod(authorizedKeys, 0o644);
@@ -299,11 +444,12 @@ export async function startRelay(o: { extraConfig?: string } = {}): Promise<Rela
   const config = `${dir}/sshd_config`;
   const knownHosts = `${dir}/known_hosts`;
   const hostPub = (await Deno.readTextFile(`${hostKey}.pub`)).trim().split(" ");
+  const sshd = ["/usr/sbin/sshd", "-f", config, "-E", log];
 
   let port = 0;
   let pid = 0;
   for (let attempt = 0;; attempt++) {
-    port = freePort();
+    port = closedPort();
     await Deno.writeTextFile(
       config,
       [
@@ -345,9 +491,10 @@ export async function startRelay(o: { extraConfig?: string } = {}): Promise<Rela
     await Deno.remove(pidFile).catch(() => {});
     // Without -D sshd daemonizes (stdio to /dev/null) and writes PidFile
     // once it listens; -E keeps its log in the relay dir.
-    const res = await run("/usr/sbin/sshd", ["-f", config, "-E", log], {
-      check: false,
-    });
+    const argv = namespace === undefined
+      ? sshd
+      : inMountNamespace(`${namespace(dir)}\nexec ${sshd.join(" ")}`);
+    const res = await run(argv[0]!, argv.slice(1), { check: false });
     if (res.code !== 0) {
       const text = await Deno.readTextFile(log).catch(() => "");
       throw new Error(`sshd failed (${res.code}): ${res.stderr}${text}`);
@@ -379,22 +526,13 @@ export async function startRelay(o: { extraConfig?: string } = {}): Promise<Rela
     host: "127.0.0.1",
     user: RELAY_USER,
     dir,
+    pid,
     knownHosts,
     log,
     async addKey(options: string, owner?: string): Promise<string> {
       const n = ++keyCount;
       const key = `${dir}/client_key_${n}`;
-      await run("/usr/bin/ssh-keygen", [
-        "-q",
-        "-t",
-        "ed25519",
-        "-N",
-        "",
-        "-C",
-        `rsm-test-${n}`,
-        "-f",
-        key,
-      ]);
+      await keygen(key, `rsm-test-${n}`);
       const pub = (await Deno.readTextFile(`${key}.pub`)).trim();
       const line = options === "" ? pub : `${options} ${pub}`;
       await Deno.writeTextFile(authorizedKeys, `${line}\n`, { append: true });
@@ -443,6 +581,137 @@ export async function startRelay(o: { extraConfig?: string } = {}): Promise<Rela
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };
+}
+
+/** `rsendmail-*` names in `dir` (the relay's spool must never leave one in /tmp). */
+export async function spoolNames(dir = "/tmp"): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) if (e.name.startsWith("rsendmail-")) names.push(e.name);
+  return names;
+}
+
+/**
+ * Removes the lines `sshsendmail setup --install-with` added (their comment
+ * is `sshsendmail@…`) from the relay account's ~/.ssh/authorized_keys, which
+ * every bed relay reads besides its own file.
+ */
+export async function removeInstalledKeys(relay: Pick<Relay, "user">): Promise<void> {
+  const installed = `/home/${relay.user}/.ssh/authorized_keys`;
+  const text = await Deno.readTextFile(installed).catch(() => "");
+  await Deno.writeTextFile(
+    installed,
+    text.split("\n").filter((l) => !l.includes("sshsendmail@")).join("\n"),
+  ).catch(() => {});
+}
+
+// ------------------------------------------------------ ssh to a relay
+
+/** Outcome of one ssh call, with its duration. */
+export interface SshResult extends RunResult {
+  ms: number;
+}
+
+/** What the peer sends: words (quoted here) or a raw command string, or nothing. */
+export type Request = string[] | { raw: string } | null;
+
+function remoteArgs(request: Request): string[] {
+  if (request === null) return [];
+  return Array.isArray(request) ? [quoteWords(request)] : [request.raw];
+}
+
+/** argv of `ssh [options] host [command]` for `key`. */
+export function sshCommand(
+  target: Pick<Relay, "sshArgv">,
+  key: string,
+  request: Request,
+  options: string[] = [],
+): string[] {
+  const argv = target.sshArgv(key);
+  const host = argv.pop()!;
+  return [...argv, ...options, host, ...remoteArgs(request)];
+}
+
+/** Runs ssh to completion with `stdin` (or /dev/null). */
+export async function ssh(
+  target: Pick<Relay, "sshArgv">,
+  key: string,
+  request: Request,
+  stdin?: Uint8Array | string,
+  options: string[] = [],
+  env?: Record<string, string>,
+): Promise<SshResult> {
+  const [cmd, ...args] = sshCommand(target, key, request, options);
+  const started = performance.now();
+  const res = await run(cmd!, args, {
+    check: false,
+    ...(stdin === undefined ? {} : { stdin }),
+    ...(env === undefined ? {} : { env }),
+  });
+  return { ...res, ms: performance.now() - started };
+}
+
+/** A child whose stdin the test drives. */
+export interface Held {
+  child: Deno.ChildProcess;
+  writer: WritableStreamDefaultWriter<Uint8Array>;
+  done: Promise<SshResult>;
+  write(data: Uint8Array | string): Promise<void>;
+  /** Closes stdin, ignoring a pipe the other side already closed. */
+  close(): Promise<void>;
+}
+
+/** Spawns `argv` with a piped stdin the test writes by hand. */
+export function hold(argv: string[], env?: Record<string, string>): Held {
+  const [cmd, ...args] = argv;
+  const child = new Deno.Command(cmd!, {
+    args,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    ...(env === undefined ? {} : { env }),
+  }).spawn();
+  const started = performance.now();
+  const done = child.output().then((out) => ({
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+    ms: performance.now() - started,
+  }));
+  const writer = child.stdin.getWriter();
+  let closed = false;
+  return {
+    child,
+    writer,
+    done,
+    async write(data) {
+      await writer.write(typeof data === "string" ? encoder.encode(data) : data);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await writer.close().catch(() => writer.abort().catch(() => {}));
+    },
+  };
+}
+
+// ---------------------------------------------------------------- Postfix
+
+/** A Maildir of a local account on the relay. */
+export interface Mailbox {
+  /** Local account name. */
+  user: string;
+  /** Path of the Maildir (`<home>/Maildir`). */
+  dir: string;
+}
+
+/** The system Postfix, configured as a loopback-only relay for relay.test. */
+export interface Postfix {
+  /** Maildir of a local account (created if missing). */
+  mailbox(user: string): Mailbox;
+  /** Stops Postfix (master PID), waiting until it is gone. */
+  stop(): Promise<void>;
+  /** The local mail domain: "relay.test". */
+  domain: string;
 }
 
 const POSTFIX_DOMAIN = "relay.test";
@@ -534,6 +803,8 @@ export function startPostfix(): Promise<Postfix> {
   return postfixPromise;
 }
 
+// ---------------------------------------------------------------- Maildirs
+
 /** Maildir entries taken (or expected gone) already, per Maildir path. */
 const seenMail = new Map<string, Set<string>>();
 
@@ -624,6 +895,105 @@ export async function clearMailbox(box: Mailbox): Promise<void> {
     }
   }
   seenOf(box).clear();
+}
+
+/** A fresh token to find one message among others in a shared Maildir. */
+export function token(label: string): string {
+  return `${label}-${crypto.randomUUID().slice(0, 12)}`;
+}
+
+/** Where `needle` first occurs in `hay` (from `from` on), or -1. */
+export function indexOfBytes(hay: Uint8Array, needle: Uint8Array, from = 0): number {
+  outer: for (let i = from; i + needle.length <= hay.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+/**
+ * The first message in box's Maildir/new holding `needle`, removed from
+ * there; undefined when there is none.
+ */
+async function findToken(box: Mailbox, needle: string): Promise<Uint8Array | undefined> {
+  const want = encoder.encode(needle);
+  let entries: Deno.DirEntry[] = [];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(`${box.dir}/new`));
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  for (const e of entries) {
+    if (!e.isFile) continue;
+    const path = `${box.dir}/new/${e.name}`;
+    const data = await Deno.readFile(path).catch(() => new Uint8Array());
+    if (indexOfBytes(data, want) >= 0) {
+      await Deno.remove(path).catch(() => {});
+      return data;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Waits for the message holding `needle` in box's Maildir/new, removes it
+ * and returns its raw bytes. Throws after timeoutMs. Other tests share
+ * Postfix, so a message is found by what it holds, never by arrival order.
+ */
+export async function takeBytes(
+  box: Mailbox,
+  needle: string,
+  timeoutMs = 15000,
+): Promise<Uint8Array> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const data = await findToken(box, needle);
+    if (data !== undefined) return data;
+    if (Date.now() > deadline) {
+      throw new Error(`no mail holding ${needle} for ${box.user} within ${timeoutMs} ms`);
+    }
+    await sleep(50);
+  }
+}
+
+/** {@link takeBytes}, decoded as UTF-8. */
+export async function takeByToken(
+  box: Mailbox,
+  needle: string,
+  timeoutMs = 15000,
+): Promise<string> {
+  return decoder.decode(await takeBytes(box, needle, timeoutMs));
+}
+
+/** Throws if a message holding `needle` is (or shows up within ms) in box. */
+export async function expectNoToken(box: Mailbox, needle: string, ms = 1500): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (true) {
+    const data = await findToken(box, needle);
+    if (data !== undefined) {
+      throw new Error(`unexpected mail for ${box.user}: ${decoder.decode(data).slice(0, 400)}`);
+    }
+    if (Date.now() >= deadline) return;
+    await sleep(50);
+  }
+}
+
+// ----------------------------------------------------------------- syslog
+
+/** A private rsyslogd that writes facility mail to `file`. */
+export interface Syslog {
+  /** The file that receives facility mail, one `<severity> <tag><msg>` line per message. */
+  file: string;
+  /** Kills rsyslogd by PID and removes /dev/log. */
+  stop(): Promise<void>;
+  /** Lines appended since last call (complete lines only). */
+  newLines(): Promise<string[]>;
+  /**
+   * Polls newLines() until a line contains `needle` (string) or matches it
+   * (RegExp); returns every line read meanwhile (the match is the last one);
+   * lines after the match are left for the next newLines() call. Throws after timeoutMs (default 5000) with the lines seen.
+   */
+  waitForLine(needle: string | RegExp, timeoutMs?: number): Promise<string[]>;
 }
 
 const DEV_LOG = "/dev/log";

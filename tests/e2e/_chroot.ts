@@ -14,7 +14,7 @@
  * @module
  */
 
-import { run, type RunOptions, type RunResult } from "./_bed.ts";
+import { exists, run, type RunOptions, type RunResult } from "./_bed.ts";
 
 const CACHE = "/var/cache/rsendmail-ng-tests";
 const CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
@@ -64,10 +64,6 @@ export async function machineArchive(): Promise<Archive> {
 /** The entries of a directory; none when it cannot be read. */
 async function list(dir: string): Promise<Deno.DirEntry[]> {
   return await Array.fromAsync(Deno.readDir(dir)).catch(() => []);
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.lstat(path).then(() => true, () => false);
 }
 
 async function hex(text: string): Promise<string> {

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { ROOT } from "./_satellite.ts";
+import { ROOT } from "./_bed.ts";
 
 const README = `${ROOT}/README.md`;
 

@@ -3,7 +3,8 @@
  * made with postmulti) whose mail leaves through a pipe(8) transport running
  * dist/sshsendmail, a TCP gate that can take a relay "down" and bring it
  * back on the same port, and a private copy of Debian's nullmailer 2.2 run
- * inside a mount namespace beside Postfix.
+ * inside a mount namespace beside Postfix; and what both deliver, split at
+ * its first empty line.
  *
  * The relay Postfix and rsyslog are shared with other test files: nothing
  * here stops or reconfigures them.
@@ -11,16 +12,19 @@
  * @module
  */
 
-import { run, type RunResult } from "./_bed.ts";
+import assert from "node:assert/strict";
+import { exists, ROOT, run, type RunResult, sleep } from "./_bed.ts";
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const decoder = new TextDecoder();
+const latin1 = new TextDecoder("latin1");
 
-/** Absolute path of the repository (this file is tests/e2e/_satellite.ts). */
-export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
-/** The built client and relay programs. */
-export const SSHSENDMAIL = `${ROOT}/dist/sshsendmail`;
-export const RSENDMAIL = `${ROOT}/dist/rsendmail`;
+/** Splits a delivered message at its first empty line (header text as Latin-1, body bytes). */
+export function split(raw: Uint8Array): { head: string; body: Uint8Array } {
+  const text = latin1.decode(raw);
+  const at = text.indexOf("\n\n");
+  assert.ok(at > 0, "delivered message has no header/body separator");
+  return { head: text.slice(0, at + 1), body: raw.subarray(at + 2) };
+}
 
 // ---------------------------------------------------------------------------
 // TCP gate
@@ -160,8 +164,7 @@ async function satRunning(): Promise<boolean> {
  * of the primary instance never starts it.
  */
 export async function startSatellite(opts: SatelliteOptions): Promise<Satellite> {
-  const exists = await Deno.stat(`${SAT_DIR}/main.cf`).then(() => true, () => false);
-  if (!exists) {
+  if (!(await exists(`${SAT_DIR}/main.cf`))) {
     const multi = (await run("/usr/sbin/postconf", ["-h", "multi_instance_wrapper"])).stdout.trim();
     if (multi === "") await run("/usr/sbin/postmulti", ["-e", "init"]);
     await run("/usr/sbin/postmulti", ["-I", SAT, "-G", "sat", "-e", "create"]);
@@ -287,7 +290,7 @@ export interface Nullmailer {
 
 async function nullmailerPackage(): Promise<string> {
   const pkg = `${NM_CACHE}/pkg`;
-  if (await Deno.stat(`${pkg}/usr/sbin/nullmailer-send`).then(() => true, () => false)) return pkg;
+  if (await exists(`${pkg}/usr/sbin/nullmailer-send`)) return pkg;
   await Deno.mkdir(NM_CACHE, { recursive: true });
   // Debian's nullmailer conflicts with postfix: fetch the .deb, never install it.
   const dl = await run("/bin/sh", ["-c", `cd '${NM_CACHE}' && apt-get download nullmailer`], {

@@ -14,65 +14,28 @@
  */
 
 import {
-  ensureUser,
+  type Account,
+  account,
   type Mailbox,
   type Relay,
+  ROOT,
+  RSENDMAIL,
   run,
   type RunResult,
+  sleep,
+  SSHSENDMAIL,
   startPostfix,
   startRelay,
+  waitFor,
 } from "./_bed.ts";
 
-export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
-/** Absolute path of the built client. */
-export const SSHSENDMAIL = `${ROOT}/dist/sshsendmail`;
-/** Absolute path of the built relay side. */
-export const RSENDMAIL = `${ROOT}/dist/rsendmail`;
+// scripts/bench_service.ts imports these two from here.
+export { type Account, account };
+
 /** The unit the packages install. */
 export const UNIT = `${ROOT}/contrib/systemd/sshsendmail.service`;
 /** A PATH like the one an SSH login or cron gives (no /usr/sbin for users). */
 export const PATH = "/usr/local/bin:/usr/bin:/bin";
-
-const decoder = new TextDecoder();
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A local account. */
-export interface Account {
-  name: string;
-  uid: number;
-  gid: number;
-  home: string;
-}
-
-/** Looks up (creating if missing) a local account. */
-export async function account(name: string, system = false): Promise<Account> {
-  const get = async () => {
-    const out = await new Deno.Command("/usr/bin/getent", { args: ["passwd", name] }).output();
-    if (!out.success) return undefined;
-    const f = decoder.decode(out.stdout).trim().split(":");
-    return { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] ?? "/" };
-  };
-  let a = await get();
-  if (!a) {
-    if (system) {
-      await run("/usr/sbin/useradd", [
-        "--system",
-        "--user-group",
-        "--home-dir",
-        "/var/spool/sshsendmail",
-        "--no-create-home",
-        "--shell",
-        "/usr/sbin/nologin",
-        name,
-      ], { check: false });
-    } else {
-      ensureUser(name);
-    }
-    a = await get();
-    if (!a) throw new Error(`cannot create account ${name}`);
-  }
-  return a;
-}
 
 /** The unit's User= and the words of its ExecStart=. */
 export async function unitCommand(): Promise<{ user: string; argv: string[]; env: string[] }> {
@@ -332,18 +295,5 @@ export async function names(dir: string): Promise<string[]> {
     return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
   } catch {
     return [];
-  }
-}
-
-/** Polls until `check` is true. */
-export async function waitFor(
-  what: string,
-  check: () => Promise<boolean> | boolean,
-  timeoutMs = 15_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
   }
 }

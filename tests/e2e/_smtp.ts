@@ -1,18 +1,17 @@
 /**
  * Helpers for the `-bs` and local-mail end-to-end tests: an SMTP dialogue
- * fed to `sendmail -bs` all at once (pipelined) with its replies parsed, the
- * raw bytes of a delivered message found by a token, and a satellite
- * environment for the client.
+ * fed to `sendmail -bs` all at once (pipelined) with its replies parsed, a
+ * delivered message from a marker on, and a satellite environment for the
+ * client.
  *
  * @module
  */
 
-import { type Mailbox, run, type RunResult } from "./_bed.ts";
+import { indexOfBytes, run, type RunResult } from "./_bed.ts";
 import type { Standalone } from "./_standalone.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** PATH for the programs the tests start. */
 export const PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
@@ -75,54 +74,12 @@ export function bytes(text: string): Uint8Array {
   return encoder.encode(text);
 }
 
-function indexOf(hay: Uint8Array, needle: Uint8Array, from = 0): number {
-  outer: for (let i = from; i + needle.length <= hay.length; i++) {
-    for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
-    return i;
-  }
-  return -1;
-}
-
-/**
- * Waits for the message holding `needle` in box's Maildir/new, removes it
- * and returns its raw bytes. Throws after timeoutMs.
- */
-export async function takeBytes(
-  box: Mailbox,
-  needle: string,
-  timeoutMs = 15000,
-): Promise<Uint8Array> {
-  const want = encoder.encode(needle);
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    let entries: Deno.DirEntry[] = [];
-    try {
-      entries = await Array.fromAsync(Deno.readDir(`${box.dir}/new`));
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
-    for (const e of entries) {
-      if (!e.isFile) continue;
-      const path = `${box.dir}/new/${e.name}`;
-      const data = await Deno.readFile(path).catch(() => new Uint8Array());
-      if (indexOf(data, want) >= 0) {
-        await Deno.remove(path).catch(() => {});
-        return data;
-      }
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`no mail holding ${needle} for ${box.user} within ${timeoutMs} ms`);
-    }
-    await sleep(50);
-  }
-}
-
 /**
  * The delivered bytes from the first occurrence of `marker` on (the relay's
  * trace headers Return-Path, Delivered-To, Received… come before it).
  */
 export function fromMarker(data: Uint8Array, marker: string): Uint8Array {
-  const at = indexOf(data, encoder.encode(marker));
+  const at = indexOfBytes(data, encoder.encode(marker));
   if (at < 0) throw new Error(`no ${marker} in ${decoder.decode(data.subarray(0, 400))}`);
   return data.subarray(at);
 }
@@ -131,12 +88,4 @@ export function fromMarker(data: Uint8Array, marker: string): Uint8Array {
 export async function loginCount(log: string): Promise<number> {
   const text = await Deno.readTextFile(log);
   return text.split("\n").filter((l) => l.includes("Accepted publickey")).length;
-}
-
-/** A TCP port on 127.0.0.1 that nobody listens on (bound and released). */
-export function closedPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }

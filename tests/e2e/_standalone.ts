@@ -1,22 +1,24 @@
 /**
  * Helpers for the standalone-mode end-to-end tests: a relay (real sshd with
  * a forced-command key and a plain key) in front of the real Postfix, a temp
- * dir holding a `sendmail` symlink to dist/sshsendmail and its config files,
- * and Maildir lookups by a unique token (other tests share Postfix, so a
- * message is found by what it holds, never by arrival order).
+ * dir holding a `sendmail` symlink to dist/sshsendmail and its config files;
+ * delivered messages split into headers and body; the real cron daemon as
+ * a sender.
  *
  * @module
  */
 
-import { type Mailbox, type Relay, startPostfix, startRelay } from "./_bed.ts";
-
-/** Absolute path of the built client. */
-export const SSHSENDMAIL = new URL("../../dist/sshsendmail", import.meta.url).pathname;
-/** Absolute path of the built relay side. */
-export const RSENDMAIL = new URL("../../dist/rsendmail", import.meta.url).pathname;
+import {
+  inMountNamespace,
+  type Mailbox,
+  type Relay,
+  RSENDMAIL,
+  SSHSENDMAIL,
+  startPostfix,
+  startRelay,
+} from "./_bed.ts";
 
 const decoder = new TextDecoder();
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A relay plus a satellite-side temp dir with a `sendmail` symlink. */
 export interface Standalone {
@@ -93,61 +95,29 @@ export async function startStandalone(account: string): Promise<Standalone> {
   };
 }
 
-/** A fresh token to find one message among others in a shared Maildir. */
-export function token(label: string): string {
-  return `${label}-${crypto.randomUUID().slice(0, 12)}`;
-}
-
-async function findToken(box: Mailbox, needle: string): Promise<string | undefined> {
-  let entries: Deno.DirEntry[] = [];
-  try {
-    entries = await Array.fromAsync(Deno.readDir(`${box.dir}/new`));
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  for (const e of entries) {
-    if (!e.isFile) continue;
-    const path = `${box.dir}/new/${e.name}`;
-    const text = await Deno.readTextFile(path).catch(() => "");
-    if (text.includes(needle)) {
-      await Deno.remove(path).catch(() => {});
-      return text;
-    }
-  }
-  return undefined;
-}
-
 /**
- * Waits for the message holding `needle` in box's Maildir/new, removes it
- * and returns its text. Throws after timeoutMs.
+ * The words of `sshsendmail setup` against a bed relay: key and known_hosts
+ * under `<dir>/keys`, dist/rsendmail as the forced command, the line
+ * installed over the relay account's own login with the `admin` key.
  */
-export async function takeByToken(
-  box: Mailbox,
-  needle: string,
-  timeoutMs = 15000,
-): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const text = await findToken(box, needle);
-    if (text !== undefined) return text;
-    if (Date.now() > deadline) {
-      throw new Error(`no mail holding ${needle} for ${box.user} within ${timeoutMs} ms`);
-    }
-    await sleep(50);
-  }
-}
-
-/** Throws if a message holding `needle` is (or shows up within ms) in box. */
-export async function expectNoToken(box: Mailbox, needle: string, ms = 1500): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (true) {
-    const text = await findToken(box, needle);
-    if (text !== undefined) {
-      throw new Error(`unexpected mail for ${box.user}: ${text.slice(0, 400)}`);
-    }
-    if (Date.now() >= deadline) return;
-    await sleep(50);
-  }
+export function setupArgs(relay: Relay, dir: string, admin: string): string[] {
+  return [
+    "setup",
+    "--host",
+    `${relay.user}@${relay.host}`,
+    "--port",
+    String(relay.port),
+    "--identity",
+    `${dir}/keys/id_ed25519`,
+    "--known-hosts",
+    `${dir}/keys/known_hosts`,
+    "--rsendmail",
+    RSENDMAIL,
+    "--install-with",
+    relay.user,
+    "--admin-identity",
+    admin,
+  ];
 }
 
 /** A delivered message split at its first empty line. */
@@ -181,14 +151,6 @@ export function text(bytes: Uint8Array): string {
   return decoder.decode(bytes);
 }
 
-/** Numeric uid of a local account (via getent). */
-export async function uidOf(user: string): Promise<number> {
-  const out = await new Deno.Command("/usr/bin/getent", { args: ["passwd", user] }).output();
-  const uid = Number(decoder.decode(out.stdout).split(":")[2]);
-  if (!out.success || !Number.isInteger(uid)) throw new Error(`no account ${user}`);
-  return uid;
-}
-
 /**
  * True when the relay's Postfix received the message from `sendmail` run by
  * the account with this uid, i.e. through rsendmail on the relay, not from a
@@ -200,13 +162,24 @@ export function viaRelay(msg: Parsed, uid: number): boolean {
 }
 
 /**
+ * Makes `ns` a tree for {@link spawnCron}: empty `run/`, `cron.d/` and
+ * `crontabs/` (0755) and an empty `crontab` (0644).
+ */
+export async function makeCronTree(ns: string): Promise<void> {
+  for (const d of ["run", "cron.d", "crontabs"]) {
+    await Deno.mkdir(`${ns}/${d}`, { recursive: true, mode: 0o755 });
+  }
+  await Deno.writeTextFile(`${ns}/crontab`, "", { mode: 0o644 });
+}
+
+/**
  * Starts the real cron daemon in a private mount namespace: its sendmail
  * (/usr/sbin/sendmail, compiled in) is `sendmail` bind-mounted over it;
  * /etc/cron.d, /etc/crontab and the user crontabs come from `ns`
  * (`cron.d/`, `crontab`, `crontabs/`), and a private /run (`ns/run`) makes
  * cron take this start for a boot, so @reboot jobs run at once. cron hands
  * its own environment (`env`), not the crontab's, to the mailer. The caller
- * kills it (SIGTERM) and awaits its output.
+ * kills it (SIGTERM) and awaits its output; {@link whileCron} does both.
  */
 export function spawnCron(
   ns: string,
@@ -214,7 +187,6 @@ export function spawnCron(
   env: Record<string, string>,
 ): Deno.ChildProcess {
   const script = [
-    "set -e",
     `mount --bind ${ns}/run /run`,
     `mount --bind ${ns}/cron.d /etc/cron.d`,
     `mount --bind ${ns}/crontab /etc/crontab`,
@@ -222,12 +194,40 @@ export function spawnCron(
     `mount --bind ${sendmail} /usr/sbin/sendmail`,
     "exec /usr/sbin/cron -f -L 15",
   ].join("\n");
-  return new Deno.Command("/usr/bin/unshare", {
-    args: ["-m", "--propagation", "private", "/bin/sh", "-c", script],
+  const [unshare, ...args] = inMountNamespace(script);
+  return new Deno.Command(unshare!, {
+    args,
     clearEnv: true,
     env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+}
+
+/**
+ * Runs cron as {@link spawnCron} does while `until` runs, then stops it
+ * (SIGTERM) and returns what `until` returned and cron's output. The pipes
+ * close when cron and its mailer (which writes to cron's stdout/stderr)
+ * have both finished.
+ */
+export async function whileCron<T>(
+  ns: string,
+  sendmail: string,
+  env: Record<string, string>,
+  until: () => Promise<T>,
+): Promise<[T, Deno.CommandOutput]> {
+  const cron = spawnCron(ns, sendmail, env);
+  const output = cron.output();
+  let value: T;
+  try {
+    value = await until();
+  } finally {
+    try {
+      cron.kill("SIGTERM");
+    } catch {
+      // already gone
+    }
+  }
+  return [value, await output];
 }

@@ -13,27 +13,35 @@
  */
 
 import assert from "node:assert/strict";
-import { type Mailbox, type Relay, run, startPostfix, startRelay } from "./_bed.ts";
-import { expectNoToken, parseMessage, takeByToken } from "./_standalone.ts";
-import { attempt } from "./_attack_table.ts";
+import {
+  closedPort,
+  exists,
+  expectNoToken,
+  hold,
+  type Mailbox,
+  type Relay,
+  RSENDMAIL,
+  run,
+  sleep,
+  spoolNames,
+  ssh,
+  sshCommand,
+  startPostfix,
+  startRelay,
+  takeByToken,
+} from "./_bed.ts";
+import { parseMessage } from "./_standalone.ts";
 import {
   assertOnlyMail,
   assertRelayRefused,
   assertSilent,
   environNames,
-  exists,
   type FakeSendmailRelay,
-  hold,
   message,
   relayPids,
-  RSENDMAIL,
-  sleep,
-  spoolNames,
-  ssh,
-  sshCommand,
-  sshdPid,
   startFakeSendmailRelay,
-} from "./_adversarial_bed.ts";
+} from "./_adversarial.ts";
+import { attempt } from "./_attack_table.ts";
 
 const SECTION = "1. stolen key (restrict,command=rsendmail)";
 const RUN = crypto.randomUUID().slice(0, 8);
@@ -55,7 +63,7 @@ function bed(): Promise<Bed> {
     const policyKey = await relay.addKey(
       `restrict,command="${RSENDMAIL} --label ${LABEL}p --allow-sender @relay.test"`,
     );
-    return { relay, box: postfix.mailbox("rsmadv1"), key, policyKey, sshd: await sshdPid(relay) };
+    return { relay, box: postfix.mailbox("rsmadv1"), key, policyKey, sshd: relay.pid };
   })();
   return bedPromise;
 }
@@ -87,13 +95,6 @@ function target(): { port: number; accepted: () => number; close: () => void } {
     }
   })();
   return { port: (l.addr as Deno.NetAddr).port, accepted: () => n, close: () => l.close() };
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const p = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return p;
 }
 
 async function waitListening(port: number, ms = 5000): Promise<boolean> {
@@ -182,7 +183,7 @@ Deno.test("adversarial 1: a stolen restrict,command= key can only send mail", as
     await t.step("-L forwarding: a connection through it never reaches the target", async () => {
       await attempt(SECTION, "port forwarding -L (connected through)", async () => {
         const tgt = target();
-        const lport = freePort();
+        const lport = closedPort();
         const h = hold(
           sshCommand(relay, key, null, ["-N", "-L", `${lport}:127.0.0.1:${tgt.port}`]),
         );
@@ -203,7 +204,7 @@ Deno.test("adversarial 1: a stolen restrict,command= key can only send mail", as
     await t.step("-R forwarding: the relay never listens", async () => {
       await attempt(SECTION, "port forwarding -R (connected to)", async () => {
         const tgt = target();
-        const rport = freePort();
+        const rport = closedPort();
         const h = hold(
           sshCommand(relay, key, null, ["-N", "-R", `${rport}:127.0.0.1:${tgt.port}`]),
         );
@@ -227,7 +228,7 @@ Deno.test("adversarial 1: a stolen restrict,command= key can only send mail", as
     await t.step("-D forwarding: a SOCKS5 CONNECT through it fails", async () => {
       await attempt(SECTION, "dynamic forwarding -D (SOCKS5 CONNECT through it)", async () => {
         const tgt = target();
-        const dport = freePort();
+        const dport = closedPort();
         const h = hold(sshCommand(relay, key, null, ["-N", "-D", `127.0.0.1:${dport}`]));
         try {
           assert.ok(await waitListening(dport));

@@ -14,22 +14,27 @@
  */
 
 import assert from "node:assert/strict";
-import { startPostfix } from "./_bed.ts";
-import { expectNoToken, parseMessage, takeByToken } from "./_standalone.ts";
-import { attempt } from "./_attack_table.ts";
+import {
+  expectNoToken,
+  type NsRelay,
+  ROOT,
+  RSENDMAIL,
+  sleep,
+  spoolNames,
+  ssh,
+  startNsRelay,
+  startPostfix,
+  takeByToken,
+} from "./_bed.ts";
+import { parseMessage } from "./_standalone.ts";
 import {
   assertRelayRefused,
   assertSilent,
   type FakeSendmailRelay,
   message,
-  type NsRelay,
-  RSENDMAIL,
-  sleep,
-  spoolNames,
-  ssh,
   startFakeSendmailRelay,
-  startNsRelay,
-} from "./_adversarial_bed.ts";
+} from "./_adversarial.ts";
+import { attempt } from "./_attack_table.ts";
 
 const SECTION = "3. broken relay";
 const RUN = crypto.randomUUID().slice(0, 8);
@@ -37,7 +42,6 @@ const RCPT = "rsmadv2@relay.test";
 const tokenOf = (what: string) => `adv2-${what}-${crypto.randomUUID().slice(0, 10)}`;
 const dec = new TextDecoder();
 /** The checkout (its dist/ and its Deno), which may itself live under /tmp (CI clones there). */
-const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 
 /**
  * Mounts for the disk-full relay: a 64 KiB tmpfs over /tmp; when the

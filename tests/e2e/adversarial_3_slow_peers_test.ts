@@ -12,21 +12,23 @@
  */
 
 import assert from "node:assert/strict";
-import { type Mailbox, type Relay, startPostfix, startRelay } from "./_bed.ts";
-import { expectNoToken, parseMessage, takeByToken } from "./_standalone.ts";
-import { attempt, note } from "./_attack_table.ts";
 import {
-  assertRelayRefused,
+  expectNoToken,
   hold,
-  message,
-  peakRssKiB,
-  relayPids,
+  type Mailbox,
+  type Relay,
   RSENDMAIL,
   sha256Hex,
   sleep,
   spoolNames,
   sshCommand,
-} from "./_adversarial_bed.ts";
+  startPostfix,
+  startRelay,
+  takeByToken,
+} from "./_bed.ts";
+import { parseMessage } from "./_standalone.ts";
+import { assertRelayRefused, message, peakRssKiB, relayPids } from "./_adversarial.ts";
+import { attempt, note } from "./_attack_table.ts";
 
 const SECTION = "4. slow and silent peers";
 const RUN = crypto.randomUUID().slice(0, 8);

@@ -14,12 +14,21 @@
  */
 
 import assert from "node:assert/strict";
-import { run, type RunResult } from "./_bed.ts";
-import { account, type ServiceBed, startServiceBed, waitFor } from "./_service.ts";
-import { expectNoToken, parseMessage, takeByToken } from "./_standalone.ts";
+import {
+  account,
+  expectNoToken,
+  RSENDMAIL,
+  run,
+  type RunResult,
+  SSHSENDMAIL,
+  takeByToken,
+  waitFor,
+} from "./_bed.ts";
+import { parseMessage } from "./_standalone.ts";
+import { type ServiceBed, startServiceBed } from "./_service.ts";
+import { CLIENT_LINE } from "./_adversarial.ts";
 import { type Mailq, parseMailq, type Queued } from "./_mailq.ts";
 import { attempt } from "./_attack_table.ts";
-import { CLIENT_LINE, RSENDMAIL, SSHSENDMAIL } from "./_adversarial_bed.ts";
 
 const SECTION = "5. the client under attack";
 const RUN = crypto.randomUUID().slice(0, 8);

@@ -11,8 +11,16 @@
 
 import assert from "node:assert/strict";
 import { quoteWords } from "../../lib/shared/words.ts";
-import { run, type RunResult, startPostfix, startRelay } from "./_bed.ts";
-import { expectNoToken, takeByToken, token } from "./_standalone.ts";
+import {
+  expectNoToken,
+  RSENDMAIL,
+  run,
+  type RunResult,
+  startPostfix,
+  startRelay,
+  takeByToken,
+  token,
+} from "./_bed.ts";
 import { attempt, record } from "./_attack_table.ts";
 
 const SECTION = "6. stolen key, second round";
@@ -30,7 +38,6 @@ async function step(t: Deno.TestContext, name: string, fn: () => Promise<void>):
     }));
 }
 
-const RSENDMAIL = new URL("../../dist/rsendmail", import.meta.url).pathname;
 const ACCOUNT = "rsmhard";
 
 /** Sends `message` with the request words through ssh and the key. */

@@ -13,9 +13,20 @@
 
 import assert from "node:assert/strict";
 import { match, ok, strictEqual } from "node:assert/strict";
-import { run, startRelay } from "./_bed.ts";
-import { account, RSENDMAIL, startServiceBed, waitFor } from "./_service.ts";
-import { takeByToken, token } from "./_standalone.ts";
+import {
+  account,
+  exists,
+  RSENDMAIL,
+  run,
+  SSHSENDMAIL,
+  startRelay,
+  takeByToken,
+  token,
+  waitFor,
+} from "./_bed.ts";
+import { setupArgs } from "./_standalone.ts";
+import { peakRssKiB } from "./_adversarial.ts";
+import { startServiceBed } from "./_service.ts";
 import { record } from "./_attack_table.ts";
 
 const SECTION = "7. hostile relay, careless admin";
@@ -30,12 +41,6 @@ async function hostileRelay(body: string): Promise<{ path: string; dir: string }
 }
 
 /** Peak RSS (KiB) of a process, from /proc. */
-async function vmHwmKiB(pid: number): Promise<number> {
-  // Deno grants /proc only with --allow-all: cat reads it.
-  const status = (await run("/bin/cat", [`/proc/${pid}/status`])).stdout;
-  return Number(/^VmHWM:\s+(\d+)/m.exec(status)?.[1] ?? "0");
-}
-
 /** A control character other than LF (what a terminal would act on). */
 // deno-lint-ignore no-control-regex
 const CONTROL_REGEXP = /[\x00-\x09\x0b-\x1f\x7f]/;
@@ -98,7 +103,7 @@ Deno.test("client: the service survives a relay flooding 300 MB of stderr with f
       const q = await bed.sendAs(ann, [bed.sendmail, "-bp"]);
       return /attempts/.test(q.stdout);
     }, 60_000);
-    const hwm = await vmHwmKiB(bed.pid()!);
+    const hwm = await peakRssKiB(bed.pid()!);
     assert.ok(hwm < 200 * 1024, `service peak RSS ${hwm} KiB`);
     console.log(`service against a 300 MB stderr flood: peak RSS ${Math.round(hwm / 1024)} MiB`);
     // Positive control: the same service, a good relay, delivers the message.
@@ -156,13 +161,6 @@ Deno.test("client: terminal escapes in the relay's reply never reach stderr, mai
   }
 });
 
-const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
-const client = `${root}/dist/sshsendmail`;
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.lstat(path).then(() => true, () => false);
-}
-
 Deno.test({
   name: "setup: a wrong --fingerprint is refused before any login; the right one installs",
   sanitizeResources: false,
@@ -179,25 +177,10 @@ Deno.test({
       (await run("/usr/bin/ssh-keygen", ["-lf", `${relay.dir}/ssh_host_ed25519_key.pub`]))
         .stdout.split(" ")[1]!;
     const setup = (fingerprint: string) =>
-      run(client, [
-        "setup",
-        "--host",
-        `${relay.user}@${relay.host}`,
-        "--port",
-        String(relay.port),
-        "--identity",
-        `${dir}/keys/id_ed25519`,
-        "--known-hosts",
-        `${dir}/keys/known_hosts`,
-        "--rsendmail",
-        `${root}/dist/rsendmail`,
-        "--fingerprint",
-        fingerprint,
-        "--install-with",
-        relay.user,
-        "--admin-identity",
-        admin,
-      ], { check: false, env });
+      run(SSHSENDMAIL, [...setupArgs(relay, dir, admin), "--fingerprint", fingerprint], {
+        check: false,
+        env,
+      });
     try {
       await t.step(
         "an impostor's key (wrong fingerprint): refused, nothing installed or kept",
@@ -259,7 +242,7 @@ Deno.test("setup: --allow-sender values the forced command cannot carry are refu
       ]
     ) {
       await t.step(`refuses ${name}`, async () => {
-        const r = await run(client, args(sender!), { check: false });
+        const r = await run(SSHSENDMAIL, args(sender!), { check: false });
         ok(r.code !== 0, r.stdout);
         match(r.stderr, /setup: .*(cannot be carried|the relay would refuse)/);
         ok(!(await exists(`${dir}/keys`)), "nothing written");
@@ -269,7 +252,7 @@ Deno.test("setup: --allow-sender values the forced command cannot carry are refu
     await t.step(
       "positive control: @example.net passes the check (then fails to connect)",
       async () => {
-        const r = await run(client, args("@example.net"), { check: false });
+        const r = await run(SSHSENDMAIL, args("@example.net"), { check: false });
         ok(!/cannot be carried|would refuse/.test(r.stderr), r.stderr);
         match(r.stdout, /\[1\/5\] key: created/);
         record(SECTION, "setup --allow-sender @example.net", "delivered");

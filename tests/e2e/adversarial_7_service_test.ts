@@ -34,23 +34,27 @@
  */
 
 import assert from "node:assert/strict";
-import { type Mailbox, run, startSyslog, type Syslog } from "./_bed.ts";
 import {
   type Account,
   account,
-  PATH,
-  type ServiceBed,
+  closedPort,
+  expectNoToken,
+  type Mailbox,
+  run,
+  sleep,
   SSHSENDMAIL,
-  startServiceBed,
-} from "./_service.ts";
-import { expectNoToken, takeByToken, token } from "./_standalone.ts";
+  startSyslog,
+  type Syslog,
+  takeByToken,
+  token,
+} from "./_bed.ts";
+import { PATH, type ServiceBed, startServiceBed } from "./_service.ts";
 import { attempt, record as recordAttempt } from "./_attack_table.ts";
 
 /** This file's section of the attack table (docs/adversarial.md). */
 const SECTION = "8. local users against the satellite service";
 
 const decoder = new TextDecoder();
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One attack scene: the bed, its syslog, the accounts, the decoy. */
 interface Scene {
@@ -397,13 +401,6 @@ function changes(
 
 // ---------------------------------------------------------------- the scene
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
 async function makeDecoy(evil: Account, to: string): Promise<Decoy> {
   const dir = await Deno.makeTempDir({ prefix: "rsm-decoy-" });
   await Deno.chmod(dir, 0o755);
@@ -480,7 +477,7 @@ async function openScene(o: SceneOptions): Promise<Scene> {
       box,
       to,
       decoy: await makeDecoy(evil, to),
-      closedPort: freePort(),
+      closedPort: closedPort(),
       drop: `${bed.spool}/drop`,
       hold: `${bed.spool}/hold`,
     };

@@ -9,9 +9,7 @@
  */
 
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
-import { run } from "./_bed.ts";
-
-const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+import { ROOT as root, run } from "./_bed.ts";
 
 const STUBS: Record<string, string> = {
   // Every package missing, so bootstrap installs.

@@ -13,17 +13,8 @@
  */
 
 import assert from "node:assert/strict";
-import { run } from "./_bed.ts";
-import {
-  expectNoToken,
-  parseMessage,
-  type Standalone,
-  startStandalone,
-  takeByToken,
-  token,
-  uidOf,
-  viaRelay,
-} from "./_standalone.ts";
+import { exists, expectNoToken, RSENDMAIL, run, takeByToken, token, uidOf } from "./_bed.ts";
+import { parseMessage, type Standalone, startStandalone, viaRelay } from "./_standalone.ts";
 
 const ACCOUNT = "rsmatk";
 const ONE_LINE_REGEXP = /^[45]\.\d{1,3}\.\d{1,3} sshsendmail: [^\n]+\n$/;
@@ -119,10 +110,6 @@ const ATTACKS: Attack[] = [
   },
 ];
 
-async function exists(path: string): Promise<boolean> {
-  return await Deno.lstat(path).then(() => true, () => false);
-}
-
 async function runAttack(
   s: Standalone,
   conf: string,
@@ -175,7 +162,7 @@ Deno.test("client attacks: shell syntax in addresses never runs on the relay", a
       [
         "plain key (relay shell)",
         await s.config("plain", s.plainKey, [
-          `relay_command = ${new URL("../../dist/rsendmail", import.meta.url).pathname}`,
+          `relay_command = ${RSENDMAIL}`,
         ]),
       ],
     ];

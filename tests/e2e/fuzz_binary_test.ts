@@ -28,7 +28,6 @@ import { genCommand } from "../fuzz/gen.ts";
 import { Rng } from "../fuzz/prng.ts";
 import { quoteWords } from "../../lib/shared/words.ts";
 
-const RSENDMAIL = new URL("../../dist/rsendmail", import.meta.url).pathname;
 const SEED = 0xb1a5f00d;
 const GENERATED = 1946; // + the 54 corpus requests: 2000
 const CONCURRENCY = 6;
@@ -116,6 +115,7 @@ n = len(sys.stdin.buffer.read())
 with open("${dir}/argv/%d.json" % os.getppid(), "a") as f:
     f.write(json.dumps({"argv": sys.argv, "stdin": n}) + "\\n")
 `;
+import { inMountNamespace, RSENDMAIL } from "./_bed.ts";
 
 interface Result {
   code: number;
@@ -136,16 +136,11 @@ Deno.test("fuzz: the built rsendmail under ~2000 mutated requests (exit codes, o
   const dir = await Deno.makeTempDir({ dir: "/var/tmp", prefix: "rsm-fuzz-bin-" });
   await Deno.mkdir(`${dir}/argv`);
   await Deno.writeTextFile(`${dir}/fake-sendmail`, FAKE(dir), { mode: 0o755 });
-  const ns = new Deno.Command("/usr/bin/unshare", {
-    args: [
-      "-m",
-      "--propagation",
-      "private",
-      "--",
-      "/bin/sh",
-      "-ec",
-      `mount --bind ${dir}/fake-sendmail /usr/sbin/sendmail; echo ready; exec sleep 600`,
-    ],
+  const [unshare, ...args] = inMountNamespace(
+    `mount --bind ${dir}/fake-sendmail /usr/sbin/sendmail; echo ready; exec sleep 600`,
+  );
+  const ns = new Deno.Command(unshare!, {
+    args,
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",

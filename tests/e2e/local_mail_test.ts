@@ -13,21 +13,30 @@
  */
 
 import assert from "node:assert/strict";
-import { ensureUser, run, startPostfix } from "./_bed.ts";
 import {
+  account,
+  closedPort,
+  ensureUser,
   expectNoToken,
-  parseMessage,
   RSENDMAIL,
-  spawnCron,
+  run,
   SSHSENDMAIL,
-  startStandalone,
-  text,
+  startPostfix,
+  takeBytes,
   token,
   uidOf,
+  waitFor,
+} from "./_bed.ts";
+import {
+  makeCronTree,
+  parseMessage,
+  startStandalone,
+  text,
   viaRelay,
+  whileCron,
 } from "./_standalone.ts";
-import { bytes, closedPort, envFor, fromMarker, PATH, takeBytes } from "./_smtp.ts";
-import { account, startServiceBed, waitFor } from "./_service.ts";
+import { startServiceBed } from "./_service.ts";
+import { bytes, envFor, fromMarker, PATH } from "./_smtp.ts";
 import { MAILQ_HEADER, parseMailq } from "./_mailq.ts";
 
 const ADMIN = "rsmadmin";
@@ -59,27 +68,13 @@ Deno.test("local mail: the real cron mailing root reaches adminaddr", async () =
     // MAILTO: cron mails the job's owner, `root`.
     const tok = token("cron-root");
     const ns = `${s.dir}/cron`;
-    for (const d of ["run", "cron.d", "crontabs"]) {
-      await Deno.mkdir(`${ns}/${d}`, { recursive: true });
-    }
-    await Deno.writeTextFile(`${ns}/crontab`, "");
+    await makeCronTree(ns);
     await Deno.writeTextFile(
       `${ns}/cron.d/rsmtest`,
       `@reboot root echo 'first line ${tok}'; echo .; echo 'Grüße, 8-bit'; echo 'last line'\n`,
     );
-    const cron = spawnCron(ns, s.sendmail, { PATH, SSHSENDMAIL_CONFIG: conf, LANG: "C.UTF-8" });
-    const output = cron.output();
-    let mail: Uint8Array;
-    try {
-      mail = await takeBytes(s.box, tok, 20000);
-    } finally {
-      try {
-        cron.kill("SIGTERM");
-      } catch {
-        // already gone
-      }
-    }
-    const out = await output;
+    const env = { PATH, SSHSENDMAIL_CONFIG: conf, LANG: "C.UTF-8" };
+    const [mail, out] = await whileCron(ns, s.sendmail, env, () => takeBytes(s.box, tok, 20000));
     assert.equal(text(out.stdout), "", "cron stdout (mailer output)");
     assert.equal(text(out.stderr), "", "cron stderr (mailer output)");
     const msg = parseMessage(text(mail));

@@ -20,49 +20,28 @@
 
 import assert from "node:assert/strict";
 import {
+  type Account,
   clearMailbox,
+  closedPort,
+  concat,
   expectNoMail,
   type Mailbox,
+  RSENDMAIL,
+  SSHSENDMAIL,
   startPostfix,
   startRelay,
   takeMail,
+  waitFor,
 } from "./_bed.ts";
-import { type Nullmailer, prepareNullmailer, RSENDMAIL, SSHSENDMAIL } from "./_satellite.ts";
+import { startServiceBed } from "./_service.ts";
+import { type Nullmailer, prepareNullmailer, split } from "./_satellite.ts";
 import { nullmailerRecipe } from "./_recipes.ts";
-import { type Account, startServiceBed, waitFor } from "./_service.ts";
 import { parseMailq, type Queued } from "./_mailq.ts";
 
-const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
-
-function concat(...parts: (string | Uint8Array)[]): Uint8Array {
-  const bytes = parts.map((p) => typeof p === "string" ? encoder.encode(p) : p);
-  const out = new Uint8Array(bytes.reduce((n, b) => n + b.length, 0));
-  let at = 0;
-  for (const b of bytes) {
-    out.set(b, at);
-    at += b.length;
-  }
-  return out;
-}
-
-function split(raw: Uint8Array): { head: string; body: Uint8Array } {
-  const text = latin1.decode(raw);
-  const at = text.indexOf("\n\n");
-  assert.ok(at > 0, "delivered message has no header/body separator");
-  return { head: text.slice(0, at + 1), body: raw.subarray(at + 2) };
-}
 
 function header(head: string, name: string): string | undefined {
   return new RegExp(`^${name}: ?(.*)$`, "mi").exec(head)?.[1]?.trim();
-}
-
-/** A port on 127.0.0.1 that nothing listens on. */
-function closedPort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 /** Queues one message with nullmailer's own sendmail (no -i: nullmailer keeps '.' lines). */

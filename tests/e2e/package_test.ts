@@ -43,9 +43,21 @@
  */
 
 import assert from "node:assert/strict";
-import { type Mailbox, run, startPostfix, startRelay, takeMail } from "./_bed.ts";
-import { parseMessage, takeByToken, token, uidOf, viaRelay } from "./_standalone.ts";
-import { account } from "./_service.ts";
+import {
+  account,
+  exists,
+  type Mailbox,
+  removeInstalledKeys,
+  ROOT as root,
+  run,
+  startPostfix,
+  startRelay,
+  takeByToken,
+  takeMail,
+  token,
+  uidOf,
+} from "./_bed.ts";
+import { parseMessage, viaRelay } from "./_standalone.ts";
 import { CLIENT_FLAGS, RUN_FLAGS, SERVER_FLAGS } from "../../scripts/permissions.ts";
 import { EXAMPLE_CONFIG, PAGES } from "../../docs/manual.ts";
 import {
@@ -57,7 +69,6 @@ import {
   openChroot,
 } from "./_chroot.ts";
 
-const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 const DENO = `${root}/node_modules/.bin/deno`;
 const RUNTIME = "/usr/lib/rsendmail-ng/deno";
 /** What this machine gets (rsendmail-ng-mta would replace the Postfix the other tests use). */
@@ -90,16 +101,6 @@ const OURS = [
   "/etc/sshsendmail.conf.bak",
   "/etc/sshsendmail",
 ];
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
 
 /** The passwd line of an account, or undefined. */
 async function passwdOf(name: string): Promise<string | undefined> {
@@ -267,7 +268,6 @@ async function assertSetup(migrated: string): Promise<void> {
   const postfix = await startPostfix();
   const box = postfix.mailbox("rsmpkg");
   const relay = await startRelay();
-  const installed = `/home/${relay.user}/.ssh/authorized_keys`;
   try {
     // The admin's own lines in the packaged template, before setup runs.
     const conf = "/etc/sshsendmail.conf";
@@ -317,11 +317,7 @@ async function assertSetup(migrated: string): Promise<void> {
     assert.equal(await ownerMode("/etc/sshsendmail/known_hosts"), "root:root 644");
     await assertService(`${box.user}@${postfix.domain}`, box, migrated);
   } finally {
-    const text = await Deno.readTextFile(installed).catch(() => "");
-    await Deno.writeTextFile(
-      installed,
-      text.split("\n").filter((l) => !l.includes("sshsendmail@")).join("\n"),
-    ).catch(() => {});
+    await removeInstalledKeys(relay);
     await relay.stop();
   }
 }
@@ -1053,7 +1049,6 @@ Deno.test("rsendmail-ng-mta in a throwaway Debian: bsd-mailx, cron and mutt pull
       // the relay unqualified, and the relay's Postfix delivers it to its root.
       const box: Mailbox = { user: "root", dir: "/root/Maildir" };
       const relay = await startRelay();
-      const installed = `/home/${relay.user}/.ssh/authorized_keys`;
       try {
         // The admin's lines first: setup keeps them.
         const mine = "# the admin's own\nmax_age = 5d\n";
@@ -1159,11 +1154,7 @@ Deno.test("rsendmail-ng-mta in a throwaway Debian: bsd-mailx, cron and mutt pull
         const na = await as(["/usr/sbin/newaliases"]);
         assert.equal(na.code, 0, na.stderr);
       } finally {
-        const text = await Deno.readTextFile(installed).catch(() => "");
-        await Deno.writeTextFile(
-          installed,
-          text.split("\n").filter((l) => !l.includes("sshsendmail@")).join("\n"),
-        ).catch(() => {});
+        await removeInstalledKeys(relay);
         await relay.stop();
       }
     });

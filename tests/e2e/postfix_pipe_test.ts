@@ -22,42 +22,26 @@
 
 import assert from "node:assert/strict";
 import {
+  account,
   clearMailbox,
+  concat,
   expectNoMail,
   type Mailbox,
+  RSENDMAIL,
+  SSHSENDMAIL,
   startPostfix,
   startRelay,
   takeMail,
 } from "./_bed.ts";
-import { openGate, RSENDMAIL, type Satellite, SSHSENDMAIL, startSatellite } from "./_satellite.ts";
+import { unitCommand } from "./_service.ts";
+import { openGate, type Satellite, split, startSatellite } from "./_satellite.ts";
 import { pipeRecipe, substitute } from "./_recipes.ts";
-import { account, unitCommand } from "./_service.ts";
 
-const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
-
-/** Splits a delivered message at its first empty line. */
-function split(raw: Uint8Array): { head: string; body: Uint8Array } {
-  const text = latin1.decode(raw);
-  const at = text.indexOf("\n\n");
-  assert.ok(at > 0, "delivered message has no header/body separator");
-  return { head: text.slice(0, at + 1), body: raw.subarray(at + 2) };
-}
 
 function header(head: string, name: string): string | undefined {
   const m = new RegExp(`^${name}: ?(.*(?:\\n[ \\t].*)*)$`, "mi").exec(head);
   return m?.[1]?.trim();
-}
-
-function concat(...parts: (string | Uint8Array)[]): Uint8Array {
-  const bytes = parts.map((p) => typeof p === "string" ? encoder.encode(p) : p);
-  const out = new Uint8Array(bytes.reduce((n, b) => n + b.length, 0));
-  let at = 0;
-  for (const b of bytes) {
-    out.set(b, at);
-    at += b.length;
-  }
-  return out;
 }
 
 Deno.test({

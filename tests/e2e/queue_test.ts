@@ -26,17 +26,23 @@ import assert from "node:assert/strict";
 import { frameHeader } from "../../lib/shared/batch.ts";
 import { Queue } from "../../lib/client/queue_io.ts";
 import { newMessageId } from "../../lib/client/queue_entry.ts";
-import { type Mailbox, run, type RunResult, startPostfix } from "./_bed.ts";
-import { type Proxy, startProxy } from "./_proxy.ts";
 import {
   type Account,
   account,
-  names,
+  closedPort,
+  concat,
+  type Mailbox,
   RSENDMAIL,
-  type ServiceBed,
-  startServiceBed,
+  run,
+  type RunResult,
+  sha256Hex,
+  sleep,
+  startPostfix,
+  uidOf,
   waitFor,
-} from "./_service.ts";
+} from "./_bed.ts";
+import { names, type ServiceBed, startServiceBed } from "./_service.ts";
+import { type Proxy, startProxy } from "./_proxy.ts";
 
 const ACCOUNT = "rsmqueue";
 const SENDER_ACCOUNT = "rsmqsender";
@@ -51,7 +57,6 @@ const LABEL = `rsmqueue-${RUN}`;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---------------------------------------------------------------- helpers
 
@@ -65,11 +70,6 @@ function rng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-async function sha256Hex(data: Uint8Array): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
-  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 const ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:-";
@@ -195,17 +195,8 @@ async function clearBox(box: Mailbox): Promise<void> {
   }
 }
 
-/** A port nothing listens on (connection refused). */
-function deadPort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-async function uidOfRelay(): Promise<number> {
-  const res = await run("/usr/bin/id", ["-u", "rsmrelay"]);
-  return Number(res.stdout.trim());
+function uidOfRelay(): Promise<number> {
+  return uidOf("rsmrelay");
 }
 
 /** A service bed of this file: its own relay key label, senders, and the route to the relay. */
@@ -253,7 +244,7 @@ async function startBed(
       proxy = startProxy(bed.relay.port);
       port = proxy.port;
     } else if (o.route === "down") {
-      port = deadPort();
+      port = closedPort();
     }
     if (port !== bed.relay.port) {
       await bed.trustPort(port);
@@ -914,15 +905,6 @@ Deno.test("queue: batch protocol against dist/rsendmail", async (t) => {
     bytes.set(head);
     bytes.set(msg, head.length);
     return { id, tok, bytes };
-  };
-  const concat = (...parts: Uint8Array[]) => {
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
   };
   try {
     await t.step("refused frames in the middle do not stop the batch", async () => {

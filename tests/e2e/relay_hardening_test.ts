@@ -8,15 +8,11 @@
  */
 
 import assert from "node:assert/strict";
-import { run, startPostfix, startRelay } from "./_bed.ts";
-import { takeByToken, token } from "./_standalone.ts";
-
-const ROOT = new URL("../../", import.meta.url).pathname;
-const RSENDMAIL = `${ROOT}dist/rsendmail`;
+import { ROOT, RSENDMAIL, run, startPostfix, startRelay, takeByToken, token } from "./_bed.ts";
 
 /** The fenced block of README's "## Relay hardening" that starts with Match. */
 async function matchBlock(user: string): Promise<string> {
-  const text = await Deno.readTextFile(`${ROOT}README.md`);
+  const text = await Deno.readTextFile(`${ROOT}/README.md`);
   const section = text.slice(text.indexOf("\n## Relay hardening\n"));
   const block = /```\n(Match User rsendmail\n[\s\S]*?)```/.exec(section)?.[1];
   if (!block) throw new Error("README: no Match block under ## Relay hardening");

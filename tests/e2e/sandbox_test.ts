@@ -11,8 +11,7 @@
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { CLIENT_FLAGS, RUN_FLAGS, SERVER_FLAGS, SERVER_LAUNCH } from "../../scripts/permissions.ts";
-
-const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+import { ROOT as root } from "./_bed.ts";
 
 /** The deno path and flags of an artefact's first line (after env's launcher words). */
 async function shebangOf(path: string): Promise<string[]> {

@@ -18,14 +18,25 @@
  */
 
 import assert from "node:assert/strict";
-import { quoteWords } from "../../lib/shared/words.ts";
 import {
   clearMailbox,
+  concat,
+  exists,
+  type Held,
+  hold,
   type Mailbox,
   type Postfix,
   type Relay,
+  type Request,
+  RSENDMAIL,
   run,
   type RunResult,
+  sha256Hex,
+  sleep,
+  spoolNames as spoolLeftovers,
+  ssh as sshTo,
+  sshCommand,
+  type SshResult,
   startPostfix,
   startRelay,
   startSyslog,
@@ -33,7 +44,6 @@ import {
   takeMail,
 } from "./_bed.ts";
 
-const RSENDMAIL = new URL("../../dist/rsendmail", import.meta.url).pathname;
 const SENDMAIL = "/usr/sbin/sendmail";
 const RELAY_ACCOUNT = "rsmrelay";
 /** A token unique to this run: labels and subjects carry it. */
@@ -45,7 +55,6 @@ const PUBLIC_LINE_REGEXP = /^[45]\.\d{1,3}\.\d{1,3} rsendmail: [^\n]+\n$/;
 const HELP_TEXT_REGEXP = /usage|options:|synopsis|\bat file:|stack/i;
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /** Admin options of each key (the forced command's own argv). */
 const KEYS = {
@@ -95,72 +104,15 @@ async function setUp(): Promise<Bed> {
 
 // ---------------------------------------------------------------- helpers
 
-/** Result of one ssh call. */
-interface SshResult extends RunResult {
-  ms: number;
-}
-
-/** What the peer sends: words (quoted here), a raw command string, or nothing. */
-type Request = string[] | { raw: string } | null;
-
-function remoteArgs(request: Request): string[] {
-  if (request === null) return [];
-  return Array.isArray(request) ? [quoteWords(request)] : [request.raw];
-}
-
 /** Runs `ssh relay REQUEST` with `stdin` (or /dev/null) and returns its outcome. */
 async function ssh(key: string, request: Request, stdin?: Uint8Array): Promise<SshResult> {
-  const { relay } = await bed();
-  const [cmd, ...args] = relay.sshArgv(key);
-  const started = performance.now();
-  const res = await run(cmd!, [...args, ...remoteArgs(request)], {
-    check: false,
-    ...(stdin === undefined ? {} : { stdin }),
-  });
-  return { ...res, ms: performance.now() - started };
+  return await sshTo((await bed()).relay, key, request, stdin);
 }
 
 /** An ssh call whose stdin the test drives by hand. */
-interface OpenSsh {
-  writer: WritableStreamDefaultWriter<Uint8Array>;
-  child: Deno.ChildProcess;
-  done: Promise<SshResult>;
-  /** Closes stdin, ignoring a pipe the remote side already closed. */
-  close(): Promise<void>;
+async function openSsh(key: string, request: Request, sshOptions: string[] = []): Promise<Held> {
+  return hold(sshCommand((await bed()).relay, key, request, sshOptions));
 }
-
-async function openSsh(key: string, request: Request, sshOptions: string[] = []): Promise<OpenSsh> {
-  const { relay } = await bed();
-  const [cmd, ...args] = relay.sshArgv(key);
-  const host = args.pop()!;
-  const child = new Deno.Command(cmd!, {
-    args: [...args, ...sshOptions, host, ...remoteArgs(request)],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const started = performance.now();
-  const done = child.output().then((out) => ({
-    code: out.code,
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr),
-    ms: performance.now() - started,
-  }));
-  const writer = child.stdin.getWriter();
-  let closed = false;
-  return {
-    writer,
-    child,
-    done,
-    async close() {
-      if (closed) return;
-      closed = true;
-      await writer.close().catch(() => writer.abort().catch(() => {}));
-    },
-  };
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Runs `fn` over `items`, at most `limit` at a time, results in order. */
 async function pool<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>) {
@@ -200,16 +152,6 @@ function message(subject: string, options: MessageOptions = {}): Uint8Array {
   ].join("\n");
   const body = options.body ?? `Body of ${subject}.\n`;
   return concat(encoder.encode(head), typeof body === "string" ? encoder.encode(body) : body);
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** Bytes as a string of code points 0–255: byte-exact, safe to compare and slice. */
@@ -335,31 +277,8 @@ function notDelivered(got: Map<string, Uint8Array[]>, subject: string): void {
   assert.equal(got.get(subject)?.length ?? 0, 0, `${subject} must not be delivered`);
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Names the relay's spool would leave in /tmp. */
-async function spoolLeftovers(): Promise<string[]> {
-  const names: string[] = [];
-  for await (const e of Deno.readDir("/tmp")) {
-    if (e.name.startsWith("rsendmail-")) names.push(e.name);
-  }
-  return names;
-}
-
 async function assertNoSpoolLeftovers(): Promise<void> {
   assert.deepEqual(await spoolLeftovers(), [], "no /tmp/rsendmail-* may linger");
-}
-
-async function sha256Hex(data: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(data)));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** A message of exactly `size` bytes. */

@@ -18,10 +18,21 @@
  */
 
 import assert from "node:assert/strict";
-import { type RunResult, startSyslog, type Syslog } from "./_bed.ts";
-import { type Account, account, type ServiceBed, startServiceBed, waitFor } from "./_service.ts";
-import { expectNoToken, parseMessage, spawnCron, takeByToken, token } from "./_standalone.ts";
-import { closedPort } from "./_smtp.ts";
+import {
+  type Account,
+  account,
+  closedPort,
+  expectNoToken,
+  type RunResult,
+  sleep,
+  startSyslog,
+  type Syslog,
+  takeByToken,
+  token,
+  waitFor,
+} from "./_bed.ts";
+import { makeCronTree, parseMessage, whileCron } from "./_standalone.ts";
+import { type ServiceBed, startServiceBed } from "./_service.ts";
 import { parseMailq, type Queued } from "./_mailq.ts";
 
 const ROOT: Account = { name: "root", uid: 0, gid: 0, home: "/root" };
@@ -29,8 +40,6 @@ const ROOT: Account = { name: "root", uid: 0, gid: 0, home: "/root" };
 const RCPT = "rsmsnd";
 const PER_PROGRAM = 3;
 const CRON_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** What one sending program did: its result and the tokens its messages carry. */
 interface Sent {
@@ -247,10 +256,7 @@ async function runCron(
   done: () => Promise<void>,
 ): Promise<RunResult> {
   const ns = `${bed.dir}/cron`;
-  for (const d of ["run", "cron.d", "crontabs"]) {
-    await Deno.mkdir(`${ns}/${d}`, { recursive: true, mode: 0o755 });
-  }
-  await Deno.writeTextFile(`${ns}/crontab`, "", { mode: 0o644 });
+  await makeCronTree(ns);
   await Deno.writeTextFile(
     `${ns}/cron.d/rsmsvc`,
     [
@@ -267,22 +273,8 @@ async function runCron(
     [`MAILTO=${rcpt}`, ...tokens.crontab.map((t) => `@reboot echo 'crontab ${t}'; id -un`), ""]
       .join("\n"),
   );
-  const cron = spawnCron(ns, bed.sendmail, {
-    PATH: CRON_PATH,
-    SSHSENDMAIL_CONFIG: bed.conf,
-    LANG: "C.UTF-8",
-  });
-  const output = cron.output();
-  try {
-    await done();
-  } finally {
-    try {
-      cron.kill("SIGTERM");
-    } catch {
-      // gone already
-    }
-  }
-  const out = await output;
+  const env = { PATH: CRON_PATH, SSHSENDMAIL_CONFIG: bed.conf, LANG: "C.UTF-8" };
+  const [, out] = await whileCron(ns, bed.sendmail, env, done);
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }

@@ -7,8 +7,9 @@
  */
 
 import assert from "node:assert/strict";
-import { account, startServiceBed } from "./_service.ts";
-import { parseMessage, takeByToken, token } from "./_standalone.ts";
+import { account, takeByToken, token } from "./_bed.ts";
+import { parseMessage } from "./_standalone.ts";
+import { startServiceBed } from "./_service.ts";
 
 Deno.test("service: a user's sendmail is delivered with envelope sender login@domain", async () => {
   const bed = await startServiceBed();

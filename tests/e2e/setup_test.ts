@@ -9,10 +9,15 @@
  */
 
 import { match, ok, strictEqual } from "node:assert/strict";
-import { run, startPostfix, startRelay, takeMail } from "./_bed.ts";
-
-const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
-const client = `${root}/dist/sshsendmail`;
+import {
+  removeInstalledKeys,
+  run,
+  SSHSENDMAIL,
+  startPostfix,
+  startRelay,
+  takeMail,
+} from "./_bed.ts";
+import { setupArgs } from "./_standalone.ts";
 
 Deno.test({
   name: "sshsendmail setup: from nothing to a delivered test message",
@@ -28,22 +33,8 @@ Deno.test({
     const installed = `/home/${relay.user}/.ssh/authorized_keys`;
     try {
       await t.step("setup creates, records, installs, writes and tests", async () => {
-        const r = await run(client, [
-          "setup",
-          "--host",
-          `${relay.user}@${relay.host}`,
-          "--port",
-          String(relay.port),
-          "--identity",
-          `${dir}/keys/id_ed25519`,
-          "--known-hosts",
-          `${dir}/keys/known_hosts`,
-          "--rsendmail",
-          `${root}/dist/rsendmail`,
-          "--install-with",
-          relay.user,
-          "--admin-identity",
-          admin,
+        const r = await run(SSHSENDMAIL, [
+          ...setupArgs(relay, dir, admin),
           "--allow-sender",
           "@relay.test",
           "--test",
@@ -70,22 +61,8 @@ Deno.test({
       });
 
       await t.step("a second setup keeps the key and does not add the line twice", async () => {
-        const r = await run(client, [
-          "setup",
-          "--host",
-          `${relay.user}@${relay.host}`,
-          "--port",
-          String(relay.port),
-          "--identity",
-          `${dir}/keys/id_ed25519`,
-          "--known-hosts",
-          `${dir}/keys/known_hosts`,
-          "--rsendmail",
-          `${root}/dist/rsendmail`,
-          "--install-with",
-          relay.user,
-          "--admin-identity",
-          admin,
+        const r = await run(SSHSENDMAIL, [
+          ...setupArgs(relay, dir, admin),
           "--allow-sender",
           "@relay.test",
         ], { check: false, env });
@@ -99,7 +76,7 @@ Deno.test({
       });
 
       await t.step("--test ADDR alone repeats the last step", async () => {
-        const r = await run(client, ["--test", "rsmsetup@relay.test"], { check: false, env });
+        const r = await run(SSHSENDMAIL, ["--test", "rsmsetup@relay.test"], { check: false, env });
         strictEqual(r.code, 0, r.stdout + r.stderr);
         match(r.stdout, /accepted by the relay/);
         match(new TextDecoder().decode(await takeMail(box)), /sshsendmail test/);
@@ -113,7 +90,10 @@ Deno.test({
           // replace the recorded key with another valid ed25519 key
           const other = (await Deno.readTextFile(`${dir}/keys/id_ed25519.pub`)).split(" ")[1]!;
           await Deno.writeTextFile(kh, text.replace(/(ssh-ed25519 )\S+/, `$1${other}`));
-          const r = await run(client, ["--test", "rsmsetup@relay.test"], { check: false, env });
+          const r = await run(SSHSENDMAIL, ["--test", "rsmsetup@relay.test"], {
+            check: false,
+            env,
+          });
           strictEqual(r.code, 75);
           match(r.stdout, /FAILED: 4\.7\.0 .*host key verification failed/);
           await Deno.writeTextFile(kh, text);
@@ -121,20 +101,20 @@ Deno.test({
       );
 
       await t.step("attack: a host starting with - is refused before ssh runs", async () => {
-        const r = await run(client, ["setup", "--host=-oProxyCommand=touch /tmp/pwned-setup"], {
-          check: false,
-          env,
-        });
+        const r = await run(
+          SSHSENDMAIL,
+          ["setup", "--host=-oProxyCommand=touch /tmp/pwned-setup"],
+          {
+            check: false,
+            env,
+          },
+        );
         strictEqual(r.code, 75);
         match(r.stderr, /^sshsendmail: invalid relay host/);
         ok(!(await Deno.stat("/tmp/pwned-setup").catch(() => undefined)));
       });
     } finally {
-      const text = await Deno.readTextFile(installed).catch(() => "");
-      await Deno.writeTextFile(
-        installed,
-        text.split("\n").filter((l) => !l.includes("sshsendmail@")).join("\n"),
-      ).catch(() => {});
+      await removeInstalledKeys(relay);
       await relay.stop();
       await Deno.remove(dir, { recursive: true });
     }

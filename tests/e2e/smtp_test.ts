@@ -16,30 +16,31 @@
  */
 
 import assert from "node:assert/strict";
-import { type Mailbox, run, startPostfix } from "./_bed.ts";
 import {
+  account,
+  closedPort,
   expectNoToken,
-  parseMessage,
+  type Mailbox,
   RSENDMAIL,
+  run,
   SSHSENDMAIL,
-  startStandalone,
-  text,
+  startPostfix,
+  takeBytes,
   token,
   uidOf,
-  viaRelay,
-} from "./_standalone.ts";
+  waitFor,
+} from "./_bed.ts";
+import { parseMessage, startStandalone, text, viaRelay } from "./_standalone.ts";
+import { startServiceBed } from "./_service.ts";
 import {
   bytes,
-  closedPort,
   envFor,
   fromMarker,
   loginCount,
   parseReplies,
   type Reply,
   smtpSession,
-  takeBytes,
 } from "./_smtp.ts";
-import { account, startServiceBed, waitFor } from "./_service.ts";
 import { parseMailq, type Queued } from "./_mailq.ts";
 
 const ACCOUNT = "rsmsmtp";

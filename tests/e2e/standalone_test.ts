@@ -14,17 +14,14 @@
  */
 
 import assert from "node:assert/strict";
-import { run } from "./_bed.ts";
+import { closedPort, expectNoToken, run, takeByToken, token, uidOf } from "./_bed.ts";
 import {
-  expectNoToken,
+  makeCronTree,
   parseMessage,
-  spawnCron,
   type Standalone,
   startStandalone,
-  takeByToken,
-  token,
-  uidOf,
   viaRelay,
+  whileCron,
 } from "./_standalone.ts";
 
 const ACCOUNT = "rsmstd";
@@ -60,10 +57,7 @@ Deno.test("standalone: real senders through a sendmail symlink arrive intact", a
       // namespace and hands the message to the real Postfix sendmail.
       const tok = token("cron");
       const ns = `${s.dir}/cron`;
-      for (const d of ["run", "cron.d", "crontabs"]) {
-        await Deno.mkdir(`${ns}/${d}`, { recursive: true });
-      }
-      await Deno.writeTextFile(`${ns}/crontab`, "");
+      await makeCronTree(ns);
       await Deno.writeTextFile(
         `${ns}/cron.d/rsmtest`,
         [
@@ -72,21 +66,14 @@ Deno.test("standalone: real senders through a sendmail symlink arrive intact", a
           "",
         ].join("\n"),
       );
-      const cron = spawnCron(ns, s.sendmail, { PATH, SSHSENDMAIL_CONFIG: conf, LANG: "C.UTF-8" });
-      const output = cron.output();
-      let mail: string;
-      try {
-        mail = await takeByToken(s.box, tok, 20000);
-      } finally {
-        try {
-          cron.kill("SIGTERM");
-        } catch {
-          // already gone
-        }
-      }
-      // The pipes close when cron and its mailer (which writes to cron's
-      // stdout/stderr) have both finished: nothing may have been written.
-      const out = await output;
+      const env = { PATH, SSHSENDMAIL_CONFIG: conf, LANG: "C.UTF-8" };
+      // Nothing may have been written to cron's stdout/stderr by the mailer.
+      const [mail, out] = await whileCron(
+        ns,
+        s.sendmail,
+        env,
+        () => takeByToken(s.box, tok, 20000),
+      );
       const dec = new TextDecoder();
       assert.equal(dec.decode(out.stdout), "", "cron stdout (mailer output)");
       assert.equal(dec.decode(out.stderr), "", "cron stderr (mailer output)");
@@ -274,17 +261,14 @@ Deno.test("standalone: ssh failures are 75 with their own line; failover", async
       assert.match(res.stderr, pattern);
       lines.set(name, res.stderr);
     };
-    // A port nobody listens on: bound and released at once.
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const closedPort = (listener.addr as Deno.NetAddr).port;
-    listener.close();
+    const closed = closedPort();
 
     await t.step("DNS failure", async () => {
       const conf = await s.config("dns", s.forcedKey, [], ["nonexistent.invalid"]);
       await expectFailure("dns", conf, /^4\.4\.3 .*resolve/);
     });
     await t.step("closed port", async () => {
-      const conf = await s.config("closed", s.forcedKey, [`port = ${closedPort}`]);
+      const conf = await s.config("closed", s.forcedKey, [`port = ${closed}`]);
       await expectFailure("closed", conf, /^4\.4\.1 .*refused/);
     });
     await t.step("wrong key (not in authorized_keys)", async () => {
