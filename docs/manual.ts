@@ -102,7 +102,7 @@ const rsendmail: Page = {
           p: `stdin is spooled to a 0600 file in \`${SPOOL_DIR}\` that is unlinked the moment it is created (it cannot linger, even after \`kill -9\`), counted and hashed; the size limit and the idle timeout apply while reading; the declared size and SHA-256 are checked; only then does sendmail start, with a cleared environment (\`PATH=/usr/sbin:/usr/bin:/sbin:/bin\`, \`LANG=C\`: no \`MAIL_CONFIG\`, no \`LD_*\`) and the spool on its stdin. The relay runs exactly «SENDMAIL» \`-oi\` [\`-f\` «SENDER»] [\`-t\`] \`--\` «RCPT»…`,
         },
         {
-          p: "The request `rsendmail --batch` (sent by the satellite service, `sshsendmail --serve`) reads several framed messages on one connection, each with its envelope, size and SHA-256, and answers each on its own line.",
+          p: "The request `rsendmail --batch` (sent by the satellite service, `sshsendmail --serve`, by `-bs` sessions and by every direct send) reads framed messages on one connection, each with its envelope, size, SHA-256 and id, and answers each on its own line.",
         },
         {
           p: `Every message may carry an id; the relay records what it delivered per key label (\`${STATE_DIR}/rsendmail-\`«UID»\`/\`«LABEL»\`/\`, kept \`--dedup-days\`) and answers "already delivered" to a repeat, so a connection cut after delivery never sends a message twice.`,
@@ -335,14 +335,14 @@ const sshsendmail: Page = {
           p: "With `--host`: Postfix pipe mode. Without: standalone mode, settings from the configuration file. Run as `.../nullmailer/sshsendmail` with no arguments: nullmailer mode (the options block on stdin, the envelope and message on fd 3). Invoked as `mailq` it lists the service's queue. Upstream's `--mta=postfix` and `--loglevel` are accepted.",
         },
         {
-          p: "The message is spooled locally (bounded memory), its size and SHA-256 go to the relay, and the relay refuses to deliver anything else. Every remote word is quoted so that both the relay's tokenizer and a plain POSIX shell (a key without `command=`) see exactly the intended words. Hosts and users starting with `-` are refused. ssh runs as:",
+          p: "A direct send (Postfix pipe, nullmailer, `queue = no`) starts ssh and the relay's batch mode at once, so that ssh's handshake and the relay's start-up overlap the reading of the message. The message is spooled locally (bounded memory), then goes as one frame: its envelope, size, SHA-256 and id, then its bytes; the relay refuses to deliver anything else and answers on one line (a login banner printed before that line is skipped; a line naming another message is not an answer). Every word is quoted so that both the relay's tokenizer and a plain POSIX shell (a key without `command=`) see exactly the intended words. Hosts and users starting with `-` are refused. ssh runs as:",
         },
         {
           pre: [
             `${SSH_PATH} -T -e none -a -x -o BatchMode=yes -o ConnectTimeout=10 \\`,
             "  -o ServerAliveInterval=15 -o ServerAliveCountMax=4 \\",
             "  -o ClearAllForwardings=yes ... -- HOST \\",
-            "  'rsendmail -oi -f ... --size=N --sha256=H -- RCPT...'",
+            "  'rsendmail --batch'      (stdin: MSG -oi -f ... --size=N --sha256=H --id=ID -- RCPT...)",
           ].join("\n"),
         },
         { ss: "Delivery service (standalone mode)" },
@@ -375,7 +375,9 @@ const sshsendmail: Page = {
         },
         {
           tp: "`--no-integrity`",
-          body: ["Send no `--size`/`--sha256` (only for an upstream 1.1.4 relay)."],
+          body: [
+            "Send no `--size`/`--sha256`, and the request on ssh's command line instead of a batch frame (only for an upstream 1.1.4 relay).",
+          ],
         },
         { tp: "`--connect-timeout` «S»", body: ["Seconds, default 10."] },
         { tp: "`--relay-command` «NAME»", body: ["The remote program, default `rsendmail`."] },

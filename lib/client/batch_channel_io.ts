@@ -27,8 +27,12 @@ export interface ChannelOptions {
 export interface BatchChannel {
   /** Starts the session now, ahead of the first send. */
   open(): void;
-  /** Sends one frame (request words without the program) and its body. */
-  send(words: string[], spool: Spooled): Promise<BatchReply | Failure>;
+  /**
+   * Sends one frame (request words without the program) and its body; with
+   * `last`, ends the batch right behind it (the relay sees EOF as a single
+   * send would, and answers).
+   */
+  send(words: string[], spool: Spooled, last?: boolean): Promise<BatchReply | Failure>;
   /** Ends the batch and the session. */
   close(): Promise<void>;
 }
@@ -113,6 +117,8 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
   let hostIndex = 0;
   let answered = 0;
   let timedOut = false;
+  /** The relay printed lines that are not a reply to this frame. */
+  let garbled = false;
   /** The session was opened ahead of its first frame and has carried none yet. */
   let ahead = false;
   const encoder = new TextEncoder();
@@ -126,7 +132,7 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
     return classifyExit(status.code, stderr, o.program);
   };
 
-  const write = async (s: BatchSession, words: string[], spool: Spooled) => {
+  const write = async (s: BatchSession, words: string[], spool: Spooled, last: boolean) => {
     try {
       await s.writer.write(encoder.encode(`${frameHeader(words)}\n`));
       await spool.file.seek(0, Deno.SeekMode.Start);
@@ -135,6 +141,10 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
         const n = await spool.file.read(buffer);
         if (n === null) break;
         await s.writer.write(buffer.subarray(0, n));
+      }
+      if (last) {
+        await s.writer.write(encoder.encode("END\n"));
+        await s.writer.close();
       }
     } catch {
       // The session is gone: no reply will come.
@@ -145,6 +155,7 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
     s: BatchSession,
     words: string[],
     spool: Spooled,
+    last: boolean,
   ): Promise<BatchReply | undefined> => {
     // ssh_timeout bounds the whole exchange: a relay that stops reading
     // must not hold the writer for ever.
@@ -154,10 +165,11 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
         s.child.kill();
       } catch { /* gone already */ }
     };
+    garbled = false;
     const signal = AbortSignal.timeout(settings.sshTimeout * 1000);
     signal.addEventListener("abort", kill);
     try {
-      await write(s, words, spool);
+      await write(s, words, spool, last);
       // Lines before the reply that are not one (a login banner from the
       // relay account's shell start-up files) are skipped, a few at most.
       const id = words.find((w) => w.startsWith("--id="))?.slice("--id=".length);
@@ -170,6 +182,7 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
         if (next.done) return undefined;
         const reply = parseReply(next.value);
         if (reply && (id === undefined || reply.id === id || reply.id === "-")) return reply;
+        garbled = true;
       }
       return undefined;
     } finally {
@@ -183,12 +196,12 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
       session = spawn();
       ahead = true;
     },
-    async send(words, spool) {
+    async send(words, spool, last = false) {
       for (;;) {
         session ??= spawn();
         const early = ahead;
         ahead = false;
-        const reply = await attempt(session, words, spool);
+        const reply = await attempt(session, words, spool, last);
         if (reply && !(early && reply.id === "-")) {
           answered++;
           return reply;
@@ -199,8 +212,16 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
         // session limit) while the message was read: nothing of this frame
         // was taken ("-"), so it goes again once on a fresh session. (The
         // relay's id record absorbs the rare case where it was.)
-        if (early && !timedOut && !ended?.connectPhase) continue;
-        const failure = timedOut || !ended
+        if (early && !timedOut && !garbled && !ended?.connectPhase) continue;
+        const failure = garbled && !timedOut
+          ? ended ?? {
+            // rsendmail says nothing but replies: output there is not rsendmail speaking.
+            line: `4.5.0 ${o.program}: the relay answered with unexpected output`,
+            sysexit: 75,
+            nullmailer: 16,
+            connectPhase: false,
+          }
+          : timedOut || !ended
           ? {
             line: `4.4.2 ${o.program}: ${
               timedOut
@@ -213,6 +234,7 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
           }
           : ended;
         timedOut = false;
+        garbled = false;
         if (failure.connectPhase && answered === 0 && hostIndex + 1 < settings.hosts.length) {
           hostIndex++;
           continue;

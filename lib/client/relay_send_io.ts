@@ -91,7 +91,7 @@ export async function startDirectSend(
     async send(req, spool, id) {
       const header = queueHeader(id ?? newMessageId(ctx.uuid()), req, spool, ctx.now());
       try {
-        const answer = await channel.send(frameWordsOf(header), spool);
+        const answer = await channel.send(frameWordsOf(header), spool, true);
         return "code" in answer ? failureOfReply(answer) : answer;
       } finally {
         await channel.close();
