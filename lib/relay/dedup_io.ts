@@ -28,6 +28,10 @@ export interface DeliveryRecord {
   claim(id: string): Promise<() => Promise<void>>;
 }
 
+/** How often a session may scan the record for expired ids. */
+const PRUNE_EVERY_MS = 3_600_000;
+const PRUNE_MARKER = ".pruned";
+
 /** A lock older than this belongs to a relay that died: it is broken. */
 const STALE_LOCK_MS = 15 * 60_000;
 
@@ -78,8 +82,15 @@ export async function openDeliveryRecord(
       }
     },
     async prune(now) {
+      // A full scan costs one lstat per record: at most once per PRUNE_EVERY_MS,
+      // told by the mtime of a marker (ids never start with a dot).
+      const marker = `${dir}/${PRUNE_MARKER}`;
+      const last = (await Deno.lstat(marker).catch(() => undefined))?.mtime?.getTime();
+      if (last !== undefined && last <= now && now - last < PRUNE_EVERY_MS) return;
       try {
+        await Deno.writeTextFile(marker, "", { mode: 0o600 });
         for await (const entry of Deno.readDir(dir)) {
+          if (entry.name === PRUNE_MARKER) continue;
           const path = `${dir}/${entry.name}`;
           const info = await Deno.lstat(path);
           if ((info.mtime?.getTime() ?? now) < now - retentionMs) await Deno.remove(path);
