@@ -35,6 +35,11 @@ export interface BatchChannel {
   send(words: string[], spool: Spooled, last?: boolean): Promise<BatchReply | Failure>;
   /** Ends the batch and the session. */
   close(): Promise<void>;
+  /**
+   * Lets a session whose batch was ended (`send(…, true)`) and answered
+   * finish on its own: ssh exits when the relay has, unwaited.
+   */
+  leave(): void;
 }
 
 const CHUNK = 65536;
@@ -241,6 +246,9 @@ export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): B
         }
         return failure;
       }
+    },
+    leave() {
+      session = undefined;
     },
     async close() {
       if (!session) return;

@@ -90,12 +90,16 @@ export async function startDirectSend(
   return {
     async send(req, spool, id) {
       const header = queueHeader(id ?? newMessageId(ctx.uuid()), req, spool, ctx.now());
+      let answer;
       try {
-        const answer = await channel.send(frameWordsOf(header), spool, true);
-        return "code" in answer ? failureOfReply(answer) : answer;
+        answer = await channel.send(frameWordsOf(header), spool, true);
       } finally {
-        await channel.close();
+        // The relay's answer is the verdict (it recorded the id before
+        // answering): ssh's own ending is not waited for, unless -v shows it.
+        if (answer !== undefined && "code" in answer && !o.verbose) channel.leave();
+        else await channel.close();
       }
+      return "code" in answer ? failureOfReply(answer) : answer;
     },
     close: () => channel.close(),
   };
