@@ -82,18 +82,40 @@ export function spawnBatchSession(
   };
 }
 
-/** LF-terminated lines of a relay's stdout (a relay talking garbage ends it). */
+/**
+ * LF-terminated lines of a relay's stdout (a relay talking garbage ends it).
+ * Read into one buffer of the caller's (a BYOB reader): a default reader
+ * of Deno's pipe allocates a fresh 64 KiB buffer for every read, one per
+ * reply line, which a long-lived service pays for in memory.
+ */
 export async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder();
+  const reader = stream.getReader({ mode: "byob" });
+  let buffer = new Uint8Array(CHUNK);
   let rest = "";
-  for await (const chunk of stream) {
-    rest += decoder.decode(chunk, { stream: true });
-    let nl;
-    while ((nl = rest.indexOf("\n")) >= 0) {
-      yield rest.slice(0, nl);
-      rest = rest.slice(nl + 1);
+  let ended = false;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read(buffer);
+      if (done) {
+        ended = true;
+        return;
+      }
+      rest += decoder.decode(value, { stream: true });
+      // The read took the buffer over: the same memory comes back in `value`.
+      buffer = new Uint8Array(value.buffer);
+      let nl;
+      while ((nl = rest.indexOf("\n")) >= 0) {
+        yield rest.slice(0, nl);
+        rest = rest.slice(nl + 1);
+      }
+      if (rest.length > 65536) return;
     }
-    if (rest.length > 65536) return;
+  } finally {
+    // Left early (garbage, or the caller stopped reading): cancelled, as a
+    // for-await over the stream would.
+    if (!ended) await reader.cancel().catch(() => {});
+    reader.releaseLock();
   }
 }
 

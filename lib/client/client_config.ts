@@ -115,111 +115,131 @@ function safe(text: string): string {
   return text.replace(/[^ -~]/g, "?").slice(0, 64);
 }
 
+/** Sets one setting from its checked value; `key` is the name it was given under. */
+type Setter = (s: ClientSettings, value: string, key: string) => void;
+
+/** A whole number of at most `digits` digits, or the error `invalid NAME`. */
+function wholeNumber(
+  digits: number,
+  name: string,
+  set: (s: ClientSettings, n: number) => void,
+): Setter {
+  const pattern = new RegExp(`^[1-9][0-9]{0,${digits - 1}}$`);
+  return (s, value) => {
+    if (!pattern.test(value)) throw new ConfigError(`invalid ${name}`);
+    set(s, Number(value));
+  };
+}
+
+/** An absolute path (the error names the key as given). */
+function absolutePath(set: (s: ClientSettings, path: string) => void): Setter {
+  return (s, value, key) => {
+    if (!value.startsWith("/")) throw new ConfigError(`${key} wants an absolute path`);
+    set(s, value);
+  };
+}
+
+/** yes/no (true/false, on/off, 1/0). */
+function yesNo(field: "reuse" | "queue" | "integrity"): Setter {
+  return (s, value, key) => {
+    const v = YES_NO[value.toLowerCase()];
+    if (v === undefined) throw new ConfigError(`${key} wants yes or no`);
+    s[field] = v;
+  };
+}
+
+/** Taken and ignored. */
+const IGNORED: Setter = () => {};
+
+/** Every setting: its names (options use `-`, the file `_`) and how it is set. */
+const SETTINGS: ReadonlyArray<readonly [readonly string[], Setter]> = [
+  [["host"], (s, value) => {
+    for (const h of value.split(/[\s,]+/).filter(Boolean)) s.hosts.push(checkHost(h));
+  }],
+  [["user"], (s, value) => {
+    if (!USER_REGEXP.test(value)) throw new ConfigError("invalid relay user");
+    s.user = value;
+  }],
+  [["port"], (s, value) => {
+    if (!PORT_REGEXP.test(value) || Number(value) > 65535) {
+      throw new ConfigError("invalid relay port");
+    }
+    s.port = Number(value);
+  }],
+  [["identity"], absolutePath((s, path) => s.identity = path)],
+  [["known-hosts", "known_hosts"], absolutePath((s, path) => s.knownHosts = path)],
+  [["ssh-option", "ssh_option"], (s, value) => {
+    if (!SSH_OPTION_REGEXP.test(value)) throw new ConfigError("ssh_option wants KEY=VALUE");
+    s.sshOptions.push(value);
+  }],
+  [["relay-command", "relay_command"], (s, value) => {
+    if (!/^[A-Za-z0-9._/-]+$/.test(value) || value.startsWith("-")) {
+      throw new ConfigError("invalid relay_command");
+    }
+    s.relayCommand = value;
+  }],
+  [
+    ["connect-timeout", "connect_timeout"],
+    wholeNumber(4, "connect_timeout", (s, n) => {
+      s.connectTimeout = n;
+    }),
+  ],
+  [["ssh-timeout", "ssh_timeout"], wholeNumber(6, "ssh_timeout", (s, n) => s.sshTimeout = n)],
+  [["spool"], (s, value) => {
+    if (!/^\/[A-Za-z0-9._/-]*$/.test(value) || value.split("/").includes("..")) {
+      throw new ConfigError("spool wants an absolute path");
+    }
+    s.spool = value.replace(/\/+$/, "") || "/";
+  }],
+  [["max_size", "max-size"], wholeNumber(12, "max_size", (s, n) => s.maxSize = n)],
+  [
+    ["session_idle", "session-idle"],
+    wholeNumber(6, "session_idle", (s, n) => {
+      s.sessionIdle = n;
+    }),
+  ],
+  // the per-user queues are gone: the service's spool replaced them
+  [["queue_dir", "queue-dir"], IGNORED],
+  [["max_age", "max-age"], (s, value) => {
+    const ms = parseDuration(value);
+    if (ms === undefined || ms === 0) throw new ConfigError("max_age wants e.g. 30d");
+    s.maxAgeMs = ms;
+  }],
+  [["adminaddr"], (s, value) => {
+    for (const a of value.split(/[\s,]+/).filter(Boolean)) {
+      if (!isEnvelopeAddress(a) || !a.includes("@")) {
+        throw new ConfigError("adminaddr wants full addresses");
+      }
+      s.adminaddr.push(a);
+    }
+  }],
+  [["aliases"], (s, value) => {
+    if (!value.startsWith("/")) throw new ConfigError("aliases wants an absolute path");
+    s.aliasesFile = value;
+  }],
+  [["domain"], (s, value) => {
+    if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(value)) {
+      throw new ConfigError("invalid domain");
+    }
+    s.domain = value.toLowerCase();
+  }],
+  [["reuse"], yesNo("reuse")],
+  [["queue"], yesNo("queue")],
+  [["integrity"], yesNo("integrity")],
+  // accepted for upstream compatibility; nothing to set here
+  [["loglevel", "log-level", "mta"], IGNORED],
+];
+
+const SETTERS: ReadonlyMap<string, Setter> = new Map(
+  SETTINGS.flatMap(([names, set]) => names.map((name) => [name, set] as const)),
+);
+
 /** Applies one setting by name (shared by options, nullmailer's block and the file). */
 export function applySetting(s: ClientSettings, key: string, value: string): void {
   if (hasControl(value)) throw new ConfigError(`invalid value for ${safe(key)}`);
-  switch (key) {
-    case "host":
-      for (const h of value.split(/[\s,]+/).filter(Boolean)) s.hosts.push(checkHost(h));
-      return;
-    case "user":
-      if (!USER_REGEXP.test(value)) throw new ConfigError("invalid relay user");
-      s.user = value;
-      return;
-    case "port":
-      if (!PORT_REGEXP.test(value) || Number(value) > 65535) {
-        throw new ConfigError("invalid relay port");
-      }
-      s.port = Number(value);
-      return;
-    case "identity":
-    case "known-hosts":
-    case "known_hosts":
-      if (!value.startsWith("/")) throw new ConfigError(`${key} wants an absolute path`);
-      if (key === "identity") s.identity = value;
-      else s.knownHosts = value;
-      return;
-    case "ssh-option":
-    case "ssh_option":
-      if (!SSH_OPTION_REGEXP.test(value)) throw new ConfigError("ssh_option wants KEY=VALUE");
-      s.sshOptions.push(value);
-      return;
-    case "relay-command":
-    case "relay_command":
-      if (!/^[A-Za-z0-9._/-]+$/.test(value) || value.startsWith("-")) {
-        throw new ConfigError("invalid relay_command");
-      }
-      s.relayCommand = value;
-      return;
-    case "connect-timeout":
-    case "connect_timeout":
-      if (!/^[1-9][0-9]{0,3}$/.test(value)) throw new ConfigError("invalid connect_timeout");
-      s.connectTimeout = Number(value);
-      return;
-    case "ssh-timeout":
-    case "ssh_timeout":
-      if (!/^[1-9][0-9]{0,5}$/.test(value)) throw new ConfigError("invalid ssh_timeout");
-      s.sshTimeout = Number(value);
-      return;
-    case "spool":
-      if (!/^\/[A-Za-z0-9._/-]*$/.test(value) || value.split("/").includes("..")) {
-        throw new ConfigError("spool wants an absolute path");
-      }
-      s.spool = value.replace(/\/+$/, "") || "/";
-      return;
-    case "max_size":
-    case "max-size":
-      if (!/^[1-9][0-9]{0,11}$/.test(value)) throw new ConfigError("invalid max_size");
-      s.maxSize = Number(value);
-      return;
-    case "session_idle":
-    case "session-idle":
-      if (!/^[1-9][0-9]{0,5}$/.test(value)) throw new ConfigError("invalid session_idle");
-      s.sessionIdle = Number(value);
-      return;
-    case "queue_dir":
-    case "queue-dir":
-      return; // the per-user queues are gone: the service's spool replaced them
-    case "max_age":
-    case "max-age": {
-      const ms = parseDuration(value);
-      if (ms === undefined || ms === 0) throw new ConfigError("max_age wants e.g. 30d");
-      s.maxAgeMs = ms;
-      return;
-    }
-    case "adminaddr":
-      for (const a of value.split(/[\s,]+/).filter(Boolean)) {
-        if (!isEnvelopeAddress(a) || !a.includes("@")) {
-          throw new ConfigError("adminaddr wants full addresses");
-        }
-        s.adminaddr.push(a);
-      }
-      return;
-    case "aliases":
-      if (!value.startsWith("/")) throw new ConfigError("aliases wants an absolute path");
-      s.aliasesFile = value;
-      return;
-    case "domain":
-      if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(value)) {
-        throw new ConfigError("invalid domain");
-      }
-      s.domain = value.toLowerCase();
-      return;
-    case "reuse":
-    case "queue":
-    case "integrity": {
-      const v = YES_NO[value.toLowerCase()];
-      if (v === undefined) throw new ConfigError(`${key} wants yes or no`);
-      s[key] = v;
-      return;
-    }
-    case "loglevel":
-    case "log-level":
-    case "mta":
-      return; // accepted for upstream compatibility; nothing to set here
-    default:
-      throw new ConfigError(`unknown setting "${safe(key)}"`);
-  }
+  const set = SETTERS.get(key);
+  if (set === undefined) throw new ConfigError(`unknown setting "${safe(key)}"`);
+  set(s, value, key);
 }
 
 /**

@@ -48,12 +48,7 @@ async function readText(path: string): Promise<string | undefined> {
  * ```
  */
 export function loginFromPasswd(passwd: string, uid: number): string | undefined {
-  for (const line of passwd.split("\n")) {
-    if (line.startsWith("#")) continue;
-    const f = line.split(":");
-    if (f[2] === String(uid) && f[0]) return f[0];
-  }
-  return undefined;
+  return loginsFromPasswd(passwd).get(String(uid));
 }
 
 /** The uid and gid of a login, from the passwd text. */
@@ -71,17 +66,40 @@ export function accountFromPasswd(
   return undefined;
 }
 
-/** The login of `uid` from /etc/passwd (a uid without an entry: `uid<N>`). */
-export async function loginOfUid(uid: number): Promise<string> {
-  // The service asks for every message: /etc/passwd is read again after 10 s at most.
-  const now = Date.now();
-  if (passwdCache === undefined || now - passwdCache.at > 10_000) {
-    passwdCache = { at: now, text: (await readText("/etc/passwd")) ?? "" };
+/**
+ * Every uid's login from the passwd text (the uid field as written, the
+ * first entry of a uid wins): {@link loginFromPasswd} for all uids at once.
+ *
+ * @example Usage
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { loginsFromPasswd } from "./prepare_local_io.ts";
+ * strictEqual(loginsFromPasswd("ann:x:1000:1000::/home/ann:/bin/sh\n").get("1000"), "ann");
+ * ```
+ */
+export function loginsFromPasswd(passwd: string): Map<string, string> {
+  const logins = new Map<string, string>();
+  for (const line of passwd.split("\n")) {
+    if (line.startsWith("#")) continue;
+    const f = line.split(":");
+    if (f[2] !== undefined && f[0] && !logins.has(f[2])) logins.set(f[2], f[0]);
   }
-  return loginFromPasswd(passwdCache.text, uid) ?? `uid${uid}`;
+  return logins;
 }
 
-let passwdCache: { at: number; text: string } | undefined;
+/** The login of `uid` from /etc/passwd (a uid without an entry: `uid<N>`). */
+export async function loginOfUid(uid: number): Promise<string> {
+  // The service asks for every message: /etc/passwd is read (and split)
+  // again after 10 s at most, not for each message (a large passwd file
+  // split per message was the service's largest garbage).
+  const now = Date.now();
+  if (passwdCache === undefined || now - passwdCache.at > 10_000) {
+    passwdCache = { at: now, logins: loginsFromPasswd((await readText("/etc/passwd")) ?? "") };
+  }
+  return passwdCache.logins.get(String(uid)) ?? `uid${uid}`;
+}
+
+let passwdCache: { at: number; logins: Map<string, string> } | undefined;
 
 /** Reads the standalone mode's local policy: mail domain, local names, adminaddr, aliases. */
 export async function readLocalPolicy(

@@ -1,5 +1,9 @@
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
-import { accountFromPasswd, loginFromPasswd } from "../../lib/client/prepare_local_io.ts";
+import {
+  accountFromPasswd,
+  loginFromPasswd,
+  loginsFromPasswd,
+} from "../../lib/client/prepare_local_io.ts";
 
 /** An /etc/passwd with the oddities these readers must step over. */
 const PASSWD = [
@@ -85,4 +89,14 @@ Deno.test("accountFromPasswd() finds a login's uid, gid and home, first entry wi
       deepStrictEqual(accountFromPasswd(PASSWD, login), account);
     });
   }
+});
+
+Deno.test("loginsFromPasswd() agrees with loginFromPasswd() for every uid (the service's cache)", () => {
+  const logins = loginsFromPasswd(PASSWD);
+  for (const uid of [0, 1, 7, 8, 999, 1000, 1001, 1002, 4242, 5000]) {
+    strictEqual(logins.get(String(uid)), loginFromPasswd(PASSWD, uid), `uid ${uid}`);
+  }
+  strictEqual(logins.get("1000"), "ann");
+  strictEqual(logins.get("1001"), "bob");
+  strictEqual(logins.has("4242"), false);
 });

@@ -1,0 +1,406 @@
+/**
+ * The satellite service's delivery: one pipelined batch session to the
+ * relay at a time, frames written up to a window ahead of the replies,
+ * replies read in order; retries with backoff, expiry with a notice to the
+ * sender, the next relay when one cannot be reached. Effectful edge module.
+ *
+ * @module
+ */
+
+import { frameHeader, parseReply } from "../shared/batch.ts";
+import { isTemporary } from "../shared/exit_codes.ts";
+import { Sha256 } from "../shared/sha256.ts";
+import { type BatchSession, spawnBatchSession } from "./batch_channel_io.ts";
+import {
+  backoffMs,
+  failureNotice,
+  formatAge,
+  frameWordsOf,
+  newMessageId,
+  type QueueHeader,
+} from "./queue_entry.ts";
+import {
+  type Item,
+  nextRetryAt,
+  planPump,
+  replyFits,
+  retryDelayMs,
+  sessionEndLine,
+} from "./service_book.ts";
+import type { ServiceCore } from "./service_context.ts";
+import { classifyExit, type Failure } from "./ssh_command.ts";
+
+/** Relay batch sessions end (and a new one starts) after this many frames. */
+const FRAMES_PER_SESSION = 10_000;
+/**
+ * … or after this long (well inside the relay's --session-timeout, default
+ * an hour, which would cut frames already written).
+ */
+const SESSION_MAX_AGE_MS = 20 * 60_000;
+/** Frames written ahead of the relay's replies. */
+const WINDOW = 32;
+
+/** A batch session to the relay with its frames in flight. */
+interface Session {
+  bs: BatchSession;
+  host: string;
+  inflight: Item[];
+  answered: number;
+  written: number;
+  /** When it was spawned (ms since the epoch). */
+  opened: number;
+  /** END sent: no more frames. */
+  ending: boolean;
+  writes: Promise<void>;
+  watchdog: ReturnType<typeof setTimeout> | undefined;
+  /** The watchdog killed it: the relay did not answer within ssh_timeout. */
+  timedOut: boolean;
+  idle: ReturnType<typeof setTimeout> | undefined;
+  done: Promise<void>;
+}
+
+/** How a session ended, once its replies stopped. */
+interface SessionEnd {
+  garbled: boolean;
+  status: Deno.CommandStatus;
+  stderr: string;
+}
+
+const encoder = new TextEncoder();
+
+/** Sends the service's messages to the relay. */
+export class Delivery {
+  readonly #core: ServiceCore;
+  #session: Session | undefined;
+  #hostIndex = 0;
+  /** A session failed since the last delivery: retries wait for their backoff. */
+  #relayDown = false;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(core: ServiceCore) {
+    this.#core = core;
+  }
+
+  /** Sends what is due; expires what is too old; plans the next retry. */
+  pump(): void {
+    const core = this.#core;
+    if (core.stopping) return;
+    const now = Date.now();
+    const settings = core.ctx.settings;
+    const { expired, due } = planPump(core.book.items.values(), now, settings.maxAgeMs);
+    for (const item of expired) {
+      item.busy = true;
+      core.track(this.#expire(item));
+    }
+    if (settings.hosts.length === 0) {
+      // Accepting mail before `setup` is fine; it waits for a relay.
+      const line = `4.3.5 ${core.ctx.program}: no relay configured (host in the config file)`;
+      for (const item of due) {
+        item.busy = true;
+        core.track(this.defer(item, line, "-"));
+      }
+      this.#planRetry(now);
+      return;
+    }
+    let s = this.#session;
+    for (const item of due) {
+      if (s && (s.ending || s.inflight.length >= WINDOW)) break;
+      if (!s) s = this.#openSession();
+      this.#send(s, item);
+      if (s.written >= FRAMES_PER_SESSION || Date.now() - s.opened > SESSION_MAX_AGE_MS) {
+        this.#endSession(s);
+      }
+    }
+    this.#planRetry(now);
+  }
+
+  #planRetry(now: number): void {
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    const core = this.#core;
+    const next = nextRetryAt(core.book.items.values(), now, core.ctx.settings.maxAgeMs);
+    if (next === Infinity || (this.#session && next <= now)) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.pump();
+    }, retryDelayMs(next, now));
+  }
+
+  #openSession(): Session {
+    const { ctx } = this.#core;
+    const s = ctx.settings;
+    const host = s.hosts[this.#hostIndex % s.hosts.length]!;
+    const bs = spawnBatchSession(s, host, {
+      sshPath: ctx.sshPath,
+      env: ctx.env,
+      program: ctx.program,
+    });
+    const session: Session = {
+      bs,
+      host,
+      inflight: [],
+      answered: 0,
+      written: 0,
+      opened: Date.now(),
+      ending: false,
+      writes: Promise.resolve(),
+      watchdog: undefined,
+      timedOut: false,
+      idle: undefined,
+      done: Promise.resolve(),
+    };
+    session.done = this.#core.track(this.#run(session));
+    this.#session = session;
+    return session;
+  }
+
+  #send(s: Session, item: Item): void {
+    item.busy = true;
+    item.forced = false;
+    s.inflight.push(item);
+    s.written++;
+    if (s.idle !== undefined) clearTimeout(s.idle);
+    s.idle = undefined;
+    this.#arm(s);
+    s.writes = s.writes.then(async () => {
+      try {
+        await s.bs.writer.write(
+          encoder.encode(`${frameHeader(frameWordsOf(item.entry.header))}\n`),
+        );
+        await this.#core.queue.copyBody(item.entry, s.bs.writer);
+      } catch {
+        // The session is gone: its reader defers what it did not answer.
+      }
+    });
+  }
+
+  /** Kills a session whose relay stops answering for ssh_timeout. */
+  #arm(s: Session): void {
+    if (s.watchdog !== undefined) clearTimeout(s.watchdog);
+    s.watchdog = undefined;
+    if (s.inflight.length === 0) return;
+    const { ctx } = this.#core;
+    s.watchdog = setTimeout(() => {
+      s.watchdog = undefined;
+      s.timedOut = true;
+      ctx.log("warning", { event: "relay-timeout", host: s.host });
+      kill(s);
+    }, ctx.settings.sshTimeout * 1000);
+  }
+
+  #endSession(s: Session): void {
+    if (s.ending) return;
+    s.ending = true;
+    if (s.idle !== undefined) clearTimeout(s.idle);
+    s.idle = undefined;
+    s.writes = s.writes.then(async () => {
+      await s.bs.writer.write(encoder.encode("END\n")).catch(() => {});
+      await s.bs.writer.close().catch(() => {});
+    });
+  }
+
+  /** A session's life: its replies, then what it left unanswered. */
+  async #run(s: Session): Promise<void> {
+    const garbled = await this.#readReplies(s);
+    if (s.watchdog !== undefined) clearTimeout(s.watchdog);
+    if (s.idle !== undefined) clearTimeout(s.idle);
+    await s.writes;
+    await s.bs.writer.close().catch(() => {});
+    const status = await s.bs.child.status;
+    const stderr = await s.bs.stderr;
+    if (this.#session === s) this.#session = undefined;
+    if (s.inflight.length === 0) {
+      if (!s.ending) this.#hostIndex = 0;
+      this.pump();
+      return;
+    }
+    await this.#ended(s, { garbled, status, stderr });
+    this.pump();
+  }
+
+  /** Reads a session's replies in order; true when the relay answered out of turn. */
+  async #readReplies(s: Session): Promise<boolean> {
+    for await (const line of s.bs.lines) {
+      const reply = parseReply(line);
+      const item = s.inflight[0];
+      if (!replyFits(reply, item)) {
+        kill(s);
+        return true;
+      }
+      s.inflight.shift();
+      s.answered++;
+      this.#arm(s);
+      await this.#handleReply(s, item!, reply!.code, `${reply!.status} ${reply!.text}`);
+      if (s.inflight.length === 0 && !s.ending) {
+        this.pump();
+        if (s.inflight.length === 0 && !s.ending && this.#session === s) {
+          s.idle = setTimeout(
+            () => this.#endSession(s),
+            this.#core.ctx.settings.sessionIdle * 1000,
+          );
+        }
+      } else if (!s.ending) {
+        this.pump();
+      }
+    }
+    return false;
+  }
+
+  /** Defers (or moves to the next relay) what a session that ended left unanswered. */
+  async #ended(s: Session, end: SessionEnd): Promise<void> {
+    const { ctx, book } = this.#core;
+    // ssh catches the watchdog's SIGTERM and exits 255: the timeout is known by the flag.
+    const failure: Failure | undefined = end.garbled || s.timedOut
+      ? undefined
+      : classifyExit(end.status.code, end.stderr, ctx.program);
+    const line = failure?.line ?? sessionEndLine(ctx.program, {
+      garbled: end.garbled,
+      timedOut: s.timedOut,
+      sshTimeout: ctx.settings.sshTimeout,
+    });
+    const pending = s.inflight.splice(0);
+    const hosts = ctx.settings.hosts.length;
+    if (s.answered === 0 && failure?.connectPhase && this.#hostIndex + 1 < hosts) {
+      this.#hostIndex++;
+      ctx.log("warning", { event: "relay-unreachable", host: s.host, reason: line });
+      for (const item of pending) {
+        item.busy = false;
+        item.forced = true;
+      }
+      return;
+    }
+    this.#hostIndex = 0;
+    this.#relayDown = true;
+    for (const item of pending) await this.defer(item, line, s.host);
+    if (!failure?.connectPhase) return;
+    // No relay can be reached: what is due now would only meet the same
+    // failure, one ssh attempt per window. It waits for its backoff.
+    const now = Date.now();
+    for (const item of book.items.values()) {
+      if (item.busy) continue;
+      if (item.forced || (item.entry.state?.nextAttempt ?? 0) <= now) {
+        item.forced = false;
+        // Busy while its state is written: a pump meanwhile must not send it.
+        item.busy = true;
+        await this.defer(item, line, s.host);
+      }
+    }
+  }
+
+  async #handleReply(s: Session, item: Item, code: number, line: string): Promise<void> {
+    const { ctx, book, queue } = this.#core;
+    const h = item.entry.header;
+    if (code === 0) {
+      await queue.remove(h.id);
+      book.items.delete(h.id);
+      if (this.#relayDown) {
+        // The relay is back: what waits for its backoff goes now.
+        this.#relayDown = false;
+        for (const other of book.items.values()) if (!other.busy) other.forced = true;
+      }
+      ctx.log("info", {
+        event: line.includes("already delivered") ? "duplicate" : "delivered",
+        id: h.id,
+        uid: h.uid ?? "-",
+        host: s.host,
+        relay: line,
+        sender: `<${h.sender ?? ""}>`,
+        size: h.size,
+        delay: formatAge(Date.now() - h.created),
+      });
+      book.settle(h.id, "delivered");
+    } else if (isTemporary(code)) {
+      await this.defer(item, line, s.host);
+    } else {
+      await this.#giveUp(item, line, "failed");
+    }
+  }
+
+  /** Records a failed attempt; the message waits for its backoff. */
+  async defer(item: Item, line: string, host: string): Promise<void> {
+    const { ctx, book, queue } = this.#core;
+    const h = item.entry.header;
+    const attempts = (item.entry.state?.attempts ?? 0) + 1;
+    const state = { attempts, lastError: line, nextAttempt: Date.now() + backoffMs(attempts) };
+    await queue.setState(h.id, state).catch(() => {});
+    item.entry.state = state;
+    item.busy = false;
+    ctx.log("warning", {
+      event: "deferred",
+      id: h.id,
+      uid: h.uid ?? "-",
+      host,
+      attempts,
+      reason: line,
+    });
+    book.settle(h.id, "deferred");
+  }
+
+  async #expire(item: Item): Promise<void> {
+    const reason = `not delivered within ${formatAge(this.#core.ctx.settings.maxAgeMs)} (${
+      item.entry.state?.lastError ?? "relay unreachable"
+    })`;
+    await this.#giveUp(item, reason, "expired");
+    this.pump();
+  }
+
+  /** Gives up on a message: to failed/, and a notice to its sender through the queue. */
+  async #giveUp(item: Item, reason: string, outcome: "failed" | "expired"): Promise<void> {
+    const { ctx, book, queue } = this.#core;
+    const h = item.entry.header;
+    if (h.sender !== null && h.sender !== "") await this.#notify(item, reason);
+    await queue.fail(h.id);
+    book.items.delete(h.id);
+    ctx.log(outcome === "expired" ? "warning" : "err", {
+      event: outcome,
+      id: h.id,
+      uid: h.uid ?? "-",
+      sender: `<${h.sender ?? ""}>`,
+      reason,
+    });
+    book.settle(h.id, outcome);
+  }
+
+  /** Queues the failure notice to a given-up message's sender. */
+  async #notify(item: Item, reason: string): Promise<void> {
+    const { ctx, book, queue } = this.#core;
+    const h = item.entry.header;
+    const headers = await queue.headersOf(item.entry).catch(() => "");
+    const body = encoder.encode(failureNotice(h, reason, ctx.hostname, headers, new Date()));
+    const notice: QueueHeader = {
+      v: 1,
+      id: newMessageId(crypto.randomUUID()),
+      sender: "",
+      recipients: [h.sender!],
+      extractRecipients: false,
+      created: Date.now(),
+      size: body.length,
+      sha256: new Sha256().update(body).hex(),
+      ...(h.uid === undefined ? {} : { uid: h.uid }),
+    };
+    const path = await queue.enqueue(notice, body);
+    book.add({
+      header: notice,
+      state: undefined,
+      path,
+      bodyOffset: encoder.encode(`${JSON.stringify(notice)}\n`).length,
+    });
+  }
+
+  /** Ends the session (killed after 10 s) and waits for it; no retry is planned any more. */
+  async stop(): Promise<void> {
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    const s = this.#session;
+    if (!s) return;
+    this.#endSession(s);
+    const killer = setTimeout(() => kill(s), 10_000);
+    await s.done;
+    clearTimeout(killer);
+  }
+}
+
+function kill(s: Session): void {
+  try {
+    s.bs.child.kill();
+  } catch { /* gone */ }
+}
