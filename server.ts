@@ -10,13 +10,7 @@
  * @module
  */
 
-import {
-  formatReply,
-  frameWords,
-  isBatchRequest,
-  MAX_FRAME_HEADER,
-  MAX_FRAMES,
-} from "./lib/shared/batch.ts";
+import { formatReply, isBatchRequest, MAX_FRAME_HEADER, MAX_FRAMES } from "./lib/shared/batch.ts";
 import { type DeliveryRecord, openDeliveryRecord } from "./lib/relay/dedup_io.ts";
 import {
   DataError,
@@ -53,15 +47,17 @@ import {
   DEFAULT_CONFIG,
   isSenderAllowed,
   LOG_LEVELS,
+  type LogLevel,
   parseAdminArgs,
   type RelayConfig,
 } from "./lib/shared/relay_config.ts";
 import {
   parseSendmailArgs,
   type SendmailRequest,
-  SIZE_REGEXP,
   toSendmailArgv,
 } from "./lib/shared/sendmail_args.ts";
+import { type DecodedFrame, decodeFrame } from "./lib/shared/request_codec.ts";
+import { OrderedPool } from "./lib/relay/ordered_pool.ts";
 import { createSyslog } from "./lib/relay/syslog_io.ts";
 import { hasControl, tokenizeWords } from "./lib/shared/words.ts";
 
@@ -75,6 +71,7 @@ const USAGE =
                  [--state-dir DIR] [--dedup-days N] [--syslog-socket PATH]
                  [--max-messages N/PERIOD] [--max-sessions N] [--allow-header-sender]
                  [--message-timeout S] [--session-timeout S] [--min-rate BYTES]
+                 [--parallel N]
 Runs as an SSH forced command: restrict,command="rsendmail --label NAME ..." KEY
 The request comes from SSH_ORIGINAL_COMMAND and may only send mail.
 See rsendmail(8).
@@ -125,13 +122,31 @@ function originalCommand(): string | undefined {
   }
 }
 
-/** Reads the message, verifies it, runs sendmail. Throws a MailError unless delivered. */
-async function deliver(
-  config: RelayConfig,
+/**
+ * What a session knows besides the request: the admin's config, the
+ * duplicate record, and whether the process ends after one message (its
+ * timers then cost nothing to start but are never cleared).
+ */
+interface Session {
+  config: RelayConfig;
+  record: DeliveryRecord | undefined;
+  shortLived: boolean;
+  /** Called once sendmail runs. */
+  onSendmail?: () => void;
+}
+
+/**
+ * Reads the message into the spool and verifies it: declared size and
+ * SHA-256, then the header checks. Nothing reaches sendmail before this
+ * returns. Throws a MailError (the spool closed) unless the message is fit.
+ */
+async function prepare(
+  session: Session,
   req: SendmailRequest,
   input: ByteReader,
   fields: LogFields,
 ): Promise<Spooled> {
+  const { config } = session;
   const spool = await spoolMessage(input, {
     dir: config.spoolDir,
     maxSize: config.maxSize,
@@ -139,6 +154,7 @@ async function deliver(
     declaredSize: req.size,
     deadlineMs: config.messageTimeoutMs,
     minRate: config.minRate,
+    shortLived: session.shortLived,
   });
   try {
     fields.size = spool.size;
@@ -157,11 +173,29 @@ async function deliver(
     }
     if (req.extractRecipients) await checkHeaderRecipients(spool, req, config);
     if (config.allowHeaderSender) await checkHeaderSenders(spool, config);
+    return spool;
+  } catch (err) {
+    spool.file.close();
+    throw err;
+  }
+}
+
+/** Runs sendmail on a prepared spool (and closes it). Throws a MailError unless delivered. */
+async function send(
+  session: Session,
+  req: SendmailRequest,
+  spool: Spooled,
+  fields: LogFields,
+): Promise<void> {
+  const { config } = session;
+  try {
     const undo = await reserveMessage(config);
     const result = await runWithSpool(toSendmailArgv(config.sendmail, req), spool, {
       timeoutMs: config.sendmailTimeoutMs,
+      shortLived: session.shortLived,
+      ...(session.onSendmail && { onSpawn: session.onSendmail }),
     });
-    if (result.code === EX_OK) return spool;
+    if (result.code === EX_OK) return;
     await undo?.();
     fields.sendmail = result.timedOut ? "timeout" : result.signal ?? result.code;
     if (result.stderr) fields.stderr = result.stderr.trim();
@@ -300,32 +334,51 @@ async function isDuplicate(
     await record.has(req.id, req.sha256);
 }
 
+/** A request past its checks: a duplicate, or a verified message that `finish` sends. */
+type Admitted =
+  | { kind: "duplicate" }
+  | { kind: "ready"; finish(): Promise<void> };
+
 /**
- * One request, whichever way it came (alone on stdin, or a batch frame):
- * policy, the id's delivery lock, the duplicate check, delivery, the
- * record. Returns "duplicate" when the relay had delivered it already.
+ * One request, whichever way it came (alone on stdin, or a batch frame), up
+ * to sendmail: policy, the id's delivery lock, the duplicate check, the
+ * spool and its verification. A ready request holds the id's lock until
+ * `finish` (sendmail, then the record) is done, so no other frame or
+ * session can deliver the same id meanwhile.
  */
-async function handleRequest(
-  config: RelayConfig,
+async function admit(
+  session: Session,
   req: SendmailRequest,
   input: ByteReader,
   fields: LogFields,
-  record: DeliveryRecord | undefined,
-): Promise<"delivered" | "duplicate"> {
+): Promise<Admitted> {
+  const { record } = session;
   describe(req, fields);
-  checkPolicy(req, config);
+  checkPolicy(req, session.config);
   const release = record && req.id ? await record.claim(req.id) : undefined;
+  let spool: Spooled;
   try {
     if (await isDuplicate(record, req)) {
       fields.event = "duplicate";
-      return "duplicate";
+      await release?.();
+      return { kind: "duplicate" };
     }
-    const spool = await deliver(config, req, input, fields);
-    if (req.id !== undefined) await record?.add(req.id, spool.sha256);
-    return "delivered";
-  } finally {
+    spool = await prepare(session, req, input, fields);
+  } catch (err) {
     await release?.();
+    throw err;
   }
+  return {
+    kind: "ready",
+    async finish() {
+      try {
+        await send(session, req, spool, fields);
+        if (req.id !== undefined) await record?.add(req.id, spool.sha256);
+      } finally {
+        await release?.();
+      }
+    },
+  };
 }
 
 /** One message on stdin. */
@@ -334,112 +387,153 @@ async function single(config: RelayConfig, words: string[], fields: LogFields): 
   const record = req.id === undefined
     ? undefined
     : await openDeliveryRecord(config.stateDir, config.label, config.dedupDays * DAY_MS);
-  await handleRequest(config, req, Deno.stdin, fields, record);
+  // logger(1) starts once sendmail runs: the line after it costs no process start.
+  const onSendmail = () => earlyLog = sink(config).early();
+  const session = { config, record, shortLived: true, onSendmail };
+  const admitted = await admit(session, req, Deno.stdin, fields);
+  if (admitted.kind === "ready") await admitted.finish();
+}
+
+/** A batch frame's answer: its log line (if any) and its reply, written in frame order. */
+interface Answer {
+  id: string;
+  error: MailError | undefined;
+  text: string;
+  entry?: { level: "info" | "warning" | "err"; fields: LogFields };
+}
+
+type BatchLog = (level: "info" | "warning" | "err", fields: LogFields) => Promise<void>;
+
+/**
+ * Batch mode: frames of `MSG <words>` + N bytes, each answered on stdout in
+ * frame order. Frames are read, spooled and verified one at a time; up to
+ * `--parallel` of them are with sendmail at once. A frame refused by grammar
+ * or policy is skipped by its declared size and the batch goes on; a frame
+ * that cannot be delimited ends it.
+ */
+async function batch(config: RelayConfig, base: LogFields, log: BatchLog): Promise<number> {
+  const input = new FramedReader(Deno.stdin);
+  const record = await openDeliveryRecord(config.stateDir, config.label, config.dedupDays * DAY_MS);
+  await record?.prune(Date.now());
+  const session: Session = { config, record, shortLived: false };
+  const answers = new OrderedPool<Answer>(config.parallel, (a) => writeAnswer(a, log));
+  const answer = (a: Answer) => answers.submit(() => Promise.resolve(a));
+  const deadline = performance.now() + config.sessionTimeoutMs;
+  try {
+    for (let n = 0; n < MAX_FRAMES; n++) {
+      const next = await nextFrame(input, config, deadline);
+      if (next.kind === "end") return EX_OK;
+      if (next.kind === "stop") {
+        await answer({ id: "-", error: next.error, text: "" });
+        return next.error.exitCode;
+      }
+      const frame = await takeFrame(session, input, next.line, { ...base, batch: n + 1 });
+      await answers.submit(frame.answer);
+      if (frame.stop !== undefined) return frame.stop;
+    }
+    const error = new UsageError("too many frames in one batch", "5.5.3");
+    await answer({ id: "-", error, text: "" });
+    return EX_USAGE;
+  } finally {
+    await answers.drain();
+  }
+}
+
+/** The next frame's header line, the end of the batch, or why the batch stops. */
+async function nextFrame(
+  input: FramedReader,
+  config: RelayConfig,
+  deadline: number,
+): Promise<{ kind: "frame"; line: string } | { kind: "end" } | { kind: "stop"; error: MailError }> {
+  // A deadline, not an idle time: a peer sending a frame now and then cannot
+  // hold the session for ever. The client reconnects for what is left.
+  const timeUp = () => ({
+    kind: "stop" as const,
+    error: new MailError("session time limit reached", { exitCode: EX_TEMPFAIL, status: "4.4.2" }),
+  });
+  if (performance.now() > deadline) return timeUp();
+  let line: string | null;
+  try {
+    const left = deadline - performance.now();
+    line = await withIdle(
+      input.readLine(MAX_FRAME_HEADER),
+      Math.max(1, Math.min(config.idleTimeoutMs, left)),
+    );
+  } catch (err) {
+    if (performance.now() > deadline) return timeUp();
+    const error = err instanceof MailError
+      ? err
+      : new MailError("malformed batch frame", { exitCode: EX_PROTOCOL, status: "5.5.2" });
+    return { kind: "stop", error };
+  }
+  if (line === null || line === "END") return { kind: "end" };
+  if (performance.now() > deadline) return timeUp();
+  return { kind: "frame", line };
 }
 
 /**
- * Batch mode: frames of `MSG <words>` + N bytes, each answered on stdout.
- * A frame refused by grammar or policy is skipped by its declared size and
- * the batch goes on; a frame that cannot be delimited ends it.
+ * One frame: decoded by the request codec, admitted (its bytes spooled and
+ * verified, or skipped), then sendmail in `answer`, the pool's task. `stop`
+ * is the batch's exit code when the frame ends it.
  */
-async function batch(
-  config: RelayConfig,
+async function takeFrame(
+  session: Session,
+  input: FramedReader,
+  line: string,
   base: LogFields,
-  log: (level: "info" | "warning" | "err", fields: LogFields) => Promise<void>,
-): Promise<number> {
-  const input = new FramedReader(Deno.stdin);
-  const out = Deno.stdout;
-  const encoder = new TextEncoder();
-  const record = await openDeliveryRecord(
-    config.stateDir,
-    config.label,
-    config.dedupDays * DAY_MS,
-  );
-  await record?.prune(Date.now());
-  const reply = (id: string, err: MailError | undefined, text = "delivered") =>
-    out.write(encoder.encode(`${
-      formatReply({
-        id,
-        code: err?.exitCode ?? EX_OK,
-        status: err?.status ?? "2.0.0",
-        text: err ? `${PROGRAM}: ${err.message}` : text,
-      })
-    }\n`));
-  const sessionStarted = performance.now();
-  // A deadline, not an idle time: a peer sending a frame now and then cannot
-  // hold the session for ever. The client reconnects for what is left.
-  const overDeadline = () => performance.now() - sessionStarted > config.sessionTimeoutMs;
-  const timeUp = () =>
-    reply(
-      "-",
-      new MailError("session time limit reached", { exitCode: EX_TEMPFAIL, status: "4.4.2" }),
-    );
-  for (let n = 0; n < MAX_FRAMES; n++) {
-    if (overDeadline()) {
-      await timeUp();
-      return EX_TEMPFAIL;
+): Promise<{ answer: () => Promise<Answer>; stop?: number }> {
+  const started = performance.now();
+  const fields: LogFields = { event: "sent", ...base };
+  const { config } = session;
+  let frame: DecodedFrame;
+  try {
+    frame = decodeFrame(line);
+  } catch (err) {
+    const error = toMailError(err);
+    const entry = {
+      level: "warning" as const,
+      fields: { ...fields, event: "refused", reason: error.message },
+    };
+    return {
+      answer: () => Promise.resolve({ id: "-", error, text: "", entry }),
+      stop: EX_PROTOCOL,
+    };
+  }
+  // The label names this key in the relay's log: the satellite logs it too.
+  const label = config.label ? `, label ${config.label}` : "";
+  const body = input.limited(frame.size);
+  let text = `delivered${label}`;
+  let error: MailError | undefined;
+  let admitted: Admitted | undefined;
+  try {
+    if (frame.request === undefined) throw frame.refusal;
+    const req = frame.request;
+    describe(req, fields);
+    if (req.id === undefined || req.sha256 === undefined) {
+      throw new UsageError("batch frame without --id or --sha256", "5.5.2");
     }
-    let line: string | null;
-    try {
-      const left = config.sessionTimeoutMs - (performance.now() - sessionStarted);
-      line = await withIdle(
-        input.readLine(MAX_FRAME_HEADER),
-        Math.max(1, Math.min(config.idleTimeoutMs, left)),
-      );
-    } catch (err) {
-      if (overDeadline()) {
-        await timeUp();
-        return EX_TEMPFAIL;
-      }
-      const error = err instanceof MailError
-        ? err
-        : new MailError("malformed batch frame", { exitCode: EX_PROTOCOL, status: "5.5.2" });
-      await reply("-", error);
-      return error.exitCode;
-    }
-    if (line === null || line === "END") return EX_OK;
-    if (overDeadline()) {
-      await timeUp();
-      return EX_TEMPFAIL;
-    }
-    const started = performance.now();
-    const fields: LogFields = { event: "sent", ...base, batch: n + 1 };
-    let words: string[];
-    let size: number;
-    try {
-      words = tokenizeWords(frameWords(line));
-      const sizeWord = words.find((w) => SIZE_REGEXP.test(w));
-      if (sizeWord === undefined) throw new UsageError("batch frame without --size", "5.5.2");
-      size = Number(sizeWord.slice("--size=".length));
-    } catch (err) {
-      const error = toMailError(err);
-      await log("warning", { ...fields, event: "refused", reason: error.message });
-      await reply("-", error);
-      return EX_PROTOCOL;
-    }
-    let id = words.find((w) => w.startsWith("--id="))?.slice(5).replace(/[^A-Za-z0-9._-]/g, "?") ||
-      "-";
-    let error: MailError | undefined;
-    // The label names this key in the relay's log: the satellite logs it too.
-    let text = config.label ? `delivered, label ${config.label}` : "delivered";
-    const body = input.limited(size);
-    try {
-      const req = parseSendmailArgs([PROGRAM, ...words]);
-      id = req.id ?? "-";
-      describe(req, fields);
-      if (req.id === undefined || req.sha256 === undefined) {
-        throw new UsageError("batch frame without --id or --sha256", "5.5.2");
-      }
-      if (await handleRequest(config, req, body, fields, record) === "duplicate") {
-        text = config.label ? `already delivered, label ${config.label}` : "already delivered";
-      }
-    } catch (err) {
-      error = toMailError(err);
-    }
-    // Whatever happened, the next frame starts after this one's bytes.
-    await withIdle(drain(body), config.idleTimeoutMs).catch(() => {});
-    const level = error === undefined ? "info" : isTemporary(error.exitCode) ? "err" : "warning";
-    await log(level, {
+    admitted = await admit(session, req, body, fields);
+    if (admitted.kind === "duplicate") text = `already delivered${label}`;
+  } catch (err) {
+    error = toMailError(err);
+  }
+  // Whatever happened, the next frame starts after this one's bytes.
+  if (body.left > 0) await withIdle(drain(body), config.idleTimeoutMs).catch(() => {});
+  const stop = body.left > 0 ? error?.exitCode ?? EX_TEMPFAIL : undefined;
+  const ready = admitted?.kind === "ready" ? admitted : undefined;
+  const answer = async (): Promise<Answer> => {
+    await ready?.finish().catch((err) => error = toMailError(err));
+    return { id: frame.id, error, text, entry: frameEntry(fields, error, started) };
+  };
+  return stop === undefined ? { answer } : { answer, stop };
+}
+
+/** A frame's log line, once it is done. */
+function frameEntry(fields: LogFields, error: MailError | undefined, started: number) {
+  const level = error === undefined ? "info" : isTemporary(error.exitCode) ? "err" : "warning";
+  return {
+    level: level as "info" | "warning" | "err",
+    fields: {
       ...fields,
       ...(error && {
         event: isTemporary(error.exitCode) ? "deferred" : "refused",
@@ -448,30 +542,39 @@ async function batch(
       }),
       exit: error?.exitCode ?? EX_OK,
       ms: elapsed(started),
-    });
-    await reply(id, error, text);
-    if (body.left > 0) return error?.exitCode ?? EX_TEMPFAIL; // input ended inside a frame
-  }
-  await reply("-", new UsageError("too many frames in one batch", "5.5.3"));
-  return EX_USAGE;
+    },
+  };
 }
 
-/** Races `promise` against an idle timeout. */
+/** Logs a frame's line (when it has one) and writes its reply. */
+async function writeAnswer(a: Answer, log: BatchLog): Promise<void> {
+  if (a.entry) await log(a.entry.level, a.entry.fields);
+  const line = formatReply({
+    id: a.id,
+    code: a.error?.exitCode ?? EX_OK,
+    status: a.error?.status ?? "2.0.0",
+    text: a.error ? `${PROGRAM}: ${a.error.message}` : a.text,
+  });
+  await Deno.stdout.write(new TextEncoder().encode(`${line}\n`));
+}
+
+/** Races `promise` against an idle timeout (a timer cleared at once: a batch holds none). */
 async function withIdle<T>(promise: Promise<T>, ms: number): Promise<T> {
-  const signal = AbortSignal.timeout(ms);
-  const idle = new Promise<never>((_, reject) =>
-    signal.addEventListener(
-      "abort",
-      () =>
-        reject(
-          new MailError("timed out waiting for the next message", {
-            exitCode: EX_TEMPFAIL,
-            status: "4.4.2",
-          }),
-        ),
-    )
-  );
-  return await Promise.race([promise, idle]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(() =>
+      reject(
+        new MailError("timed out waiting for the next message", {
+          exitCode: EX_TEMPFAIL,
+          status: "4.4.2",
+        }),
+      ), ms);
+  });
+  try {
+    return await Promise.race([promise, idle]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -533,14 +636,15 @@ async function serve(
       const { event: _, ...base } = fields;
       // One logger(1) for every BATCH_LOG_LINES frames instead of one per frame.
       const pending: { level: "info" | "warning" | "err"; line: string }[] = [];
-      const flushLogs = () => sink(config).logMany(pending.splice(0));
+      const flushLogs = (detach = false) => sink(config).logMany(pending.splice(0), { detach });
       try {
         return await batch(config, base, async (level, f) => {
           pending.push({ level, line: formatLogLine(f) });
           if (pending.length >= BATCH_LOG_LINES) await flushLogs();
         });
       } finally {
-        await flushLogs();
+        // The last lines are in logger's stdin: the relay need not wait for it.
+        await flushLogs(true);
       }
     }
     await single(config, words, fields);
@@ -560,8 +664,11 @@ function sink(config: RelayConfig) {
   );
 }
 
+/** A logger(1) started ahead for the single message's one line (see {@link single}). */
+let earlyLog: { log(level: LogLevel, line: string): Promise<void> } | undefined;
+
 function log(config: RelayConfig, level: "info" | "warning" | "err", fields: LogFields) {
-  return sink(config).log(level, formatLogLine(fields));
+  return (earlyLog ?? sink(config)).log(level, formatLogLine(fields));
 }
 
 if (import.meta.main) {

@@ -167,6 +167,12 @@ const rsendmail: Page = {
           ],
         },
         {
+          tp: "`--parallel` «N»",
+          body: [
+            "In a batch session, run at most «N» sendmail processes at once (1 to 16, default 4; 1 runs them one after another). Frames are still read, spooled and verified one at a time and answered in their order; a message id is held by one frame at a time, so two frames with the same id (in one batch or in two sessions) never both deliver.",
+          ],
+        },
+        {
           tp: "`--log-level` «LEVEL»",
           body: [
             "`err`, `warning`, `notice`, `info` (default), `debug`; upstream's `--loglevel` is accepted.",

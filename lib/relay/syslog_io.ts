@@ -11,6 +11,11 @@
  * No socket, a syslogd that stops reading, or any other error means no log
  * and no noise: logging never fails or delays a delivery past 250 ms.
  *
+ * A line is handed over, not waited for: `log` returns once logger(1) runs
+ * with the line in its argv, `logMany` once the lines are written into its
+ * stdin, so the relay may exit at once (logger, a child of its own, sends
+ * them and ends; while the relay lives, it is killed after 250 ms).
+ *
  * @module
  */
 
@@ -26,10 +31,27 @@ const MAX_LINE = 4096;
 
 /** Where log lines go. */
 export interface LogSink {
-  /** Sends one line at `level` (if the sink's threshold lets it through). */
+  /**
+   * Hands one line at `level` (if the sink's threshold lets it through) to
+   * logger(1); resolves once logger runs with it, without waiting for it.
+   */
   log(level: LogLevel, line: string): Promise<void>;
-  /** Sends many lines through one logger(1) process (batch mode). */
-  logMany(entries: ReadonlyArray<{ level: LogLevel; line: string }>): Promise<void>;
+  /**
+   * Hands many lines to one logger(1) process (batch mode); resolves once
+   * they are in its stdin, and also waits for it to end unless `detach`.
+   */
+  logMany(
+    entries: ReadonlyArray<{ level: LogLevel; line: string }>,
+    options?: { detach?: boolean },
+  ): Promise<void>;
+  /**
+   * Starts logger(1) now, for one line written later (the relay's one
+   * message: logger starts while sendmail runs, so the line costs no
+   * process start after it). The returned `log` writes the line (if the
+   * threshold lets it through) into logger's stdin and closes it; a second
+   * call, or none, logs nothing more.
+   */
+  early(): { log(level: LogLevel, line: string): Promise<void> };
 }
 
 /** Options of the logger sink. */
@@ -81,11 +103,13 @@ export function createSyslog(
   threshold: (level: LogLevel) => boolean,
 ): LogSink {
   return {
-    async log(level, line) {
-      if (!threshold(level)) return;
+    log(level, line) {
+      if (!threshold(level)) return Promise.resolve();
       const [program, ...args] = loggerArgv(options, level, line);
       try {
-        await new Deno.Command(program!, {
+        // Spawned means exec'd: the line is in logger's argv. Its status is
+        // not awaited (Deno reaps the child); the signal kills a hung one.
+        new Deno.Command(program!, {
           args,
           clearEnv: true,
           env: { LANG: "C" },
@@ -93,35 +117,66 @@ export function createSyslog(
           stdout: "null",
           stderr: "null",
           signal: AbortSignal.timeout(LOGGER_TIMEOUT_MS),
-        }).output();
+        }).spawn();
       } catch {
-        // No logger, not permitted, or killed at the timeout: no log.
+        // No logger, not permitted: no log.
       }
+      return Promise.resolve();
     },
-    async logMany(entries) {
+    early() {
+      let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+      try {
+        writer = spawnPrefixed(options).stdin.getWriter();
+      } catch {
+        // No logger, not permitted: no log.
+      }
+      return {
+        async log(level, line) {
+          const w = writer;
+          writer = undefined;
+          if (!w) return;
+          try {
+            if (threshold(level)) await w.write(new TextEncoder().encode(prefixed(level, line)));
+            await w.close();
+          } catch {
+            // logger is gone: no log, never a failed delivery.
+          }
+        },
+      };
+    },
+    async logMany(entries, how = {}) {
       const wanted = entries.filter((e) => threshold(e.level));
       if (wanted.length === 0) return;
       // One process for the lot: each stdin line carries its own <PRI>.
-      const [program, ...args] = loggerArgv(options, "info", "").slice(0, -2);
       try {
-        const child = new Deno.Command(program!, {
-          args: [...args, "--prio-prefix"],
-          clearEnv: true,
-          env: { LANG: "C" },
-          stdin: "piped",
-          stdout: "null",
-          stderr: "null",
-          signal: AbortSignal.timeout(LOGGER_TIMEOUT_MS * 4),
-        }).spawn();
-        const text = wanted.map((e) => `<${FACILITY_MAIL * 8 + LOG_LEVELS[e.level]}>${e.line}\n`)
-          .join("");
+        const child = spawnPrefixed(options, AbortSignal.timeout(LOGGER_TIMEOUT_MS * 4));
+        const text = wanted.map((e) => prefixed(e.level, e.line)).join("");
         const writer = child.stdin.getWriter();
         await writer.write(new TextEncoder().encode(text)).catch(() => {});
         await writer.close().catch(() => {});
-        await child.status;
+        if (!how.detach) await child.status;
       } catch {
         // As for one line: no log, never a failed delivery.
       }
     },
   };
+}
+
+/** A stdin line for `logger --prio-prefix`: its own facility and severity first. */
+function prefixed(level: LogLevel, line: string): string {
+  return `<${FACILITY_MAIL * 8 + LOG_LEVELS[level]}>${line}\n`;
+}
+
+/** Starts logger(1) reading `<PRI>`-prefixed lines from its stdin. */
+function spawnPrefixed(options: SyslogOptions, signal?: AbortSignal): Deno.ChildProcess {
+  const [program, ...args] = loggerArgv(options, "info", "").slice(0, -2);
+  return new Deno.Command(program!, {
+    args: [...args, "--prio-prefix"],
+    clearEnv: true,
+    env: { LANG: "C" },
+    stdin: "piped",
+    stdout: "null",
+    stderr: "null",
+    ...(signal === undefined ? {} : { signal }),
+  }).spawn();
 }

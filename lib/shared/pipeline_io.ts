@@ -31,6 +31,8 @@ export interface SpoolOptions {
   deadlineMs?: number | undefined;
   /** After the first minute, fewer bytes a second than this on average ends the message. */
   minRate?: number | undefined;
+  /** The process ends after this message (see {@link SendmailOptions.shortLived}). */
+  shortLived?: boolean;
 }
 
 /** How long a message may take before `minRate` applies. */
@@ -121,13 +123,14 @@ export async function spoolMessage(input: ByteReader, options: SpoolOptions): Pr
   const buffer = takeChunk();
   const started = Date.now();
   const deadline = options.deadlineMs === undefined ? Infinity : started + options.deadlineMs;
+  const watch = options.shortLived ? signalWatchdog(options.idleTimeoutMs, deadline) : undefined;
   try {
     for (;;) {
       const left = deadline - Date.now();
       // A timer per read, cleared at once (AbortSignal.timeout cannot be: a
       // long-running service would hold thousands of them).
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const n = await Promise.race([
+      const n = watch ? await watch.race(input.read(buffer)) : await Promise.race([
         input.read(buffer),
         new Promise<"idle">((resolve) => {
           timer = setTimeout(
@@ -169,6 +172,33 @@ export async function spoolMessage(input: ByteReader, options: SpoolOptions): Pr
   return { file, size, sha256: hash.hex() };
 }
 
+/**
+ * The idle and deadline timer of one short-lived spool, on
+ * `AbortSignal.timeout` (which costs a process nothing to start, where its
+ * first `setTimeout` costs milliseconds): one signal at a time, re-armed when
+ * it fires early because bytes came meanwhile. Such a signal cannot be
+ * cleared, which is why only a process that ends after the message uses it.
+ */
+function signalWatchdog(idleMs: number, deadline: number) {
+  let last = Date.now();
+  const idle = new Promise<"idle">((resolve) => {
+    const arm = (ms: number) =>
+      AbortSignal.timeout(Math.max(1, ms)).addEventListener("abort", () => {
+        const due = Math.min(last + idleMs, deadline);
+        if (Date.now() >= due) resolve("idle");
+        else arm(due - Date.now());
+      }, { once: true });
+    arm(Math.min(idleMs, deadline - last));
+  });
+  return {
+    async race(read: Promise<number | null>): Promise<number | null | "idle"> {
+      const n = await Promise.race([read, idle]);
+      last = Date.now();
+      return n;
+    },
+  };
+}
+
 /** Writes all of `data` (a file write may be short). */
 export async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
   for (let done = 0; done < data.length;) {
@@ -195,6 +225,15 @@ export interface SendmailOptions {
   env?: Readonly<Record<string, string>>;
   /** Keep the first bytes of stdout (default: stdout is /dev/null). */
   captureStdout?: boolean;
+  /**
+   * The process ends after this child (the relay's one message): its
+   * timers are `AbortSignal.timeout` ones, free to start but never cleared.
+   * Otherwise they are cleared as soon as the child is done, so a
+   * long-running caller holds none per message.
+   */
+  shortLived?: boolean;
+  /** Called once the child runs (work that may overlap it, e.g. starting a logger). */
+  onSpawn?: () => void;
 }
 
 /** The only environment sendmail sees: no MAIL_CONFIG, no LD_*. */
@@ -218,7 +257,8 @@ export async function runWithSpool(
   options: SendmailOptions,
 ): Promise<SpawnResult> {
   const [program, ...args] = argv;
-  const signal = AbortSignal.timeout(options.timeoutMs);
+  const timeout = childTimeout(options.timeoutMs, options.shortLived === true);
+  const signal = timeout.signal;
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(program!, {
@@ -231,6 +271,7 @@ export async function runWithSpool(
       signal,
     }).spawn();
   } catch (err) {
+    timeout.clear();
     const notAllowed = err instanceof Deno.errors.NotCapable ||
       err instanceof Deno.errors.PermissionDenied;
     throw new TempError(
@@ -242,16 +283,21 @@ export async function runWithSpool(
   const feed = feedSpool(spool, child.stdin);
   const stderr = readCapped(child.stderr, STDERR_CAP);
   const stdout = options.captureStdout ? readCapped(child.stdout, STDERR_CAP) : undefined;
-  const status = await child.status;
+  options.onSpawn?.();
+  let piped = false;
+  const pipes = Promise.all([feed, stderr.done, stdout?.done]).then(() => piped = true);
+  const status = await child.status.finally(timeout.clear);
   // The child is gone, but a grandchild it left behind (postdrop, a shell's
   // sleep) may still hold its pipes open: wait a moment for them, never for
   // the grandchild, or a hung sendmail would outlive the timeout.
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([
-    Promise.all([feed, stderr.done, stdout?.done]),
-    new Promise((resolve) => timer = setTimeout(resolve, PIPE_GRACE_MS)),
-  ]);
-  clearTimeout(timer);
+  if (!piped) {
+    const grace = childTimeout(PIPE_GRACE_MS, options.shortLived === true);
+    await Promise.race([
+      pipes,
+      new Promise((resolve) => grace.signal.addEventListener("abort", resolve, { once: true })),
+    ]);
+    grace.clear();
+  }
   return {
     code: status.signal === null ? status.code : undefined,
     signal: status.signal ?? undefined,
@@ -261,16 +307,25 @@ export async function runWithSpool(
   };
 }
 
+/** A signal aborted after `ms`; `clear()` stops its timer (a short-lived one is left to run). */
+function childTimeout(ms: number, shortLived: boolean): { signal: AbortSignal; clear(): void } {
+  if (shortLived) return { signal: AbortSignal.timeout(ms), clear() {} };
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), ms);
+  return { signal: controller.signal, clear: () => clearTimeout(timer) };
+}
+
 /**
  * Writes the whole spool into `sink` from its start and closes the sink, but
  * never the spool: the same spool can feed another child (relay failover).
  */
 async function feedSpool(spool: Spooled, sink: WritableStream<Uint8Array>): Promise<void> {
   const writer = sink.getWriter();
+  // From the pool: a batch feeds thousands of children without a new 64 KiB each.
+  const buffer = takeChunk();
   try {
     await spool.file.seek(0, Deno.SeekMode.Start);
     // Each write is awaited before the buffer is read into again.
-    const buffer = new Uint8Array(CHUNK);
     for (;;) {
       const n = await spool.file.read(buffer);
       if (n === null) break;
@@ -280,6 +335,8 @@ async function feedSpool(spool: Spooled, sink: WritableStream<Uint8Array>): Prom
   } catch {
     // The child exited early (EPIPE) or was killed: its status tells why.
     writer.releaseLock();
+  } finally {
+    giveChunk(buffer);
   }
 }
 

@@ -52,6 +52,8 @@ export interface RelayConfig {
   minRate: number;
   /** From:/Sender: must also match --allow-sender. */
   allowHeaderSender: boolean;
+  /** In a batch, at most this many sendmail processes run at once (1: one after another). */
+  parallel: number;
 }
 
 /** `--max-messages N/PERIOD`. */
@@ -112,7 +114,11 @@ export const DEFAULT_CONFIG: Readonly<RelayConfig> = {
   sessionTimeoutMs: 3_600_000,
   minRate: 256,
   allowHeaderSender: false,
+  parallel: 4,
 };
+
+/** `--parallel` bounds: enough to keep a queue manager busy, few enough to spare the relay. */
+export const MAX_PARALLEL = 16;
 
 /**
  * A mistake in the forced command: the relay's fault, so mail is deferred.
@@ -181,6 +187,11 @@ const ADMIN_OPTIONS: Readonly<
   "--min-rate": (c, v) => (c.minRate = count("--min-rate", v)),
   "--idle-timeout": (c, v) => (c.idleTimeoutMs = count("--idle-timeout", v) * 1000),
   "--sendmail-timeout": (c, v) => (c.sendmailTimeoutMs = count("--sendmail-timeout", v) * 1000),
+  "--parallel": (c, v) => {
+    const n = count("--parallel", v);
+    if (n > MAX_PARALLEL) throw adminError(`--parallel wants 1 to ${MAX_PARALLEL}`);
+    c.parallel = n;
+  },
 };
 /** Upstream rsendmail 1.1.4's spelling, accepted in authorized_keys lines. */
 const ADMIN_ALIASES: Readonly<Record<string, string>> = { "--loglevel": "--log-level" };

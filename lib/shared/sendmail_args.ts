@@ -26,7 +26,7 @@ export interface SendmailRequest {
   id: string | undefined;
 }
 
-type Field = "sender" | "dsnNotify" | "dsnReturn" | "fullName";
+export type Field = "sender" | "dsnNotify" | "dsnReturn" | "fullName";
 
 /** One row of the grammar. */
 type OptionRule =
@@ -70,7 +70,7 @@ const DSN_NOTIFY_REGEXP = /^(never|(success|failure|delay)(,(success|failure|del
 /** DSN RET values. */
 const DSN_RETURN_REGEXP = /^(full|hdrs)$/i;
 /** Integrity extension: declared size. */
-export const SIZE_REGEXP = /^--size=(0|[1-9][0-9]{0,14})$/;
+const SIZE_REGEXP = /^--size=(0|[1-9][0-9]{0,14})$/;
 /** Integrity extension: declared SHA-256. */
 const SHA256_REGEXP = /^--sha256=([0-9a-f]{64})$/;
 /** Integrity extension: message id (see lib/batch.ts ID_REGEXP). */
@@ -121,6 +121,79 @@ function checkValue(field: Field, value: string, req: SendmailRequest): void {
 }
 
 /**
+ * One request word (or option and value) as the grammar's table classifies
+ * it, before any value is checked: what the batch path reads a frame's
+ * declared size from, and what {@link parseSendmailArgs} then checks word by
+ * word.
+ */
+export type RequestToken =
+  | { kind: "flag"; set: "extractRecipients" | undefined }
+  | { kind: "value"; option: string; field: Field; value: string | undefined }
+  | { kind: "size"; size: number }
+  | { kind: "sha256"; sha256: string }
+  | { kind: "id"; id: string }
+  | { kind: "refused"; word: string }
+  | { kind: "operand"; word: string };
+
+/**
+ * Splits request words (without the program name) into tokens by the
+ * grammar's table: options before `--` are looked up exactly, a value
+ * option takes the next word (or its attached value), everything else is an
+ * operand. Never throws: refusals are made by {@link parseSendmailArgs}.
+ *
+ * @example Usage
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { scanRequestWords } from "./sendmail_args.ts";
+ * deepStrictEqual(scanRequestWords(["-f", "--size=3", "--size=4", "--", "a@b"]), [
+ *   { kind: "value", option: "-f", field: "sender", value: "--size=3" },
+ *   { kind: "size", size: 4 },
+ *   { kind: "operand", word: "a@b" },
+ * ]);
+ * ```
+ */
+export function scanRequestWords(words: readonly string[]): RequestToken[] {
+  const tokens: RequestToken[] = [];
+  let options = true;
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i]!;
+    if (options && word === "--") {
+      options = false;
+      continue;
+    }
+    if (!options || !word.startsWith("-")) {
+      tokens.push({ kind: "operand", word });
+      continue;
+    }
+    tokens.push(optionToken(word, words[i + 1]));
+    if (tokens.at(-1)!.kind === "value" && Object.hasOwn(OPTIONS, word)) i++;
+  }
+  return tokens;
+}
+
+/** One option word (`next` is the word after it, the value of a value option). */
+function optionToken(word: string, next: string | undefined): RequestToken {
+  const rule = Object.hasOwn(OPTIONS, word) ? OPTIONS[word] : undefined;
+  if (rule?.kind === "flag") return { kind: "flag", set: rule.set };
+  if (rule?.kind === "value") {
+    return { kind: "value", option: word, field: rule.field, value: next };
+  }
+  const attached = ATTACHED_REGEXP.exec(word);
+  if (attached) {
+    const option = `-${attached[1]}`;
+    const field = (OPTIONS[option] as OptionRule & { kind: "value" }).field;
+    return { kind: "value", option, field, value: attached[2]! };
+  }
+  const size = SIZE_REGEXP.exec(word);
+  if (size) return { kind: "size", size: Number(size[1]) };
+  const sha = SHA256_REGEXP.exec(word);
+  if (sha) return { kind: "sha256", sha256: sha[1]! };
+  const id = ID_WORD_REGEXP.exec(word);
+  if (id) return { kind: "id", id: id[1]! };
+  return { kind: "refused", word };
+}
+
+/**
  * Parses the words of a request (the program name first) into a
  * SendmailRequest. Exact match, fail closed.
  *
@@ -156,66 +229,45 @@ export function parseSendmailArgs(words: readonly string[]): SendmailRequest {
     sha256: undefined,
     id: undefined,
   };
-  let options = true;
-  for (let i = 0; i < rest.length; i++) {
-    const word = rest[i]!;
-    if (options && word === "--") {
-      options = false;
-      continue;
-    }
-    if (options && word.startsWith("-")) {
-      const rule = Object.hasOwn(OPTIONS, word) ? OPTIONS[word] : undefined;
-      if (rule?.kind === "flag") {
-        if (rule.set === "extractRecipients") req.extractRecipients = true;
-        continue;
-      }
-      if (rule?.kind === "value") {
-        const value = rest[i + 1];
-        if (value === undefined) {
-          throw new UsageError(`option ${word} needs a value`);
-        }
-        checkValue(rule.field, value, req);
-        i++;
-        continue;
-      }
-      const attached = ATTACHED_REGEXP.exec(word);
-      if (attached) {
-        const rule = OPTIONS[`-${attached[1]}`] as OptionRule & { kind: "value" };
-        checkValue(rule.field, attached[2]!, req);
-        continue;
-      }
-      const size = SIZE_REGEXP.exec(word);
-      if (size) {
-        if (req.size !== undefined) throw new UsageError("size given twice");
-        req.size = Number(size[1]);
-        continue;
-      }
-      const sha = SHA256_REGEXP.exec(word);
-      if (sha) {
-        if (req.sha256 !== undefined) throw new UsageError("hash given twice");
-        req.sha256 = sha[1]!;
-        continue;
-      }
-      const id = ID_WORD_REGEXP.exec(word);
-      if (id) {
-        if (req.id !== undefined) throw new UsageError("id given twice");
-        req.id = id[1]!;
-        continue;
-      }
-      throw new UsageError(`option ${describeWord(word)} is not allowed`);
-    }
-    if (!isEnvelopeAddress(word)) {
-      throw new DataError("invalid recipient address", "5.1.3");
-    }
-    if (isDeliveryTarget(word)) {
-      throw new DataError("program, file and include recipients are not allowed", "5.1.3");
-    }
-    req.recipients.push(word);
-  }
+  for (const token of scanRequestWords(rest)) checkToken(token, req);
   if (req.recipients.length === 0 && !req.extractRecipients) {
     throw new UsageError("no recipients given", "5.5.1");
   }
   return req;
+}
+
+/** Checks one token and records it in `req`, in word order (the first refusal wins). */
+function checkToken(token: RequestToken, req: SendmailRequest): void {
+  switch (token.kind) {
+    case "flag":
+      if (token.set === "extractRecipients") req.extractRecipients = true;
+      return;
+    case "value":
+      if (token.value === undefined) throw new UsageError(`option ${token.option} needs a value`);
+      return checkValue(token.field, token.value, req);
+    case "size":
+      if (req.size !== undefined) throw new UsageError("size given twice");
+      req.size = token.size;
+      return;
+    case "sha256":
+      if (req.sha256 !== undefined) throw new UsageError("hash given twice");
+      req.sha256 = token.sha256;
+      return;
+    case "id":
+      if (req.id !== undefined) throw new UsageError("id given twice");
+      req.id = token.id;
+      return;
+    case "refused":
+      throw new UsageError(`option ${describeWord(token.word)} is not allowed`);
+    case "operand":
+      if (!isEnvelopeAddress(token.word)) {
+        throw new DataError("invalid recipient address", "5.1.3");
+      }
+      if (isDeliveryTarget(token.word)) {
+        throw new DataError("program, file and include recipients are not allowed", "5.1.3");
+      }
+      req.recipients.push(token.word);
+  }
 }
 
 /**

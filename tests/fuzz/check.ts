@@ -24,6 +24,7 @@ import { isEnvelopeAddress } from "../../lib/shared/address.ts";
 import { formatReply, frameWords, isBatchRequest, parseReply } from "../../lib/shared/batch.ts";
 import { countHeaderRecipients, type HeaderCount } from "../../lib/relay/header_recipients.ts";
 import { MailError, UsageError } from "../../lib/shared/errors.ts";
+import { type DecodedFrame, decodeFrame } from "../../lib/shared/request_codec.ts";
 import { isSysexit } from "../../lib/shared/exit_codes.ts";
 import { checkPolicy, parseAdminArgs, type RelayConfig } from "../../lib/shared/relay_config.ts";
 import {
@@ -218,33 +219,28 @@ function quotingMustPass(command: string, words: readonly string[]): boolean {
     words.every((w) => w.length <= MAX_WORD_LENGTH && !hasControl(w)) && command.trim() !== "";
 }
 
-const SIZE_WORD_REGEXP = /^--size=(0|[1-9][0-9]{0,14})$/;
-
 /**
- * A batch frame header line through server.ts's batch(): frameWords,
- * tokenizeWords, the mandatory --size, the grammar, --id/--sha256, policy;
- * and the reply line the relay writes must parse back on the client.
+ * A batch frame header line through server.ts's batch(): the request codec's
+ * decodeFrame (frameWords, tokenizeWords, the grammar's mandatory --size),
+ * --id/--sha256, policy; and the reply line the relay writes must parse back
+ * on the client.
  */
 export function checkFrame(line: string): "end" | "refused" | "accepted" {
   if (line === "END") return "end";
-  let words: string[];
+  let frame: DecodedFrame;
   try {
-    words = tokenizeWords(frameWords(line));
-    const sizeWord = words.find((w) => SIZE_WORD_REGEXP.test(w));
-    if (sizeWord === undefined) throw new UsageError("batch frame without --size", "5.5.2");
-    const size = Number(sizeWord.slice("--size=".length));
-    if (!Number.isSafeInteger(size) || size < 0) fail(`frame size ${size}`);
+    frame = decodeFrame(line);
+    if (!Number.isSafeInteger(frame.size) || frame.size < 0) fail(`frame size ${frame.size}`);
   } catch (err) {
     const e = checkRefusal(err, "frame header");
     checkReply("-", e);
     return "refused";
   }
-  let id = words.find((w) => w.startsWith("--id="))?.slice(5).replace(/[^A-Za-z0-9._-]/g, "?") ||
-    "-";
+  const words = tokenizeWords(frameWords(line));
   let error: MailError | undefined;
   try {
-    const req = parseSendmailArgs([PROGRAM, ...words]);
-    id = req.id ?? "-";
+    if (frame.request === undefined) throw frame.refusal;
+    const req = frame.request;
     if (req.id === undefined || req.sha256 === undefined) {
       throw new UsageError("batch frame without --id or --sha256", "5.5.2");
     }
@@ -259,7 +255,7 @@ export function checkFrame(line: string): "end" | "refused" | "accepted" {
   } catch (err) {
     error = checkRefusal(err, "frame");
   }
-  checkReply(id, error);
+  checkReply(frame.id, error);
   return error === undefined ? "accepted" : "refused";
 }
 

@@ -379,7 +379,15 @@ function recordSyslog(path: string) {
     }
   })();
   return {
-    async close(): Promise<string> {
+    /**
+     * `lines`: how many lines the case expects. The relay hands its lines to
+     * logger(1) and exits without waiting for it, so a logger may connect
+     * after the relay ended: wait (up to 5 s) for them before the marker.
+     */
+    async close(lines = 0): Promise<string> {
+      for (let waited = 0; waited < 5000 && text.split("\n").length - 1 < lines; waited += 10) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
       const conn = await Deno.connect({ transport: "unix", path });
       await conn.write(encoder.encode(marker));
       conn.close();
@@ -534,7 +542,7 @@ export class Bed {
         result = await runInNamespace(dir, argv, { env: c.env ?? {}, stdin });
       }
     } finally {
-      log = await syslog.close();
+      log = await syslog.close((c.log ?? "").split("\n").length - 1);
     }
     const outcome = {
       ...result,

@@ -127,7 +127,17 @@ const REFUSE: [string, string[], string[]][] = [
   ["--spool-dir relative", ["--spool-dir=tmp"], ["--spool-dir=/tmp"]],
   ["--idle-timeout 0", ["--idle-timeout", "0"], ["--idle-timeout", "1"]],
   ["--sendmail-timeout x", ["--sendmail-timeout=x"], ["--sendmail-timeout=60"]],
+  ["--parallel 0", ["--parallel", "0"], ["--parallel", "1"]],
+  ["--parallel 17", ["--parallel", "17"], ["--parallel", "16"]],
+  ["--parallel x", ["--parallel=x"], ["--parallel=4"]],
+  ["--parallel -1", ["--parallel=-1"], ["--parallel=2"]],
 ];
+
+Deno.test("parseAdminArgs() reads --parallel (default 4)", () => {
+  strictEqual(parseAdminArgs([]).config.parallel, 4);
+  strictEqual(parseAdminArgs(["--parallel", "1"]).config.parallel, 1);
+  strictEqual(parseAdminArgs(["--parallel=16"]).config.parallel, 16);
+});
 
 Deno.test("parseAdminArgs() refuses bad values with ConfigError (EX_TEMPFAIL: mail is deferred)", async (t) => {
   for (const [name, argv, control] of REFUSE) {

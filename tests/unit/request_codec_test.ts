@@ -1,6 +1,8 @@
-import { deepStrictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
+import { DataError, UsageError } from "../../lib/shared/errors.ts";
 import fc from "npm:fast-check@4.10.2";
 import {
+  decodeFrame,
   encodeCommand,
   encodeFrame,
   parseRequest,
@@ -56,4 +58,46 @@ Deno.test("encodeCommand() and encodeFrame() decode to the same words the relay 
     }),
     { numRuns: 2000 },
   );
+});
+
+Deno.test("decodeFrame() reads the declared size with the grammar, even when it refuses the frame", async (t) => {
+  const SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+  await t.step("a good frame: size, id, request", () => {
+    const frame = decodeFrame(
+      `MSG -oi -f a@b.example --size=12 --sha256=${SHA} --id=abcdefgh -- c@d.example`,
+    );
+    deepStrictEqual([frame.size, frame.id, frame.request?.recipients], [12, "abcdefgh", [
+      "c@d.example",
+    ]]);
+    strictEqual(frame.refusal, undefined);
+  });
+  await t.step("a bad sender before --size: refused, still skipped by its size", () => {
+    const frame = decodeFrame(`MSG -f a@@b --size=7 --sha256=${SHA} --id=abcdefgh -- c@d.example`);
+    deepStrictEqual([frame.size, frame.id, frame.request], [7, "abcdefgh", undefined]);
+    ok(frame.refusal instanceof DataError);
+  });
+  await t.step("an unknown option: refused, skipped by its size", () => {
+    const frame = decodeFrame(`MSG -bs --size=3 --id=abcdefgh -- c@d.example`);
+    deepStrictEqual([frame.size, frame.request], [3, undefined]);
+    ok(frame.refusal instanceof UsageError);
+  });
+  await t.step("two sizes: the first delimits, the grammar refuses", () => {
+    const frame = decodeFrame(`MSG --size=3 --size=4 -- c@d.example`);
+    deepStrictEqual([frame.size, frame.id, frame.request], [3, "-", undefined]);
+  });
+  await t.step("no --size (or one only as -f's value or after --): cannot be delimited", () => {
+    for (
+      const line of ["MSG -oi -- c@d.example", "MSG -f --size=3 -- c@d.example", "MSG -- --size=3"]
+    ) {
+      throws(() => decodeFrame(line), UsageError, line);
+    }
+  });
+  await t.step("not a frame, or unbalanced quoting: throws", () => {
+    throws(() => decodeFrame("MAIL --size=3"), UsageError);
+    throws(() => decodeFrame("MSG --size=3 'c@d.example"), UsageError);
+  });
+  await t.step("id and hash are the caller's to require: a frame without them parses", () => {
+    const frame = decodeFrame("MSG --size=0 -- c@d.example");
+    deepStrictEqual([frame.size, frame.id, frame.request?.recipients], [0, "-", ["c@d.example"]]);
+  });
 });
