@@ -15,8 +15,17 @@ import { type BatchReply, parseReply } from "../../lib/shared/batch.ts";
 import { encodeFrame } from "../../lib/shared/request_codec.ts";
 import { Sha256 } from "../../lib/shared/sha256.ts";
 import { quoteWords } from "../../lib/shared/words.ts";
-import { type Mailbox, type Relay, run, startPostfix, startRelay } from "./_bed.ts";
-import { expectNoToken, RSENDMAIL, takeByToken, token } from "./_standalone.ts";
+import {
+  expectNoToken,
+  type Mailbox,
+  type Relay,
+  RSENDMAIL,
+  run,
+  startPostfix,
+  startRelay,
+  takeByToken,
+  token,
+} from "./_bed.ts";
 
 const ACCOUNT = "rsmpar";
 const encoder = new TextEncoder();
