@@ -134,149 +134,191 @@ export async function nextLine(
   ]);
 }
 
+/** Writes one frame and its body; with `last`, `END` behind it and EOF. False when the session is gone. */
+async function writeFrame(
+  s: BatchSession,
+  words: string[],
+  spool: Spooled,
+  last: boolean,
+): Promise<boolean> {
+  const encoder = new TextEncoder();
+  try {
+    await s.writer.write(encoder.encode(`${frameHeader(words)}\n`));
+    await spool.file.seek(0, Deno.SeekMode.Start);
+    const buffer = new Uint8Array(CHUNK);
+    for (;;) {
+      const n = await spool.file.read(buffer);
+      if (n === null) break;
+      await s.writer.write(buffer.subarray(0, n));
+    }
+    if (last) {
+      await s.writer.write(encoder.encode("END\n"));
+      await s.writer.close();
+    }
+    return true;
+  } catch {
+    return false; // the session is gone: no reply will come
+  }
+}
+
+/** How reading a frame's reply ended. */
+interface ReplyRead {
+  reply?: BatchReply;
+  /** No line within the time limit. */
+  timedOut: boolean;
+  /** Lines came that are not a reply to this frame (garbage, or too long a banner). */
+  garbled: boolean;
+}
+
+/**
+ * The reply to the frame with `id`. Lines before it that are not one (a
+ * login banner from the relay account's shell start-up files) are skipped,
+ * a few at most; a reply naming another message is not this one's.
+ */
+async function readReply(
+  lines: AsyncGenerator<string>,
+  id: string | undefined,
+  ms: number,
+): Promise<ReplyRead> {
+  let garbled = false;
+  for (let skipped = 0; skipped <= MAX_SKIPPED_LINES; skipped++) {
+    const next = await nextLine(lines, ms);
+    if (next === "timeout") return { timedOut: true, garbled };
+    if (next.done) return { timedOut: false, garbled };
+    const reply = parseReply(next.value);
+    if (reply && (id === undefined || reply.id === id || reply.id === "-")) {
+      return { reply, timedOut: false, garbled };
+    }
+    garbled = true;
+  }
+  return { timedOut: false, garbled: true };
+}
+
+/** Why a session gave no reply: ssh's own ending (`ended`) or what the reading saw. */
+function sessionFailure(
+  read: ReplyRead,
+  ended: Failure | undefined,
+  program: string,
+  sshTimeout: number,
+): Failure {
+  if (read.garbled && !read.timedOut) {
+    // rsendmail says nothing but replies: output there is not rsendmail speaking.
+    return ended ?? {
+      line: `4.5.0 ${program}: the relay answered with unexpected output`,
+      sysexit: 75,
+      nullmailer: 16,
+      connectPhase: false,
+    };
+  }
+  if (ended && !read.timedOut) return ended;
+  return {
+    line: `4.4.2 ${program}: ${
+      read.timedOut
+        ? `no answer from the relay within ssh_timeout (${sshTimeout} s)`
+        : "relay ended the session"
+    }`,
+    sysexit: 75,
+    nullmailer: read.timedOut ? 8 : 16,
+    connectPhase: false,
+  };
+}
+
+/** The channel: one session at a time, the next host after a connect failure. */
+class Channel implements BatchChannel {
+  #session: BatchSession | undefined;
+  #hostIndex = 0;
+  #answered = 0;
+  /** The session was opened ahead of its first frame and has carried none yet. */
+  #ahead = false;
+
+  constructor(readonly settings: ClientSettings, readonly o: ChannelOptions) {}
+
+  #spawn(): BatchSession {
+    return spawnBatchSession(this.settings, this.settings.hosts[this.#hostIndex]!, this.o);
+  }
+
+  async #end(s: BatchSession): Promise<Failure | undefined> {
+    await s.writer.close().catch(() => {});
+    const status = await s.child.status;
+    const stderr = await s.stderr;
+    await this.o.onSessionEnd?.(this.settings.hosts[this.#hostIndex]!, stderr, status.code);
+    return classifyExit(status.code, stderr, this.o.program);
+  }
+
+  /** One frame out, its reply in; ssh_timeout bounds the whole exchange (a relay that stops reading too). */
+  async #attempt(s: BatchSession, words: string[], spool: Spooled, last: boolean) {
+    const ms = this.settings.sshTimeout * 1000;
+    let killed = false;
+    const kill = () => {
+      killed = true;
+      try {
+        s.child.kill();
+      } catch { /* gone already */ }
+    };
+    const signal = AbortSignal.timeout(ms);
+    signal.addEventListener("abort", kill);
+    try {
+      await writeFrame(s, words, spool, last);
+      const id = words.find((w) => w.startsWith("--id="))?.slice("--id=".length);
+      const read = await readReply(s.lines, id, ms);
+      if (read.timedOut) kill();
+      return { ...read, timedOut: read.timedOut || killed };
+    } finally {
+      signal.removeEventListener("abort", kill);
+    }
+  }
+
+  open(): void {
+    if (this.#session) return;
+    this.#session = this.#spawn();
+    this.#ahead = true;
+  }
+
+  async send(words: string[], spool: Spooled, last = false): Promise<BatchReply | Failure> {
+    for (;;) {
+      const session = this.#session ??= this.#spawn();
+      const early = this.#ahead;
+      this.#ahead = false;
+      const read = await this.#attempt(session, words, spool, last);
+      if (read.reply && !(early && read.reply.id === "-")) {
+        this.#answered++;
+        return read.reply;
+      }
+      const ended = await this.#end(session);
+      this.#session = undefined;
+      // A session opened ahead may have timed out (the relay's idle or
+      // session limit) while the message was read: nothing of this frame
+      // was taken ("-"), so it goes again once on a fresh session. (The
+      // relay's id record absorbs the rare case where it was.)
+      if (early && !read.timedOut && !read.garbled && !ended?.connectPhase) continue;
+      const failure = sessionFailure(read, ended, this.o.program, this.settings.sshTimeout);
+      const more = this.#hostIndex + 1 < this.settings.hosts.length;
+      if (failure.connectPhase && this.#answered === 0 && more) {
+        this.#hostIndex++;
+        continue;
+      }
+      return failure;
+    }
+  }
+
+  leave(): void {
+    this.#session = undefined;
+  }
+
+  async close(): Promise<void> {
+    const session = this.#session;
+    if (!session) return;
+    await session.writer.write(new TextEncoder().encode("END\n")).catch(() => {});
+    await this.#end(session);
+    this.#session = undefined;
+  }
+}
+
 /**
  * Opens lazily (nothing is spawned until the first send) unless `open()` is
  * called: a direct send opens at once, so that ssh's handshake and the
  * relay's start-up overlap the reading and spooling of the message.
  */
 export function openBatchChannel(settings: ClientSettings, o: ChannelOptions): BatchChannel {
-  let session: BatchSession | undefined;
-  let hostIndex = 0;
-  let answered = 0;
-  let timedOut = false;
-  /** The relay printed lines that are not a reply to this frame. */
-  let garbled = false;
-  /** The session was opened ahead of its first frame and has carried none yet. */
-  let ahead = false;
-  const encoder = new TextEncoder();
-  const spawn = () => spawnBatchSession(settings, settings.hosts[hostIndex]!, o);
-
-  const end = async (s: BatchSession): Promise<Failure | undefined> => {
-    await s.writer.close().catch(() => {});
-    const status = await s.child.status;
-    const stderr = await s.stderr;
-    await o.onSessionEnd?.(settings.hosts[hostIndex]!, stderr, status.code);
-    return classifyExit(status.code, stderr, o.program);
-  };
-
-  const write = async (s: BatchSession, words: string[], spool: Spooled, last: boolean) => {
-    try {
-      await s.writer.write(encoder.encode(`${frameHeader(words)}\n`));
-      await spool.file.seek(0, Deno.SeekMode.Start);
-      const buffer = new Uint8Array(CHUNK);
-      for (;;) {
-        const n = await spool.file.read(buffer);
-        if (n === null) break;
-        await s.writer.write(buffer.subarray(0, n));
-      }
-      if (last) {
-        await s.writer.write(encoder.encode("END\n"));
-        await s.writer.close();
-      }
-    } catch {
-      // The session is gone: no reply will come.
-    }
-  };
-
-  const attempt = async (
-    s: BatchSession,
-    words: string[],
-    spool: Spooled,
-    last: boolean,
-  ): Promise<BatchReply | undefined> => {
-    // ssh_timeout bounds the whole exchange: a relay that stops reading
-    // must not hold the writer for ever.
-    const kill = () => {
-      timedOut = true;
-      try {
-        s.child.kill();
-      } catch { /* gone already */ }
-    };
-    garbled = false;
-    const signal = AbortSignal.timeout(settings.sshTimeout * 1000);
-    signal.addEventListener("abort", kill);
-    try {
-      await write(s, words, spool, last);
-      // Lines before the reply that are not one (a login banner from the
-      // relay account's shell start-up files) are skipped, a few at most.
-      const id = words.find((w) => w.startsWith("--id="))?.slice("--id=".length);
-      for (let skipped = 0; skipped <= MAX_SKIPPED_LINES; skipped++) {
-        const next = await nextLine(s.lines, settings.sshTimeout * 1000);
-        if (next === "timeout") {
-          kill();
-          return undefined;
-        }
-        if (next.done) return undefined;
-        const reply = parseReply(next.value);
-        if (reply && (id === undefined || reply.id === id || reply.id === "-")) return reply;
-        garbled = true;
-      }
-      return undefined;
-    } finally {
-      signal.removeEventListener("abort", kill);
-    }
-  };
-
-  return {
-    open() {
-      if (session) return;
-      session = spawn();
-      ahead = true;
-    },
-    async send(words, spool, last = false) {
-      for (;;) {
-        session ??= spawn();
-        const early = ahead;
-        ahead = false;
-        const reply = await attempt(session, words, spool, last);
-        if (reply && !(early && reply.id === "-")) {
-          answered++;
-          return reply;
-        }
-        const ended = await end(session);
-        session = undefined;
-        // A session opened ahead may have timed out (the relay's idle or
-        // session limit) while the message was read: nothing of this frame
-        // was taken ("-"), so it goes again once on a fresh session. (The
-        // relay's id record absorbs the rare case where it was.)
-        if (early && !timedOut && !garbled && !ended?.connectPhase) continue;
-        const failure = garbled && !timedOut
-          ? ended ?? {
-            // rsendmail says nothing but replies: output there is not rsendmail speaking.
-            line: `4.5.0 ${o.program}: the relay answered with unexpected output`,
-            sysexit: 75,
-            nullmailer: 16,
-            connectPhase: false,
-          }
-          : timedOut || !ended
-          ? {
-            line: `4.4.2 ${o.program}: ${
-              timedOut
-                ? `no answer from the relay within ssh_timeout (${settings.sshTimeout} s)`
-                : "relay ended the session"
-            }`,
-            sysexit: 75,
-            nullmailer: timedOut ? 8 : 16,
-            connectPhase: false,
-          }
-          : ended;
-        timedOut = false;
-        garbled = false;
-        if (failure.connectPhase && answered === 0 && hostIndex + 1 < settings.hosts.length) {
-          hostIndex++;
-          continue;
-        }
-        return failure;
-      }
-    },
-    leave() {
-      session = undefined;
-    },
-    async close() {
-      if (!session) return;
-      await session.writer.write(encoder.encode("END\n")).catch(() => {});
-      await end(session);
-      session = undefined;
-    },
-  };
+  return new Channel(settings, o);
 }
