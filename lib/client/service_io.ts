@@ -38,7 +38,7 @@ export { mailPriority } from "./service_context.ts";
 /** The fallback sweep of the drop directories (a missed change). */
 const SWEEP_MS = 15_000;
 /** How often the drop directory's mtime is looked at while mail flows (entries are never watched). */
-const DROP_POLL_MS = 3;
+const DROP_POLL_MS = 1;
 /** … and when nothing was dropped for DROP_HOT_MS (an idle service stays nearly idle). */
 const DROP_IDLE_POLL_MS = 50;
 const DROP_HOT_MS = 5_000;
@@ -217,7 +217,7 @@ function watchRoot(spool: string, service: Service): { close(): Promise<void> } 
 function pollDrop(spool: string, service: Service): { stop(): void } {
   let seen: number | undefined;
   let changed = 0;
-  // One interval per pace (a new timer every 3 ms was much of the
+  // One interval per pace (a new timer every poll was much of the
   // service's garbage while mail flows).
   let timer: ReturnType<typeof setInterval> | undefined;
   let pace = 0;
