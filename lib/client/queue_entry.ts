@@ -95,7 +95,8 @@ export function parseQueueHeader(line: string): QueueHeader | undefined {
   const ok = x.v === 1 && typeof x.id === "string" && QUEUE_ID_REGEXP.test(x.id) &&
     (x.sender === null || typeof x.sender === "string") &&
     Array.isArray(x.recipients) && x.recipients.every((r) => typeof r === "string") &&
-    typeof x.extractRecipients === "boolean" && typeof x.created === "number" &&
+    typeof x.extractRecipients === "boolean" &&
+    Number.isSafeInteger(x.created) && (x.created as number) >= 0 &&
     Number.isSafeInteger(x.size) && (x.size as number) >= 0 &&
     typeof x.sha256 === "string" && /^[0-9a-f]{64}$/.test(x.sha256) &&
     (x.uid === undefined || (Number.isSafeInteger(x.uid) && (x.uid as number) >= 0)) &&

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { isEnvelopeAddress } from "../shared/address.ts";
+import { isDeliveryTarget, isEnvelopeAddress } from "../shared/address.ts";
 import { hasControl } from "../shared/words.ts";
 
 /** Longest command line accepted (RFC 5321 4.5.3.1.4: 512 with CRLF). */
@@ -160,6 +160,10 @@ export class SmtpSession {
     if (m[2]!.trim() !== "") return reply("555 5.5.4 unsupported RCPT parameter");
     const rcpt = m[1]!;
     if (!isEnvelopeAddress(rcpt)) return reply("501 5.1.3 bad recipient address");
+    // Refused here, as the relay would, instead of failing the whole message at DATA.
+    if (isDeliveryTarget(rcpt)) {
+      return reply("550 5.1.3 program, file and include recipients are not allowed");
+    }
     if (this.#envelope.recipients.length >= this.#o.maxRecipients) {
       return reply("452 4.5.3 too many recipients");
     }

@@ -90,6 +90,12 @@ const REFUSE: [string, string][] = [
   ["extractRecipients 0", line({ extractRecipients: 0 })],
   ["created missing", line({ created: undefined })],
   ["created a date string", line({ created: "2026-01-02" })],
+  [
+    "created 1e999 (Infinity: never expires, never retried)",
+    line({}).replace(/"created":\d+/, '"created":1e999'),
+  ],
+  ["created negative", line({ created: -1 })],
+  ["created a fraction", line({ created: 1.5 })],
   ["size missing", line({ size: undefined })],
   ["size negative", line({ size: -1 })],
   ["size a fraction", line({ size: 1.5 })],

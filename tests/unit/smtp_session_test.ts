@@ -230,6 +230,16 @@ const RCPT_REFUSE: [string, string, string][] = [
   ],
   ["a recipient with a space", "RCPT TO:<b b@y.example>", "501 5.1.3 bad recipient address"],
   [
+    "a program recipient (|cmd)",
+    "RCPT TO:<|/usr/bin/id>",
+    "550 5.1.3 program, file and include recipients are not allowed",
+  ],
+  [
+    "a file recipient (/path)",
+    "RCPT TO:</tmp/x>",
+    "550 5.1.3 program, file and include recipients are not allowed",
+  ],
+  [
     "NOTIFY= (DSN not offered)",
     "RCPT TO:<bob@y.example> NOTIFY=NEVER",
     "555 5.5.4 unsupported RCPT parameter",
