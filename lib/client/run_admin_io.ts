@@ -14,7 +14,7 @@ import { configPath } from "./load_config_io.ts";
 import { migrateOldQueue } from "./migrate_io.ts";
 import { accountFromPasswd, loginFromPasswd } from "./prepare_local_io.ts";
 import { newMessageId } from "./queue_entry.ts";
-import { sendToRelay } from "./relay_send_io.ts";
+import { startDirectSend } from "./relay_send_io.ts";
 import { loggerSink, runService } from "./service_io.ts";
 import { runSetup, runTest, type SetupContext } from "./setup_io.ts";
 import { initSpool } from "./spool_init_io.ts";
@@ -86,7 +86,7 @@ async function serve(ctx: ClientContext, settings: ClientSettings, configFile: s
   return EX_OK;
 }
 
-/** The test message of `setup` and `--test`. */
+/** The test message of `setup` and `--test`: the way real mail goes (a direct send). */
 async function sendTest(ctx: ClientContext, settings: ClientSettings, address: string) {
   const req = parseSendmailArgs(["sendmail", "-i", "--", address]);
   const text = testMessage(ctx.hostname(), address, new Date(ctx.now()));
@@ -96,7 +96,8 @@ async function sendTest(ctx: ClientContext, settings: ClientSettings, address: s
     maxSize: LOCAL_MAX_SIZE,
     idleTimeoutMs: LOCAL_IDLE_MS,
   });
-  return await sendToRelay(ctx, settings, req, spool, { id: newMessageId(ctx.uuid()) });
+  const direct = await startDirectSend(ctx, settings);
+  return await direct.send(req, spool, newMessageId(ctx.uuid()));
 }
 
 /** Asks a yes/no question on the terminal (setup's host key check). */
