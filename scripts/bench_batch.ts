@@ -16,6 +16,7 @@
  * @module
  */
 
+import { run } from "../tests/e2e/_bed.ts";
 import { type Account, account, startServiceBed } from "../tests/e2e/_service.ts";
 import {
   baseEnv,
@@ -75,9 +76,8 @@ interface Run {
 
 /** The machine's CPU counters (/proc/stat's first line): busy and total jiffies. */
 async function cpuTicks(): Promise<{ busy: number; total: number }> {
-  // Deno grants /proc only with --allow-all: cat reads it.
-  const out = await new Deno.Command("/bin/cat", { args: ["/proc/stat"] }).output();
-  const line = new TextDecoder().decode(out.stdout).split("\n")[0]!;
+  // Deno grants /proc only with --allow-all: cat reads it (as bench_spool's memoryOf does).
+  const line = (await run("/bin/cat", ["/proc/stat"])).stdout.split("\n")[0]!;
   const f = line.trim().split(/\s+/).slice(1).map(Number);
   const total = f.reduce((a, b) => a + b, 0);
   return { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total };
