@@ -98,6 +98,17 @@ export interface QueueEntry {
   recipients: { address: string; "delay_reason"?: string }[];
 }
 
+/**
+ * A message Postfix holds for a later try, with the reason of the last one:
+ * in deferred/, or back in incoming/ when a retry found the previous delivery
+ * agent still holding the queue file (qmgr: "skipped, still being
+ * delivered", 60 s). Either way it is queued, not bounced.
+ */
+export function waitingForRetry(e: QueueEntry): boolean {
+  return (e.queue_name === "deferred" || e.queue_name === "incoming") &&
+    Boolean(e.recipients[0]?.delay_reason);
+}
+
 /** The satellite Postfix instance. */
 export interface Satellite {
   /** Its configuration directory ("/etc/postfix-sat"). */
@@ -185,7 +196,11 @@ export async function startSatellite(opts: SatelliteOptions): Promise<Satellite>
     `transport_maps=${inlineMap(opts.transports)}`,
     `sender_dependent_default_transport_maps=${inlineMap(opts.senderTransports)}`,
     "queue_run_delay=1s",
-    "minimal_backoff_time=1s",
+    // 2 s, not 1: qmgr retries a deferred file whose mtime is at most 1 s
+    // ahead at once, even while the delivery agent that just deferred it
+    // still holds its lock; it then parks it in incoming/ for 60 s
+    // ("skipped, still being delivered", qmgr_active.c).
+    "minimal_backoff_time=2s",
     "maximal_backoff_time=5s",
     "delay_warning_time=0",
     "smtputf8_enable=no",
