@@ -131,7 +131,7 @@ interface Session {
   config: RelayConfig;
   record: DeliveryRecord | undefined;
   shortLived: boolean;
-  /** Called once sendmail runs. */
+  /** Called once sendmail has the whole message and runs on it. */
   onSendmail?: () => void;
 }
 
@@ -155,6 +155,7 @@ async function prepare(
     deadlineMs: config.messageTimeoutMs,
     minRate: config.minRate,
     shortLived: session.shortLived,
+    inMemory: true,
   });
   try {
     fields.size = spool.size;
@@ -193,7 +194,7 @@ async function send(
     const result = await runWithSpool(toSendmailArgv(config.sendmail, req), spool, {
       timeoutMs: config.sendmailTimeoutMs,
       shortLived: session.shortLived,
-      ...(session.onSendmail && { onSpawn: session.onSendmail }),
+      ...(session.onSendmail && { onFed: session.onSendmail }),
     });
     if (result.code === EX_OK) return;
     await undo?.();
@@ -387,7 +388,8 @@ async function single(config: RelayConfig, words: string[], fields: LogFields): 
   const record = req.id === undefined
     ? undefined
     : await openDeliveryRecord(config.stateDir, config.label, config.dedupDays * DAY_MS);
-  // logger(1) starts once sendmail runs: the line after it costs no process start.
+  // logger(1) starts while sendmail works on the message (not before it has
+  // it all): the line after it costs no process start.
   const onSendmail = () => earlyLog = sink(config).early();
   const session = { config, record, shortLived: true, onSendmail };
   const admitted = await admit(session, req, Deno.stdin, fields);

@@ -8,12 +8,16 @@
  */
 
 import { DataError, TempError } from "./errors.ts";
+import { MemoryFile, type SpoolFile } from "./memory_file.ts";
 import { Sha256 } from "./sha256.ts";
 
 /** A message held in the spool. */
 export interface Spooled {
-  /** The spool file, open, positioned anywhere; already unlinked. */
-  file: Deno.FsFile;
+  /**
+   * The spool file, open, positioned anywhere; already unlinked. Or, with
+   * {@link SpoolOptions.inMemory}, a message that fit in one read buffer.
+   */
+  file: SpoolFile;
   size: number;
   sha256: string;
 }
@@ -33,6 +37,13 @@ export interface SpoolOptions {
   minRate?: number | undefined;
   /** The process ends after this message (see {@link SendmailOptions.shortLived}). */
   shortLived?: boolean;
+  /**
+   * Hold a message that fits in one read buffer (64 KiB) in memory: no file
+   * is created unless more comes (the relay's one-message path and its batch
+   * frames, where a file's create, unlink, write and read-back cost more
+   * than the message).
+   */
+  inMemory?: boolean;
 }
 
 /** How long a message may take before `minRate` applies. */
@@ -100,38 +111,34 @@ export function prefixedReader(prefix: Uint8Array, rest?: ByteReader): ByteReade
 
 /**
  * Reads `input` to its end into a fresh 0600 file in `dir`, unlinked at once
- * so that it cannot linger whatever happens to the process.
+ * so that it cannot linger whatever happens to the process (or, with
+ * `inMemory`, into memory when it fits in one read buffer).
  *
  * @throws {DataError} Over the size limit (5.3.4) or over the declared size.
  * @throws {TempError} No byte for `idleTimeoutMs` (4.4.2), or spool I/O failed.
  */
 export async function spoolMessage(input: ByteReader, options: SpoolOptions): Promise<Spooled> {
-  // Unlinked right after creation: only a kill between these two calls can
-  // leave an (empty) file behind.
-  const path = `${options.dir}/${options.prefix ?? "rsendmail"}-${crypto.randomUUID()}`;
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(path, { read: true, write: true, createNew: true, mode: 0o600 });
-    await Deno.remove(path);
-  } catch (err) {
-    throw new TempError("cannot spool message", "4.3.0", String(err));
-  }
+  let file = options.inMemory ? undefined : await createSpoolFile(options);
   const hash = new Sha256();
   const limit = Math.min(options.maxSize, options.declaredSize ?? Infinity);
   let size = 0;
-  // One buffer per spool (from the pool): each chunk is hashed and written before the next read.
+  // One buffer per spool (from the pool): each chunk is hashed and written
+  // before the next read. Without a file yet, bytes gather in it until it is
+  // full (then they go to a file) or the message ends (then it stays here).
   const buffer = takeChunk();
+  let held = 0;
   const started = Date.now();
   const deadline = options.deadlineMs === undefined ? Infinity : started + options.deadlineMs;
   const watch = options.shortLived ? signalWatchdog(options.idleTimeoutMs, deadline) : undefined;
   try {
     for (;;) {
       const left = deadline - Date.now();
+      const into = buffer.subarray(held);
       // A timer per read, cleared at once (AbortSignal.timeout cannot be: a
       // long-running service would hold thousands of them).
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const n = watch ? await watch.race(input.read(buffer)) : await Promise.race([
-        input.read(buffer),
+      const n = watch ? await watch.race(input.read(into)) : await Promise.race([
+        input.read(into),
         new Promise<"idle">((resolve) => {
           timer = setTimeout(
             () => resolve("idle"),
@@ -158,18 +165,64 @@ export async function spoolMessage(input: ByteReader, options: SpoolOptions): Pr
           ? new DataError("message too big", "5.3.4")
           : new DataError("message longer than its declared size", "5.6.0");
       }
-      const chunk = buffer.subarray(0, n);
+      let chunk: Uint8Array;
+      if (file === undefined) {
+        held += n;
+        if (held < buffer.length) continue;
+        // More than a buffer: from here on it is a file like any other.
+        file = await createSpoolFile(options);
+        chunk = buffer;
+        held = 0;
+      } else {
+        chunk = buffer.subarray(0, n);
+      }
       hash.update(chunk);
       await writeAll(file, chunk);
     }
   } catch (err) {
-    file.close();
+    file?.close();
+    giveChunk(buffer);
     if (err instanceof DataError || err instanceof TempError) throw err;
     throw new TempError("cannot spool message", "4.3.0", String(err));
-  } finally {
-    giveChunk(buffer);
   }
-  return { file, size, sha256: hash.hex() };
+  if (file !== undefined) {
+    giveChunk(buffer);
+    return { file, size, sha256: hash.hex() };
+  }
+  const bytes = buffer.slice(0, held);
+  giveChunk(buffer);
+  // One native digest of the whole message: cheaper, cold, than the
+  // incremental hash a file needs.
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return { file: new MemoryFile(bytes), size, sha256: hexOf(digest) };
+}
+
+/** Lower-case hex of `bytes`. */
+function hexOf(bytes: Uint8Array): string {
+  let hex = "";
+  for (const b of bytes) hex += b.toString(16).padStart(2, "0");
+  return hex;
+}
+
+/**
+ * A fresh 0600 file in `options.dir`, unlinked at once so that it cannot
+ * linger whatever happens to the process (only a kill between the two calls
+ * can leave an empty file behind).
+ */
+async function createSpoolFile(options: SpoolOptions): Promise<Deno.FsFile> {
+  const path = `${options.dir}/${options.prefix ?? "rsendmail"}-${crypto.randomUUID()}`;
+  try {
+    const file = await Deno.open(path, { read: true, write: true, createNew: true, mode: 0o600 });
+    try {
+      await Deno.remove(path);
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+    return file;
+  } catch (err) {
+    throw new TempError("cannot spool message", "4.3.0", String(err));
+  }
 }
 
 /**
@@ -232,8 +285,11 @@ export interface SendmailOptions {
    * long-running caller holds none per message.
    */
   shortLived?: boolean;
-  /** Called once the child runs (work that may overlap it, e.g. starting a logger). */
-  onSpawn?: () => void;
+  /**
+   * Called once the child has its whole input: work that may overlap its
+   * run (e.g. starting a logger) without holding up what it reads.
+   */
+  onFed?: () => void;
 }
 
 /** The only environment sendmail sees: no MAIL_CONFIG, no LD_*. */
@@ -283,7 +339,7 @@ export async function runWithSpool(
   const feed = feedSpool(spool, child.stdin);
   const stderr = readCapped(child.stderr, STDERR_CAP);
   const stdout = options.captureStdout ? readCapped(child.stdout, STDERR_CAP) : undefined;
-  options.onSpawn?.();
+  if (options.onFed) void feed.then(options.onFed);
   let piped = false;
   const pipes = Promise.all([feed, stderr.done, stdout?.done]).then(() => piped = true);
   const status = await child.status.finally(timeout.clear);

@@ -994,30 +994,48 @@ Deno.test("rsendmail without a request refuses at once without reading stdin", a
 Deno.test("rsendmail's spool file has no name in /tmp even while it is being written", async () => {
   const { keys, box1 } = await bed();
   const subject = `spool-${RUN}`;
-  const msg = message(subject, { body: "spooled\n".repeat(1000) });
+  // Over the 64 KiB a relay holds in memory: this one becomes a file.
+  const body = "spooled\n".repeat(10_000);
+  const msg = message(subject, { body });
   const s = await openSsh(keys.spool, ["sendmail", "-oi", R1]);
+  /** The relay's pids (the forced command carries this run's label) and its open spool files. */
+  const relayFds = async () => {
+    const pids = (await run("/usr/bin/pgrep", ["-f", `label srvspool-${RUN}`], { check: false }))
+      .stdout.split("\n").filter(Boolean);
+    const spool: string[] = [];
+    for (const pid of pids) {
+      const ls = await run("/bin/ls", ["-l", `/proc/${pid}/fd`], { check: false });
+      spool.push(...ls.stdout.split("\n").filter((l) => l.includes("/tmp/rsendmail-")));
+    }
+    return { pids, spool };
+  };
   try {
+    // The first 4 000 bytes: held in memory, no file at all yet.
     await s.writer.write(msg.subarray(0, 4000));
-    // Find the relay (the forced command carries this run's label) and its open spool file.
-    const spoolFds: string[] = [];
     const deadline = Date.now() + 5000;
-    while (spoolFds.length === 0 && Date.now() < deadline) {
+    let now = await relayFds();
+    while (now.pids.length === 0 && Date.now() < deadline) {
       await sleep(100);
-      const pids = (await run("/usr/bin/pgrep", ["-f", `label srvspool-${RUN}`], { check: false }))
-        .stdout.split("\n").filter(Boolean);
-      for (const pid of pids) {
-        const ls = await run("/bin/ls", ["-l", `/proc/${pid}/fd`], { check: false });
-        spoolFds.push(...ls.stdout.split("\n").filter((l) => l.includes("/tmp/rsendmail-")));
-      }
+      now = await relayFds();
+    }
+    assert.ok(now.pids.length > 0, "the relay runs");
+    await sleep(300);
+    assert.deepEqual((await relayFds()).spool, [], "a message that fits in memory has no file");
+    // Past 64 KiB: now a file, already unlinked.
+    await s.writer.write(msg.subarray(4000, 70_000));
+    const spoolFds: string[] = [];
+    while (spoolFds.length === 0 && Date.now() < deadline + 5000) {
+      await sleep(100);
+      spoolFds.push(...(await relayFds()).spool);
     }
     assert.ok(spoolFds.length > 0, "the relay holds its spool file open");
     for (const l of spoolFds) assert.match(l, / \(deleted\)$/, "already unlinked");
     await assertNoSpoolLeftovers();
-    await s.writer.write(msg.subarray(4000));
+    await s.writer.write(msg.subarray(70_000));
     await s.close();
     assertSilentSuccess(await s.done, "spooled send");
     const mail = deliveredOnce(await collect(box1, [subject], 300), subject);
-    assert.equal(bodyOf(binary(mail)), "spooled\n".repeat(1000));
+    assert.equal(bodyOf(binary(mail)), body);
   } finally {
     await s.close();
     await s.done;
