@@ -418,19 +418,33 @@ async function batch(config: RelayConfig, base: LogFields, log: BatchLog): Promi
   const record = await openDeliveryRecord(config.stateDir, config.label, config.dedupDays * DAY_MS);
   await record?.prune(Date.now());
   const session: Session = { config, record, shortLived: false };
+  // The first frame runs as a one-message relay does, on AbortSignal.timeout
+  // timers: a fresh process pays milliseconds for its first setTimeout, and
+  // the first message (often the only one) should not wait for that. The
+  // next frames' timers are ordinary, cleared ones; the first of them starts
+  // once the first frame's sendmail has its message (or the frame is done).
+  let firstFed = () => {};
+  const warmUp = new Promise<void>((resolve) => firstFed = resolve);
+  const cold: Session = { ...session, shortLived: true, onSendmail: () => firstFed() };
   const answers = new OrderedPool<Answer>(config.parallel, (a) => writeAnswer(a, log));
   const answer = (a: Answer) => answers.submit(() => Promise.resolve(a));
   const deadline = performance.now() + config.sessionTimeoutMs;
   try {
     for (let n = 0; n < MAX_FRAMES; n++) {
-      const next = await nextFrame(input, config, deadline);
+      if (n === 1) await warmUp;
+      const next = await nextFrame(input, config, deadline, n === 0);
       if (next.kind === "end") return EX_OK;
       if (next.kind === "stop") {
         await answer({ id: "-", error: next.error, text: "" });
         return next.error.exitCode;
       }
-      const frame = await takeFrame(session, input, next.line, { ...base, batch: n + 1 });
-      await answers.submit(frame.answer);
+      const frame = await takeFrame(n === 0 ? cold : session, input, next.line, {
+        ...base,
+        batch: n + 1,
+      });
+      await answers.submit(
+        n === 0 ? () => frame.answer().finally(() => firstFed()) : frame.answer,
+      );
       if (frame.stop !== undefined) return frame.stop;
     }
     const error = new UsageError("too many frames in one batch", "5.5.3");
@@ -446,6 +460,7 @@ async function nextFrame(
   input: FramedReader,
   config: RelayConfig,
   deadline: number,
+  first: boolean,
 ): Promise<{ kind: "frame"; line: string } | { kind: "end" } | { kind: "stop"; error: MailError }> {
   // A deadline, not an idle time: a peer sending a frame now and then cannot
   // hold the session for ever. The client reconnects for what is left.
@@ -460,6 +475,7 @@ async function nextFrame(
     line = await withIdle(
       input.readLine(MAX_FRAME_HEADER),
       Math.max(1, Math.min(config.idleTimeoutMs, left)),
+      first,
     );
   } catch (err) {
     if (performance.now() > deadline) return timeUp();
@@ -560,17 +576,32 @@ async function writeAnswer(a: Answer, log: BatchLog): Promise<void> {
   await Deno.stdout.write(new TextEncoder().encode(`${line}\n`));
 }
 
-/** Races `promise` against an idle timeout (a timer cleared at once: a batch holds none). */
-async function withIdle<T>(promise: Promise<T>, ms: number): Promise<T> {
+/** What an idle timer yields. */
+const IDLE = Symbol("idle");
+
+/**
+ * Races `promise` against an idle timeout: a timer cleared at once (a batch
+ * holds none), or, for the session's first read (`cold`), an
+ * AbortSignal.timeout, which a fresh process starts for free and which
+ * resolves (never rejects: it may fire after the race is over).
+ */
+async function withIdle<T>(promise: Promise<T>, ms: number, cold = false): Promise<T> {
+  const idleError = () =>
+    new MailError("timed out waiting for the next message", {
+      exitCode: EX_TEMPFAIL,
+      status: "4.4.2",
+    });
+  if (cold) {
+    const idle = new Promise<typeof IDLE>((resolve) =>
+      AbortSignal.timeout(ms).addEventListener("abort", () => resolve(IDLE), { once: true })
+    );
+    const got = await Promise.race([promise, idle]);
+    if (got === IDLE) throw idleError();
+    return got as T;
+  }
   let timer: ReturnType<typeof setTimeout> | undefined;
   const idle = new Promise<never>((_, reject) => {
-    timer = setTimeout(() =>
-      reject(
-        new MailError("timed out waiting for the next message", {
-          exitCode: EX_TEMPFAIL,
-          status: "4.4.2",
-        }),
-      ), ms);
+    timer = setTimeout(() => reject(idleError()), ms);
   });
   try {
     return await Promise.race([promise, idle]);

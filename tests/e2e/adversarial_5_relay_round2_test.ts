@@ -383,3 +383,79 @@ Deno.test("relay: a batch peer sending a frame now and then is cut at --session-
     await relay.stop();
   }
 });
+
+Deno.test("relay: a batch peer that goes silent is cut at --idle-timeout (4.4.2), before its first frame and after one", async (t) => {
+  const postfix = await startPostfix();
+  const box = postfix.mailbox(ACCOUNT);
+  const relay = await startRelay();
+  try {
+    const key = await relay.addKey(
+      `restrict,command="${RSENDMAIL} --label idlebatch --idle-timeout 1"`,
+    );
+    const [cmd, ...args] = relay.sshArgv(key);
+    const encoder = new TextEncoder();
+    /** A batch session that sends `frames` and then nothing, never closing its stdin. */
+    const silentAfter = async (tokens: string[]) => {
+      const child = new Deno.Command(cmd!, {
+        args: [...args, quoteWords(["rsendmail", "--batch"])],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const writer = child.stdin.getWriter();
+      for (const tok of tokens) {
+        const body = encoder.encode(message(tok));
+        const sha = Array.from(
+          new Uint8Array(await crypto.subtle.digest("SHA-256", body)),
+          (b) => b.toString(16).padStart(2, "0"),
+        ).join("");
+        const id = `m${crypto.randomUUID().replaceAll("-", "")}`;
+        const words = [
+          "-oi",
+          `--size=${body.length}`,
+          `--sha256=${sha}`,
+          `--id=${id}`,
+          "--",
+          `${ACCOUNT}@${postfix.domain}`,
+        ];
+        await writer.write(encoder.encode(`MSG ${quoteWords(words)}\n`));
+        await writer.write(body);
+      }
+      const started = Date.now();
+      // The relay ends the session itself; stdin is closed only if it has not after 10 s.
+      const guard = setTimeout(() => writer.close().catch(() => {}), 10_000);
+      const out = await child.output();
+      clearTimeout(guard);
+      await writer.close().catch(() => {});
+      return {
+        code: out.code,
+        ms: Date.now() - started,
+        replies: new TextDecoder().decode(out.stdout).trim().split("\n"),
+      };
+    };
+    const idle = /^- 75 4\.4\.2 rsendmail: timed out waiting for the next message$/;
+    await t.step("silent from the start: cut after about a second, nothing delivered", async () => {
+      const r = await silentAfter([]);
+      assert.equal(r.code, 75);
+      assert.ok(r.ms < 8000, `cut by the relay, not by the guard (${r.ms} ms)`);
+      assert.deepEqual(r.replies.length, 1, r.replies.join("\n"));
+      assert.match(r.replies[0]!, idle);
+      record(SECTION, "a batch session held open with no frame", "refused");
+    });
+    await t.step(
+      "one frame, then silent: the frame is delivered, then the session is cut",
+      async () => {
+        const first = token("idle-first");
+        const r = await silentAfter([first]);
+        assert.equal(r.code, 75);
+        assert.ok(r.ms < 8000, `cut by the relay, not by the guard (${r.ms} ms)`);
+        assert.match(r.replies[0] ?? "", / 0 2\.0\.0 delivered/);
+        assert.match(r.replies[1] ?? "", idle);
+        await takeByToken(box, first);
+        record(SECTION, "a batch session held open after its frames", "refused");
+      },
+    );
+  } finally {
+    await relay.stop();
+  }
+});
