@@ -468,7 +468,7 @@ const sshsendmail: Page = {
         {
           tp: "`adminaddr`, `aliases`, `domain`",
           body: [
-            "Local recipients: where mail for a local user goes (full addresses, like nullmailer's `adminaddr`), an `/etc/aliases`-style file, and the mail domain of the default sender «LOGIN»`@`«DOMAIN» (default `/etc/mailname`, else the host name).",
+            "Local recipients: where mail for a local user goes (full addresses, like nullmailer's `adminaddr`), an `/etc/aliases`-style file (remote and local addresses only: pipes, files and `:include:` are dropped, and a name left with no target goes on as an unlisted one, to `adminaddr`; a name met again in its own expansion ends the loop the same way), and the mail domain of the default sender «LOGIN»`@`«DOMAIN» (default `/etc/mailname`, else the host name).",
           ],
         },
         {

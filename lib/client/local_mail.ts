@@ -52,7 +52,9 @@ export function parseAliases(text: string): Map<string, string[]> {
     const targets = entry.slice(colon + 1).split(",").map((t) => t.trim())
       .filter((t) => t !== "" && !isDeliveryTarget(t))
       .filter(isEnvelopeAddress);
-    map.set(name, targets);
+    // An entry whose every target was dropped is no alias at all: its name
+    // goes on as if unlisted (adminaddr, or the name itself), never nowhere.
+    if (targets.length > 0) map.set(name, targets);
   }
   return map;
 }
@@ -82,20 +84,24 @@ export function rewriteRecipients(recipients: readonly string[], policy: LocalPo
   const add = (a: string) => {
     if (!out.includes(a)) out.push(a);
   };
+  const local = (address: string) =>
+    policy.adminaddr.length > 0 ? policy.adminaddr.forEach(add) : add(address);
+  // Each name is expanded once: a name met again on the current path is a
+  // loop (it ends there, as a name with no alias does); met again elsewhere,
+  // its addresses are in already. So a tangle of aliases costs one visit per
+  // name, not (targets per name)^depth.
+  const onPath = new Set<string>();
+  const expanded = new Set<string>();
   const expand = (address: string, depth: number) => {
     const user = localUser(address, policy);
     if (user === undefined) return add(address);
     const targets = policy.aliases.get(user);
-    if (targets && depth < MAX_ALIAS_DEPTH) {
-      for (const t of targets) {
-        if (localUser(t, policy) !== user) expand(t, depth + 1);
-        else if (policy.adminaddr.length > 0) policy.adminaddr.forEach(add);
-        else add(t);
-      }
-      return;
-    }
-    if (policy.adminaddr.length > 0) policy.adminaddr.forEach(add);
-    else add(address);
+    if (!targets || depth >= MAX_ALIAS_DEPTH || onPath.has(user)) return local(address);
+    if (expanded.has(user)) return;
+    expanded.add(user);
+    onPath.add(user);
+    for (const t of targets) expand(t, depth + 1);
+    onPath.delete(user);
   };
   for (const r of recipients) expand(r, 0);
   return out;

@@ -72,7 +72,9 @@ const ALIASES: [string, string, Record<string, string[]>][] = [
     root: ["b@x.example"],
   }],
   ["empty targets between commas are dropped", "root: ,a@x.example,, ,", { root: ["a@x.example"] }],
-  ["an entry without targets", "root:", { root: [] }],
+  // No alias at all: root then goes where an unlisted name goes (never nowhere).
+  ["an entry without targets", "root:", {}],
+  ["an entry whose every target is dropped", "root: |/usr/bin/x, /var/log/mail", {}],
   ["the empty file", "", {}],
 ];
 
@@ -327,6 +329,22 @@ const REWRITE: [string, string[], string, string[], string[]][] = [
     ["ops@x.example", "r@y.example"],
   ],
   ["no recipients", [], "root: ops@y.example", ["ops@x.example"], []],
+  // Once lost: an alias whose every target was a pipe or a file left no recipient at all.
+  ["an alias to a pipe only goes to adminaddr, not nowhere", ["root"], "root: |/usr/bin/x", [
+    "ops@x.example",
+  ], ["ops@x.example"]],
+  ["an alias to a file only keeps the name, without adminaddr", ["root"], "root: /var/log/x", [], [
+    "root",
+  ]],
+  [
+    "a diamond (two paths to one name) gives its address once",
+    ["a"],
+    "a: b, c\nb: d\nc: d\nd: e@y.example",
+    [],
+    [
+      "e@y.example",
+    ],
+  ],
 ];
 
 Deno.test("rewriteRecipients() applies aliases, then adminaddr, to local recipients", async (t) => {
@@ -335,6 +353,26 @@ Deno.test("rewriteRecipients() applies aliases, then adminaddr, to local recipie
       deepStrictEqual(rewriteRecipients(recipients, policy(aliases, adminaddr)), expected);
     });
   }
+});
+
+Deno.test("rewriteRecipients() looks each name up once: 6 names each aliased to all 6", () => {
+  // Once (targets per name)^depth lookups (6^8, 1.7 million here): a tangle
+  // in /etc/aliases stalled every send.
+  const names = Array.from({ length: 6 }, (_, i) => `n${i}`);
+  const text = names.map((n) => `${n}: ${[...names, `${n}@y.example`].join(", ")}`).join("\n");
+  const p = policy(text, ["ops@x.example"]);
+  let lookups = 0;
+  const aliases = p.aliases;
+  p.aliases = new (class extends Map<string, string[]> {
+    override get(key: string) {
+      lookups++;
+      return aliases.get(key);
+    }
+  })(aliases);
+  const out = rewriteRecipients(["n0"], p);
+  deepStrictEqual(new Set(out), new Set(["ops@x.example", ...names.map((n) => `${n}@y.example`)]));
+  deepStrictEqual(out.length, 7);
+  ok(lookups <= 6 * 7 + 1, `${lookups} lookups`);
 });
 
 Deno.test("rewriteRecipients() drops a quoted pipe alias instead of handing it to the relay", () => {
