@@ -6,6 +6,8 @@
  * @module
  */
 
+/** The relay's program name: its syslog tag and the name in its error lines. */
+export const RELAY_PROGRAM = "rsendmail";
 /** The relay's real sendmail. */
 export const SENDMAIL_PATH = "/usr/sbin/sendmail";
 /** Where the relay spools a message before handing it to sendmail. */
