@@ -181,14 +181,7 @@ Deno.test("relay: --max-sessions 1 refuses a second concurrent session (4.7.0); 
     );
     const argv = relay.sshArgv(key);
     // The first session: a batch that stays open (no END yet).
-    const [cmd, ...args] = argv;
-    const first = new Deno.Command(cmd!, {
-      args: [...args, quoteWords(["rsendmail", "--batch"])],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const writer = first.stdin.getWriter();
+    const { child: first, writer } = batchSession(argv, `${ACCOUNT}@${postfix.domain}`);
     // Wait until the relay runs it (its session file exists).
     const limitsDir = `/var/tmp/rsendmail-${await uidOfRelay(relay.user)}/sess-${run1}.limits`;
     const deadline = Date.now() + 10_000;
@@ -330,6 +323,34 @@ Deno.test("relay: --allow-header-sender refuses a forged From:/Sender: (5.7.1), 
   }
 });
 
+/**
+ * Opens `rsendmail --batch` over ssh with `key`'s argv; `frame(tok)` writes
+ * one frame (size, SHA-256, a fresh id) whose message carries `tok`, to `rcpt`.
+ */
+function batchSession(argv: string[], rcpt: string) {
+  const [cmd, ...args] = argv;
+  const child = new Deno.Command(cmd!, {
+    args: [...args, quoteWords(["rsendmail", "--batch"])],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const encoder = new TextEncoder();
+  const frame = async (tok: string) => {
+    const body = encoder.encode(message(tok));
+    const sha = Array.from(
+      new Uint8Array(await crypto.subtle.digest("SHA-256", body)),
+      (b) => b.toString(16).padStart(2, "0"),
+    ).join("");
+    const id = `m${crypto.randomUUID().replaceAll("-", "")}`;
+    const words = ["-oi", `--size=${body.length}`, `--sha256=${sha}`, `--id=${id}`, "--", rcpt];
+    await writer.write(encoder.encode(`MSG ${quoteWords(words)}\n`));
+    await writer.write(body);
+  };
+  return { child, writer, frame };
+}
+
 Deno.test("relay: a batch peer sending a frame now and then is cut at --session-timeout (4.4.2); frames before it are delivered", async () => {
   const postfix = await startPostfix();
   const box = postfix.mailbox(ACCOUNT);
@@ -338,33 +359,10 @@ Deno.test("relay: a batch peer sending a frame now and then is cut at --session-
     const key = await relay.addKey(
       `restrict,command="${RSENDMAIL} --label sesstime --session-timeout 2"`,
     );
-    const [cmd, ...args] = relay.sshArgv(key);
-    const child = new Deno.Command(cmd!, {
-      args: [...args, quoteWords(["rsendmail", "--batch"])],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const writer = child.stdin.getWriter();
-    const encoder = new TextEncoder();
-    const frame = async (tok: string) => {
-      const body = encoder.encode(message(tok));
-      const sha = Array.from(
-        new Uint8Array(await crypto.subtle.digest("SHA-256", body)),
-        (b) => b.toString(16).padStart(2, "0"),
-      ).join("");
-      const id = `m${crypto.randomUUID().replaceAll("-", "")}`;
-      const words = [
-        "-oi",
-        `--size=${body.length}`,
-        `--sha256=${sha}`,
-        `--id=${id}`,
-        "--",
-        `${ACCOUNT}@${postfix.domain}`,
-      ];
-      await writer.write(encoder.encode(`MSG ${quoteWords(words)}\n`));
-      await writer.write(body);
-    };
+    const { child, writer, frame } = batchSession(
+      relay.sshArgv(key),
+      `${ACCOUNT}@${postfix.domain}`,
+    );
     const first = token("sess-first");
     await frame(first); // positive control: inside the deadline
     await new Promise((r) => setTimeout(r, 3000));
@@ -392,35 +390,13 @@ Deno.test("relay: a batch peer that goes silent is cut at --idle-timeout (4.4.2)
     const key = await relay.addKey(
       `restrict,command="${RSENDMAIL} --label idlebatch --idle-timeout 1"`,
     );
-    const [cmd, ...args] = relay.sshArgv(key);
-    const encoder = new TextEncoder();
-    /** A batch session that sends `frames` and then nothing, never closing its stdin. */
+    /** A batch session that sends a frame for each of `tokens`, then nothing, never closing its stdin. */
     const silentAfter = async (tokens: string[]) => {
-      const child = new Deno.Command(cmd!, {
-        args: [...args, quoteWords(["rsendmail", "--batch"])],
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const writer = child.stdin.getWriter();
-      for (const tok of tokens) {
-        const body = encoder.encode(message(tok));
-        const sha = Array.from(
-          new Uint8Array(await crypto.subtle.digest("SHA-256", body)),
-          (b) => b.toString(16).padStart(2, "0"),
-        ).join("");
-        const id = `m${crypto.randomUUID().replaceAll("-", "")}`;
-        const words = [
-          "-oi",
-          `--size=${body.length}`,
-          `--sha256=${sha}`,
-          `--id=${id}`,
-          "--",
-          `${ACCOUNT}@${postfix.domain}`,
-        ];
-        await writer.write(encoder.encode(`MSG ${quoteWords(words)}\n`));
-        await writer.write(body);
-      }
+      const { child, writer, frame } = batchSession(
+        relay.sshArgv(key),
+        `${ACCOUNT}@${postfix.domain}`,
+      );
+      for (const tok of tokens) await frame(tok);
       const started = Date.now();
       // The relay ends the session itself; stdin is closed only if it has not after 10 s.
       const guard = setTimeout(() => writer.close().catch(() => {}), 10_000);
