@@ -13,13 +13,12 @@
  */
 
 import { isBatchRequest } from "./lib/shared/batch.ts";
-import { openDeliveryRecord } from "./lib/relay/dedup_io.ts";
 import { MailError, TempError, toMailError, UsageError } from "./lib/shared/errors.ts";
 import { type Limits, openLimits } from "./lib/relay/limits_io.ts";
 import { EX_OK, EX_TEMPFAIL, isTemporary } from "./lib/shared/exit_codes.ts";
 import { LOGGER_PATH, RELAY_PROGRAM, SERVER_ENV } from "./lib/shared/layout.ts";
 import { batch } from "./lib/relay/batch_io.ts";
-import { admit } from "./lib/relay/session_io.ts";
+import { admit, elapsed, openRecord } from "./lib/relay/session_io.ts";
 import { formatLogLine, type LogFields } from "./lib/shared/log_line.ts";
 import {
   adminError,
@@ -48,7 +47,6 @@ Runs as an SSH forced command: restrict,command="rsendmail --label NAME ..." KEY
 The request comes from SSH_ORIGINAL_COMMAND and may only send mail.
 See rsendmail(8).
 `;
-const DAY_MS = 86_400_000;
 /** Batch mode writes its log lines in groups of this many. */
 const BATCH_LOG_LINES = 100;
 
@@ -126,9 +124,7 @@ async function single(
   fields: LogFields,
 ): Promise<void> {
   const req = parseSendmailArgs(words);
-  const record = req.id === undefined
-    ? undefined
-    : await openDeliveryRecord(config.stateDir, config.label, config.dedupDays * DAY_MS);
+  const record = req.id === undefined ? undefined : await openRecord(config);
   // logger(1) starts while sendmail works on the message (not before it has
   // it all): the line after it costs no process start.
   const onSendmail = () => earlyLog = sink(config).early();
@@ -212,10 +208,6 @@ async function serve(
     await log(config, "info", { ...fields, exit: EX_OK, ms: elapsed(started) });
     return EX_OK;
   }
-}
-
-function elapsed(since: number): number {
-  return Math.round(performance.now() - since);
 }
 
 function sink(config: RelayConfig) {

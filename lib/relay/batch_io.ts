@@ -7,10 +7,9 @@
  * @module
  */
 
-import { openDeliveryRecord } from "./dedup_io.ts";
 import { type Limits } from "./limits_io.ts";
 import { OrderedPool } from "./ordered_pool.ts";
-import { admit, type Admitted, describe, type Session } from "./session_io.ts";
+import { admit, type Admitted, describe, elapsed, openRecord, type Session } from "./session_io.ts";
 import { formatReply, MAX_FRAME_HEADER, MAX_FRAMES } from "../shared/batch.ts";
 import { MailError, toMailError, UsageError } from "../shared/errors.ts";
 import { EX_OK, EX_PROTOCOL, EX_TEMPFAIL, EX_USAGE, isTemporary } from "../shared/exit_codes.ts";
@@ -19,12 +18,6 @@ import { RELAY_PROGRAM as PROGRAM } from "../shared/layout.ts";
 import { type LogFields } from "../shared/log_line.ts";
 import { type RelayConfig } from "../shared/relay_config.ts";
 import { type DecodedFrame, decodeFrame } from "../shared/request_codec.ts";
-
-const DAY_MS = 86_400_000;
-
-function elapsed(since: number): number {
-  return Math.round(performance.now() - since);
-}
 
 /** A batch frame's answer: its log line (if any) and its reply, written in frame order. */
 interface Answer {
@@ -50,7 +43,7 @@ export async function batch(
   limits?: Limits,
 ): Promise<number> {
   const input = new FramedReader(Deno.stdin);
-  const record = await openDeliveryRecord(config.stateDir, config.label, config.dedupDays * DAY_MS);
+  const record = await openRecord(config);
   await record?.prune(Date.now());
   const session: Session = { config, record, shortLived: false, limits };
   // The first frame runs as a one-message relay does, on AbortSignal.timeout

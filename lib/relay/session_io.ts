@@ -8,7 +8,7 @@
  * @module
  */
 
-import { type DeliveryRecord } from "./dedup_io.ts";
+import { type DeliveryRecord, openDeliveryRecord } from "./dedup_io.ts";
 import { headerSenders } from "./header_senders.ts";
 import { countHeaderRecipients } from "./header_recipients.ts";
 import { type Limits } from "./limits_io.ts";
@@ -29,6 +29,18 @@ import {
 } from "../shared/pipeline_io.ts";
 import { checkPolicy, isSenderAllowed, type RelayConfig } from "../shared/relay_config.ts";
 import { type SendmailRequest, toSendmailArgv } from "../shared/sendmail_args.ts";
+
+const DAY_MS = 86_400_000;
+
+/** The key's delivery record (`--state-dir`, `--dedup-days`), or undefined when unusable. */
+export function openRecord(config: RelayConfig): Promise<DeliveryRecord | undefined> {
+  return openDeliveryRecord(config.stateDir, config.label, config.dedupDays * DAY_MS);
+}
+
+/** Milliseconds since `since` (a performance.now() reading), for log lines. */
+export function elapsed(since: number): number {
+  return Math.round(performance.now() - since);
+}
 
 /**
  * What a session knows besides the request: the admin's config, the
