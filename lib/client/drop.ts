@@ -11,6 +11,8 @@
  * @module
  */
 
+import { hexOf } from "../shared/sha256.ts";
+
 /** The random part of every drop name: 128 bits, lower-case hex. */
 export const DROP_HEX_REGEXP = /^[0-9a-f]{32}$/;
 
@@ -58,7 +60,7 @@ export function classifyDropName(name: string): DropName {
 /** A fresh drop hex from 16 random bytes. */
 export function dropHex(random: Uint8Array): string {
   if (random.length !== 16) throw new RangeError("Cannot make a drop name: need 16 random bytes");
-  return Array.from(random, (b) => b.toString(16).padStart(2, "0")).join("");
+  return hexOf(random);
 }
 
 /** The fields of a stat result the checks use (Deno.FileInfo has them all). */

@@ -15,6 +15,7 @@ import { SPOOL_ROOT } from "../shared/layout.ts";
 import { type ByteReader, prefixedReader } from "../shared/pipeline_io.ts";
 import { requestWords } from "../shared/request_codec.ts";
 import type { SendmailRequest } from "../shared/sendmail_args.ts";
+import { hexOf } from "../shared/sha256.ts";
 
 /** The limits of a drop (and of a migrated old queue). */
 export function dropOptionsOf(settings: ClientSettings): DropOptions {
@@ -37,7 +38,7 @@ async function withSubmissionHeaders(
     if (got === head.length || /\r?\n\r?\n/.test(text) || /^\r?\n/.test(text)) break;
   }
   const text = new TextDecoder().decode(head.subarray(0, got));
-  const id = Array.from(ctx.randomBytes(12), (b) => b.toString(16).padStart(2, "0")).join("");
+  const id = hexOf(ctx.randomBytes(12));
   const domain = settings.domain ?? ctx.hostname().toLowerCase();
   const added = new TextEncoder().encode(missingHeaders(text, new Date(ctx.now()), id, domain));
   const bytes = new Uint8Array(added.length + got);

@@ -9,7 +9,7 @@
 
 import { DataError, TempError } from "./errors.ts";
 import { MemoryFile, type SpoolFile } from "./memory_file.ts";
-import { Sha256 } from "./sha256.ts";
+import { hexOf, Sha256 } from "./sha256.ts";
 
 /** A message held in the spool. */
 export interface Spooled {
@@ -195,13 +195,6 @@ export async function spoolMessage(input: ByteReader, options: SpoolOptions): Pr
   // incremental hash a file needs.
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return { file: new MemoryFile(bytes), size, sha256: hexOf(digest) };
-}
-
-/** Lower-case hex of `bytes`. */
-function hexOf(bytes: Uint8Array): string {
-  let hex = "";
-  for (const b of bytes) hex += b.toString(16).padStart(2, "0");
-  return hex;
 }
 
 /**

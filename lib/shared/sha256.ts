@@ -73,6 +73,22 @@ const K = new Uint32Array([
   0xc67178f2,
 ]);
 
+/**
+ * Lower-case hex of `bytes` (a digest, random bytes for a name).
+ *
+ * @example Usage
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { hexOf } from "./sha256.ts";
+ * strictEqual(hexOf(new Uint8Array([0, 15, 255])), "000fff");
+ * ```
+ */
+export function hexOf(bytes: Uint8Array): string {
+  let hex = "";
+  for (const b of bytes) hex += b.toString(16).padStart(2, "0");
+  return hex;
+}
+
 /** A running SHA-256: `update()` with chunks, then `hex()` once. */
 export class Sha256 {
   #h = new Uint32Array([
