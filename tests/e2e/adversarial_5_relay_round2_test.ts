@@ -16,6 +16,7 @@ import {
   RSENDMAIL,
   run,
   type RunResult,
+  sha256Hex,
   startPostfix,
   startRelay,
   takeByToken,
@@ -339,10 +340,7 @@ function batchSession(argv: string[], rcpt: string) {
   const encoder = new TextEncoder();
   const frame = async (tok: string) => {
     const body = encoder.encode(message(tok));
-    const sha = Array.from(
-      new Uint8Array(await crypto.subtle.digest("SHA-256", body)),
-      (b) => b.toString(16).padStart(2, "0"),
-    ).join("");
+    const sha = await sha256Hex(body);
     const id = `m${crypto.randomUUID().replaceAll("-", "")}`;
     const words = ["-oi", `--size=${body.length}`, `--sha256=${sha}`, `--id=${id}`, "--", rcpt];
     await writer.write(encoder.encode(`MSG ${quoteWords(words)}\n`));

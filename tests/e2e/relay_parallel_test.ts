@@ -16,6 +16,7 @@ import { encodeFrame } from "../../lib/shared/request_codec.ts";
 import { Sha256 } from "../../lib/shared/sha256.ts";
 import { quoteWords } from "../../lib/shared/words.ts";
 import {
+  concat,
   expectNoToken,
   type Mailbox,
   type Relay,
@@ -68,13 +69,7 @@ function batchInput(rcpt: string, frames: readonly Frame[]): Uint8Array {
     parts.push(encoder.encode(`${header}\n`), f.body);
   }
   parts.push(encoder.encode("END\n"));
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concat(...parts);
 }
 
 /** Runs one batch session through ssh; returns its exit code, replies and stderr. */
