@@ -9,7 +9,8 @@
 
 import { type BatchReply, frameHeader, parseReply } from "../shared/batch.ts";
 import type { ClientSettings } from "./client_config.ts";
-import { readCapped, type Spooled } from "../shared/pipeline_io.ts";
+import { readCapped } from "../shared/pipeline_io.ts";
+import { type Spooled } from "../shared/spool_io.ts";
 import { classifyExit, type Failure, sshArgv } from "./ssh_command.ts";
 import { quoteWords } from "../shared/words.ts";
 

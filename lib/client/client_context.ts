@@ -11,7 +11,7 @@
 
 import type { ClientArgs } from "./client_args.ts";
 import type { ClientSettings } from "./client_config.ts";
-import type { ByteReader } from "../shared/pipeline_io.ts";
+import type { ByteReader } from "../shared/spool_io.ts";
 
 /** stdin: bytes, and whether a person is typing them. */
 export interface ClientInput extends ByteReader {

@@ -10,7 +10,7 @@ import type { ClientSettings } from "./client_config.ts";
 import { LOCAL_IDLE_MS, LOCAL_MAX_SIZE } from "./client_constants.ts";
 import type { LocalPolicy } from "./local_mail.ts";
 import { loginOfUid, prepareLocal, readLocalPolicy } from "./prepare_local_io.ts";
-import type { Spooled } from "../shared/pipeline_io.ts";
+import type { Spooled } from "../shared/spool_io.ts";
 import { SPOOL_DIR } from "../shared/layout.ts";
 import type { SendmailRequest } from "../shared/sendmail_args.ts";
 

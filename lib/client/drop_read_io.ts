@@ -5,7 +5,7 @@
  * @module
  */
 
-import { giveChunk, takeChunk } from "../shared/pipeline_io.ts";
+import { giveChunk, takeChunk } from "../shared/spool_io.ts";
 
 /** Reads at most `cap` bytes as text; undefined when there are more. */
 export async function readFileCapped(file: Deno.FsFile, cap: number): Promise<string | undefined> {

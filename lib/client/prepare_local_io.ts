@@ -25,7 +25,7 @@ import {
   type Spooled,
   spoolMessage,
   takeChunk,
-} from "../shared/pipeline_io.ts";
+} from "../shared/spool_io.ts";
 import { parseSendmailArgs, type SendmailRequest } from "../shared/sendmail_args.ts";
 
 /** Reads a file's text, or undefined when it cannot be read. */

@@ -8,7 +8,7 @@
  */
 
 import { ConfigError } from "./client_config.ts";
-import { giveChunk, type Spooled, takeChunk, writeAll } from "../shared/pipeline_io.ts";
+import { giveChunk, type Spooled, takeChunk, writeAll } from "../shared/spool_io.ts";
 import {
   MAX_HEADER,
   parseQueueHeader,

@@ -20,7 +20,8 @@ import {
 import { sshEnv } from "./ssh_env.ts";
 import { writeText } from "./write_text_io.ts";
 import { EX_TEMPFAIL } from "../shared/exit_codes.ts";
-import { runWithSpool, type Spooled } from "../shared/pipeline_io.ts";
+import { runWithSpool } from "../shared/pipeline_io.ts";
+import { type Spooled } from "../shared/spool_io.ts";
 import type { SendmailRequest } from "../shared/sendmail_args.ts";
 
 /** Options of {@link sendToRelay}. */

@@ -25,7 +25,7 @@ import { writeText } from "./write_text_io.ts";
 import { UsageError } from "../shared/errors.ts";
 import { EX_OK } from "../shared/exit_codes.ts";
 import { SERVICE_USER, SPOOL_DIR } from "../shared/layout.ts";
-import { prefixedReader, spoolMessage } from "../shared/pipeline_io.ts";
+import { prefixedReader, spoolMessage } from "../shared/spool_io.ts";
 import { parseSendmailArgs } from "../shared/sendmail_args.ts";
 
 /** `sshsendmail --init-spool` (root): makes the service's spool. */

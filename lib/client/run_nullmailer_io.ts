@@ -26,7 +26,7 @@ import {
   readerFromStream,
   type Spooled,
   spoolMessage,
-} from "../shared/pipeline_io.ts";
+} from "../shared/spool_io.ts";
 import { parseSendmailArgs, type SendmailRequest } from "../shared/sendmail_args.ts";
 
 /**

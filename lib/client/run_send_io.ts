@@ -19,7 +19,7 @@ import { submitToService } from "./submit_to_service_io.ts";
 import { writeText } from "./write_text_io.ts";
 import { EX_OK } from "../shared/exit_codes.ts";
 import { SPOOL_DIR } from "../shared/layout.ts";
-import { spoolMessage } from "../shared/pipeline_io.ts";
+import { spoolMessage } from "../shared/spool_io.ts";
 
 /** `sendmail [options] [--] recipient…` and the Postfix pipe (`--host …`). */
 export async function runSend(

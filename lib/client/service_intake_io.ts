@@ -16,7 +16,7 @@
  */
 
 import { MailError } from "../shared/errors.ts";
-import { prefixedReader, type Spooled, spoolMessage } from "../shared/pipeline_io.ts";
+import { prefixedReader, type Spooled, spoolMessage } from "../shared/spool_io.ts";
 import { parseSendmailArgs, type SendmailRequest } from "../shared/sendmail_args.ts";
 import { normalizeSender } from "./client_args.ts";
 import {

@@ -10,7 +10,7 @@
 
 import { MailError, toMailError } from "../shared/errors.ts";
 import { FramedReader } from "../shared/framed_reader.ts";
-import { type ByteReader, type Spooled, spoolMessage } from "../shared/pipeline_io.ts";
+import { type ByteReader, type Spooled, spoolMessage } from "../shared/spool_io.ts";
 import {
   MAX_COMMAND_LINE,
   type SmtpEnvelope,

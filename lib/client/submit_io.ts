@@ -19,7 +19,7 @@ import {
   type ServiceRequest,
 } from "./drop.ts";
 import { DataError, TempError } from "../shared/errors.ts";
-import { type ByteReader, writeAll } from "../shared/pipeline_io.ts";
+import { type ByteReader, writeAll } from "../shared/spool_io.ts";
 import { ALIVE_FILE, ROOT_DROP_MODE, topProblem } from "./spool_layout.ts";
 
 /** A service whose `alive` file is older than this is not running. */

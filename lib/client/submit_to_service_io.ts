@@ -12,7 +12,7 @@ import { missingHeaders } from "./local_mail.ts";
 import { migrateOldQueue } from "./migrate_io.ts";
 import { dropMessage, type DropOptions } from "./submit_io.ts";
 import { SPOOL_ROOT } from "../shared/layout.ts";
-import { type ByteReader, prefixedReader } from "../shared/pipeline_io.ts";
+import { type ByteReader, prefixedReader } from "../shared/spool_io.ts";
 import { requestWords } from "../shared/request_codec.ts";
 import type { SendmailRequest } from "../shared/sendmail_args.ts";
 import { hexOf } from "../shared/sha256.ts";

@@ -21,12 +21,8 @@ import {
   isTemporary,
 } from "../shared/exit_codes.ts";
 import { type LogFields } from "../shared/log_line.ts";
-import {
-  type ByteReader,
-  runWithSpool,
-  type Spooled,
-  spoolMessage,
-} from "../shared/pipeline_io.ts";
+import { runWithSpool } from "../shared/pipeline_io.ts";
+import { type ByteReader, type Spooled, spoolMessage } from "../shared/spool_io.ts";
 import { checkPolicy, isSenderAllowed, type RelayConfig } from "../shared/relay_config.ts";
 import { type SendmailRequest, toSendmailArgv } from "../shared/sendmail_args.ts";
 

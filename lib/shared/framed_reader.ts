@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ByteReader } from "./pipeline_io.ts";
+import type { ByteReader } from "./spool_io.ts";
 
 const CHUNK = 65536;
 

@@ -1,7 +1,7 @@
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import fc from "npm:fast-check@4.10.2";
 import { drain, FramedReader } from "../../lib/shared/framed_reader.ts";
-import type { ByteReader } from "../../lib/shared/pipeline_io.ts";
+import type { ByteReader } from "../../lib/shared/spool_io.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

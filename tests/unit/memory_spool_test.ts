@@ -8,7 +8,7 @@
 import { deepStrictEqual, rejects, strictEqual } from "node:assert/strict";
 import fc from "npm:fast-check@4.10.2";
 import { MemoryFile } from "../../lib/shared/memory_file.ts";
-import { type ByteReader, type Spooled, spoolMessage } from "../../lib/shared/pipeline_io.ts";
+import { type ByteReader, type Spooled, spoolMessage } from "../../lib/shared/spool_io.ts";
 import { Sha256 } from "../../lib/shared/sha256.ts";
 
 const BUFFER = 65536;
