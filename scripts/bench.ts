@@ -107,7 +107,7 @@ async function build(): Promise<void> {
     "run",
     "--allow-read=.",
     "--allow-write=dist",
-    `--allow-run=${deno}`,
+    `--allow-run=${deno},/bin/ln`,
     "--allow-env",
     "scripts/build.ts",
   ]);

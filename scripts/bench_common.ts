@@ -355,6 +355,17 @@ export async function shebangOf(path: string): Promise<string> {
   return (await Deno.readTextFile(path)).split("\n", 1)[0]!;
 }
 
+/** The bare wrapper: spawns sendmail with ours' argv on inherited stdio, exits with its code. */
+export function sendmailWrapperCode(rcpt: string): string {
+  const argv = JSON.stringify(["-oi", "-f", SENDER, "--", rcpt]);
+  return [
+    `const c = new Deno.Command(${JSON.stringify(SENDMAIL)}, { args: ${argv}, ` +
+    `stdin: "inherit", stdout: "inherit", stderr: "inherit" }).spawn();`,
+    "Deno.exit((await c.status).code);",
+    "",
+  ].join("\n");
+}
+
 /** Writes an executable script readable by every account. */
 export async function writeScript(path: string, text: string): Promise<void> {
   await Deno.writeTextFile(path, text, { mode: 0o755 });

@@ -33,6 +33,7 @@ import {
   type SectionResult,
   SENDER,
   SENDMAIL,
+  sendmailWrapperCode,
   shebangOf,
   type Spec,
   table,
@@ -44,17 +45,6 @@ import {
 
 /** Issue 15: ours within 15% of the bare Deno wrapper (one 1 KB message). */
 const GOAL_WRAPPER = 1.15;
-
-/** The bare wrapper: spawns sendmail with ours' argv on inherited stdio, exits with its code. */
-function wrapperCode(rcpt: string): string {
-  const argv = JSON.stringify(["-oi", "-f", SENDER, "--", rcpt]);
-  return [
-    `const c = new Deno.Command(${JSON.stringify(SENDMAIL)}, { args: ${argv}, ` +
-    `stdin: "inherit", stdout: "inherit", stderr: "inherit" }).spawn();`,
-    "Deno.exit((await c.status).code);",
-    "",
-  ].join("\n");
-}
 
 /** One-line scripts under the same shebangs: what single start-up costs weigh. */
 const PROBES = [
@@ -105,7 +95,7 @@ export async function benchRelay(
   };
   const emptyServer = await script("empty-server", shebang.server, "");
   const emptyClient = await script("empty-client", shebang.client, "");
-  const wrapper = await script("wrapper", shebang.server, wrapperCode(rcpt));
+  const wrapper = await script("wrapper", shebang.server, sendmailWrapperCode(rcpt));
   const probeMsg = makeMessage(1024, tagOf(runId, "relay", "probe", 0), rcpt);
 
   const { cases, mk } = caseList();

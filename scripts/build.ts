@@ -8,7 +8,10 @@
  * runtime: a reachable download server, or DENORT_BIN naming a local copy.
  *
  * Environment: RSENDMAIL_DENO overrides the Deno path written into the
- * shebangs (default: the Deno running this script, symlinks resolved).
+ * shebangs (default: the Deno running this script, symlinks resolved; where
+ * that path makes the relay's line too long, `<out>/deno`, a symlink to it;
+ * where even that is too long, the relay's tuning flags are left out with a
+ * warning: they change its memory, never what it may do).
  * `--out DIR` writes the bundles to DIR instead of dist/ (debian/rules
  * builds the packaged copies, whose shebang names another Deno, there).
  *
@@ -16,6 +19,9 @@
  */
 
 import { PROGRAMS, RUN_FLAGS } from "./permissions.ts";
+
+/** Makes `<out>/deno`; the build task grants it by this path. */
+const LN = "/bin/ln";
 
 /** Linux reads at most this many bytes of a `#!` line and silently cuts the rest. */
 const MAX_SHEBANG = 255;
@@ -33,8 +39,9 @@ export function shebangFor(
   deno: string,
   flags: readonly string[],
   launch: readonly string[] = [],
+  tuning: readonly string[] = [],
 ): string {
-  const parts = [deno, "run", ...RUN_FLAGS, ...flags];
+  const parts = [deno, "run", ...RUN_FLAGS, ...tuning, ...flags];
   if (parts.some((p) => UNSAFE_FOR_ENV_S_REGEXP.test(p))) {
     throw new Error(`Cannot write a shebang: a part holds a character env -S would interpret`);
   }
@@ -43,11 +50,31 @@ export function shebangFor(
   }
   const line = `#!/usr/bin/env -S ${[...launch, ...parts].join(" ")}`;
   if (new TextEncoder().encode(line).length > MAX_SHEBANG) {
-    throw new Error(
+    throw new ShebangTooLong(
       `Cannot write a shebang of ${line.length} bytes (max ${MAX_SHEBANG}): set RSENDMAIL_DENO to a shorter path`,
     );
   }
   return line;
+}
+
+class ShebangTooLong extends Error {}
+
+/** The first of these that fits (see the module doc); the last one's error if none does. */
+export function fittingShebang(
+  tries: readonly (readonly [deno: string, tuning: readonly string[]])[],
+  flags: readonly string[],
+  launch: readonly string[],
+): { line: string; deno: string; tuning: readonly string[] } {
+  let last: unknown;
+  for (const [deno, tuning] of tries) {
+    try {
+      return { line: shebangFor(deno, flags, launch, tuning), deno, tuning };
+    } catch (err) {
+      if (!(err instanceof ShebangTooLong)) throw err;
+      last = err;
+    }
+  }
+  throw last;
 }
 
 async function run(deno: string, args: string[]): Promise<void> {
@@ -70,6 +97,7 @@ async function main(): Promise<void> {
         "--no-check",
         "--no-config",
         "--no-lock",
+        ...program.tuning,
         ...program.flags,
         "-o",
         `dist/native/${program.name}`,
@@ -80,12 +108,28 @@ async function main(): Promise<void> {
     const tmp = `${out}/.${program.name}.js`;
     await run(deno, ["bundle", "-q", "--platform=deno", "-o", tmp, program.entry]);
     const body = await Deno.readTextFile(tmp);
-    const interpreter = Deno.env.get("RSENDMAIL_DENO") ?? await Deno.realPath(deno);
-    await Deno.writeTextFile(
-      `${out}/${program.name}`,
-      `${shebangFor(interpreter, program.flags, program.launch)}\n${body}`,
-      { mode: 0o755 },
-    );
+    const given = Deno.env.get("RSENDMAIL_DENO");
+    const real = given ?? await Deno.realPath(deno);
+    const link = `${await Deno.realPath(out)}/deno`;
+    const tries = given !== undefined
+      ? [[given, program.tuning], [given, []]] as const
+      : [[real, program.tuning], [link, program.tuning], [link, []]] as const;
+    const chosen = fittingShebang(tries, program.flags, program.launch);
+    if (chosen.deno === link) {
+      // ln(1): Deno grants symlink() only with unscoped -R and -W.
+      await Deno.remove(link).catch(() => {});
+      const ln = await new Deno.Command(LN, { args: ["-s", "--", real, link] }).output();
+      if (!ln.success) throw new Error(`Cannot build: ln -s ${real} ${link} failed`);
+    }
+    if (chosen.tuning.length < program.tuning.length) {
+      console.error(
+        `warning: ${out}/${program.name} without ${program.tuning.join(" ")}: ` +
+          "its shebang would pass 255 bytes here (set RSENDMAIL_DENO to a shorter path)",
+      );
+    }
+    await Deno.writeTextFile(`${out}/${program.name}`, `${chosen.line}\n${body}`, {
+      mode: 0o755,
+    });
     await Deno.chmod(`${out}/${program.name}`, 0o755);
     await Deno.remove(tmp);
   }

@@ -60,7 +60,7 @@ async function main(): Promise<number> {
     "run",
     "--allow-read=.",
     "--allow-write=dist",
-    `--allow-run=${deno}`,
+    `--allow-run=${deno},/bin/ln`,
     "--allow-env",
     "scripts/build.ts",
   ]);

@@ -58,7 +58,7 @@ import {
   uidOf,
 } from "./_bed.ts";
 import { parseMessage, viaRelay } from "./_standalone.ts";
-import { CLIENT_FLAGS, RUN_FLAGS, SERVER_FLAGS } from "../../scripts/permissions.ts";
+import { CLIENT_FLAGS, RUN_FLAGS, SERVER_FLAGS, SERVER_TUNING } from "../../scripts/permissions.ts";
 import { EXAMPLE_CONFIG, PAGES } from "../../docs/manual.ts";
 import {
   type Archive,
@@ -733,8 +733,9 @@ Deno.test("Debian packages: debhelper build, reproducible, lintian, install, del
         await Deno.remove(`${SPOOL}/${left}`, { recursive: true });
       }
       for (
-        const [program, flags] of [["rsendmail", SERVER_FLAGS], [
+        const [program, tuning, flags] of [["rsendmail", SERVER_TUNING, SERVER_FLAGS], [
           "sshsendmail",
+          [],
           CLIENT_FLAGS,
         ]] as const
       ) {
@@ -743,6 +744,7 @@ Deno.test("Debian packages: debhelper build, reproducible, lintian, install, del
           RUNTIME,
           "run",
           ...RUN_FLAGS,
+          ...tuning,
           ...flags,
         ]);
         assert.ok(!words.some((w) => w === "-A" || w.startsWith("--allow-all")));
