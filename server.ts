@@ -68,7 +68,7 @@ function requestWords(rest: string[], original: string | undefined): string[] {
 
 /**
  * One of sshd's variables, under the name the launcher gave it
- * (REQ = SSH_ORIGINAL_COMMAND, PEER = SSH_CONNECTION). The launcher sets
+ * (R = SSH_ORIGINAL_COMMAND, P = SSH_CONNECTION). The launcher sets
  * both, empty when sshd set none: empty is unset.
  */
 function envOf(name: keyof typeof SERVER_ENV): string | undefined {
@@ -83,7 +83,7 @@ function envOf(name: keyof typeof SERVER_ENV): string | undefined {
  */
 function originalCommand(): string | undefined {
   try {
-    return envOf("REQ");
+    return envOf("R");
   } catch (err) {
     if (err instanceof Deno.errors.InvalidData) {
       throw new UsageError("request is not valid UTF-8", "5.5.2");
@@ -140,8 +140,8 @@ async function single(
 async function localInfo(): Promise<boolean> {
   const arg = Deno.args.length === 1 ? Deno.args[0] : undefined;
   if (arg !== "--help" && arg !== "--version") return false;
-  if (envOf("PEER") !== undefined) return false;
-  if (envOf("REQ") !== undefined) return false;
+  if (envOf("P") !== undefined) return false;
+  if (envOf("R") !== undefined) return false;
   await Deno.stdout.write(
     new TextEncoder().encode(arg === "--help" ? USAGE : `${PROGRAM} ${VERSION}\n`),
   );
@@ -157,7 +157,7 @@ async function main(): Promise<number> {
     const admin = parseAdminArgs(Deno.args);
     config = admin.config;
     fields.label = config.label || undefined;
-    fields.client = envOf("PEER")?.split(" ")[0];
+    fields.client = envOf("P")?.split(" ")[0];
     const words = requestWords(admin.rest, originalCommand());
     const entered = await enterSession(config);
     try {

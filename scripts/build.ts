@@ -41,7 +41,9 @@ export function shebangFor(
   launch: readonly string[] = [],
   tuning: readonly string[] = [],
 ): string {
-  const parts = [deno, "run", ...RUN_FLAGS, ...tuning, ...flags];
+  // `deno FLAGS SCRIPT` is `deno run FLAGS SCRIPT` (Deno 2): without the
+  // word, the relay's line has room for its tuning flag.
+  const parts = [deno, ...RUN_FLAGS, ...tuning, ...flags];
   if (parts.some((p) => UNSAFE_FOR_ENV_S_REGEXP.test(p))) {
     throw new Error(`Cannot write a shebang: a part holds a character env -S would interpret`);
   }
@@ -90,6 +92,8 @@ async function main(): Promise<void> {
   const out = outAt < 0 ? "dist" : Deno.args[outAt + 1];
   if (out === undefined || out === "") throw new Error("--out wants a directory");
   await Deno.mkdir(compile ? "dist/native" : out, { recursive: true });
+  // A `<out>/deno` link of an earlier build goes; a shebang below may make it again.
+  if (!compile) await Deno.remove(`${await Deno.realPath(out)}/deno`).catch(() => {});
   for (const program of PROGRAMS) {
     if (compile) {
       await run(deno, [
@@ -117,7 +121,6 @@ async function main(): Promise<void> {
     const chosen = fittingShebang(tries, program.flags, program.launch);
     if (chosen.deno === link) {
       // ln(1): Deno grants symlink() only with unscoped -R and -W.
-      await Deno.remove(link).catch(() => {});
       const ln = await new Deno.Command(LN, { args: ["-s", "--", real, link] }).output();
       if (!ln.success) throw new Error(`Cannot build: ln -s ${real} ${link} failed`);
     }

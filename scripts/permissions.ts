@@ -79,5 +79,5 @@ export const PROGRAMS = [
   { entry: "client.ts", name: "sshsendmail", launch: [], tuning: [], flags: CLIENT_FLAGS },
 ] as const;
 
-/** `deno run` flags every bundle carries besides its permissions. */
+/** `deno run` flags every bundle carries besides its permissions (its shebang omits `run`). */
 export const RUN_FLAGS: readonly string[] = ["-q", "--no-config", "--ext=js"];

@@ -38,7 +38,8 @@ export const SSHD_ENV = ["SSH_ORIGINAL_COMMAND", "SSH_CONNECTION"] as const;
  * What the relay reads instead: its launcher (`env -S -i`, in the bundle's
  * first line) starts Deno with a clean environment holding only these, so
  * no DENO_* (DENO_V8_FLAGS …), LD_* or other variable an sshd's AcceptEnv
- * lets through can steer the runtime. Short names: the first line holds at
- * most 255 bytes.
+ * lets through can steer the runtime. One-letter names (R the request, P
+ * the peer): the first line holds at most 255 bytes, and the relay's
+ * tuning flag needs the room (scripts/permissions.ts).
  */
-export const SERVER_ENV = { REQ: "SSH_ORIGINAL_COMMAND", PEER: "SSH_CONNECTION" } as const;
+export const SERVER_ENV = { R: "SSH_ORIGINAL_COMMAND", P: "SSH_CONNECTION" } as const;

@@ -742,7 +742,6 @@ Deno.test("Debian packages: debhelper build, reproducible, lintian, install, del
         const words = await shebang(`/usr/sbin/${program}`);
         assert.deepEqual(words.slice(words.indexOf(RUNTIME)), [
           RUNTIME,
-          "run",
           ...RUN_FLAGS,
           ...tuning,
           ...flags,

@@ -382,7 +382,7 @@ async function recorded(relayUid: number, label: string, ids: string[]): Promise
 
 /** How many relay processes (dist/rsendmail under deno) run for this label, via pgrep(1). */
 async function relayProcesses(label: string): Promise<number> {
-  const pattern = `/deno run .*/rsendmail --label ${label}$`;
+  const pattern = `/deno .*/rsendmail --label ${label}$`;
   const res = await run("/usr/bin/pgrep", ["-c", "-f", pattern], { check: false });
   return Number(res.stdout.trim()) || 0;
 }

@@ -34,8 +34,7 @@ async function launchOf(path: string): Promise<{ launch: string[]; rest: string[
 
 /** Runs a JS probe with exactly the artefact's deno and flags; returns its JSON verdicts. */
 async function probe(program: string, code: string): Promise<Record<string, string>> {
-  const [deno, run, ...flags] = await shebangOf(`${root}/dist/${program}`);
-  strictEqual(run, "run");
+  const [deno, ...flags] = await shebangOf(`${root}/dist/${program}`);
   const dir = await Deno.makeTempDir({ prefix: "rsm-sandbox-" });
   const file = `${dir}/probe`;
   await Deno.writeTextFile(file, code);
@@ -66,12 +65,11 @@ Deno.test("dist/ artefacts carry exactly the permission flags of scripts/permiss
   // The tuning flags are left out where the line would not fit (scripts/build.ts).
   const tuned = server.includes(SERVER_TUNING[0]!);
   deepStrictEqual(server.slice(1), [
-    "run",
     ...RUN_FLAGS,
     ...(tuned ? SERVER_TUNING : []),
     ...SERVER_FLAGS,
   ]);
-  deepStrictEqual(client.slice(1), ["run", ...RUN_FLAGS, ...CLIENT_FLAGS]);
+  deepStrictEqual(client.slice(1), [...RUN_FLAGS, ...CLIENT_FLAGS]);
   deepStrictEqual((await launchOf(`${root}/dist/rsendmail`)).launch, [...SERVER_LAUNCH]);
   deepStrictEqual((await launchOf(`${root}/dist/sshsendmail`)).launch, []);
   for (const flags of [server, client]) {
@@ -99,8 +97,8 @@ await attempt("env HOME", () => { Deno.env.get("HOME"); });
 await attempt("env LD_PRELOAD", () => { Deno.env.get("LD_PRELOAD"); });
 await attempt("ffi", () => Deno.dlopen("/lib/x86_64-linux-gnu/libc.so.6", {}));
 // positive controls: what the relay needs
-await attempt("env REQ", () => { Deno.env.get("REQ"); });
-await attempt("env SSH_ORIGINAL_COMMAND (the launcher hands it over as REQ)", () => { Deno.env.get("SSH_ORIGINAL_COMMAND"); });
+await attempt("env R", () => { Deno.env.get("R"); });
+await attempt("env SSH_ORIGINAL_COMMAND (the launcher hands it over as R)", () => { Deno.env.get("SSH_ORIGINAL_COMMAND"); });
 await attempt("write spool /tmp", async () => { const p = "/tmp/rsm-sandbox-" + crypto.randomUUID(); await Deno.writeTextFile(p, "x"); await Deno.remove(p); });
 await attempt("run /usr/sbin/sendmail", () => run("/usr/sbin/sendmail", ["-bv", "nobody"]));
 await attempt("run /usr/bin/logger", () => run("/usr/bin/logger", ["--socket-errors=off", "-u", "/nonexistent", "x"]));
@@ -123,13 +121,13 @@ console.log(JSON.stringify(verdict));
       "listen tcp",
       "env HOME",
       "env LD_PRELOAD",
-      "env SSH_ORIGINAL_COMMAND (the launcher hands it over as REQ)",
+      "env SSH_ORIGINAL_COMMAND (the launcher hands it over as R)",
       "ffi",
     ]
   ) strictEqual(v[name], "denied", `${name}: ${v[name]}`);
   for (
     const name of [
-      "env REQ",
+      "env R",
       "write spool /tmp",
       "run /usr/sbin/sendmail",
       "run /usr/bin/logger",
@@ -210,6 +208,6 @@ Deno.test("the relay runs with a clean environment: DENO_V8_FLAGS, LD_PRELOAD an
   }).output();
   deepStrictEqual(
     new TextDecoder().decode(probe.stdout).trim().split("\n").sort(),
-    ["PEER=127.0.0.1 1 127.0.0.1 22", "REQ=sendmail --help"],
+    ["P=127.0.0.1 1 127.0.0.1 22", "R=sendmail --help"],
   );
 });
