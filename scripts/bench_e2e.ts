@@ -24,6 +24,8 @@
 
 import { ensureUser, type Relay, run, startRelay } from "../tests/e2e/_bed.ts";
 import { SSH_PATH } from "../lib/shared/layout.ts";
+import { parseClientArgs } from "../lib/client/client_args.ts";
+import { sshArgv } from "../lib/client/ssh_command.ts";
 import {
   asUser,
   BENCH_USER,
@@ -58,21 +60,19 @@ import {
 
 /**
  * The bare client of the design floor: parses its options with node:util
- * parseArgs (as sshsendmail does), spawns ssh with sshsendmail's options on
- * inherited stdio and exits with ssh's code.
+ * parseArgs (as sshsendmail does), spawns ssh on inherited stdio and exits
+ * with ssh's code. The ssh argv is sshsendmail's own (sshArgv of the same
+ * options), worked out here, so the floor cannot drift from the client.
  */
-function clientWrapperCode(): string {
+function clientWrapperCode(flags: string[]): string {
+  const { settings } = parseClientArgs([...flags, "--", "floor"], "sendmail");
+  const [ssh, ...args] = sshArgv(SSH_PATH, settings, settings.hosts[0]!, "rsendmail");
   return [
     'import { parseArgs } from "node:util";',
     'const s = { type: "string" };',
-    "const { values: v } = parseArgs({ args: Deno.args, options: " +
+    "parseArgs({ args: Deno.args, options: " +
     '{ host: s, port: s, identity: s, "known-hosts": s }, strict: true });',
-    `const c = new Deno.Command(${JSON.stringify(SSH_PATH)}, { args: [` +
-    '"-T", "-e", "none", "-a", "-x", "-o", "BatchMode=yes", "-o", "ConnectTimeout=30", ' +
-    '"-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", ' +
-    '"-o", "ClearAllForwardings=yes", "-o", "LogLevel=ERROR", "-p", v.port, ' +
-    '"-i", v.identity, "-o", "IdentitiesOnly=yes", ' +
-    '"-o", `UserKnownHostsFile=${v["known-hosts"]}`, v.host, "rsendmail"], ' +
+    `const c = new Deno.Command(${JSON.stringify(ssh)}, { args: ${JSON.stringify(args)}, ` +
     'stdin: "inherit", stdout: "inherit", stderr: "inherit" }).spawn();',
     "Deno.exit((await c.status).code);",
     "",
@@ -188,10 +188,13 @@ export async function benchE2e(
   await writeScript(emptyServer, `${await shebangOf(DIST_RSENDMAIL)}\n`);
   const bareClient = `${dir}/bare-client`;
   const bareRelay = `${dir}/bare-relay`;
-  await writeScript(bareClient, `${await shebangOf(DIST_SSHSENDMAIL)}\n${clientWrapperCode()}`);
   await writeScript(bareRelay, `${await shebangOf(DIST_RSENDMAIL)}\n${sendmailWrapperCode(rcpt)}`);
   const bareKey = await bed.relay.addKey(`restrict,command="${bareRelay}"`, BENCH_USER);
   const bareFlags = oursFlags.map((w, i) => oursFlags[i - 1] === "--identity" ? bareKey : w);
+  await writeScript(
+    bareClient,
+    `${await shebangOf(DIST_SSHSENDMAIL)}\n${clientWrapperCode(bareFlags)}`,
+  );
   const msg = (id: string) => (i: number) => makeMessage(1024, tagOf(runId, "e2e", id, i), rcpt);
   const { cases, mk } = caseList();
   const send = (id: string, cmd: string, args: string[]) =>

@@ -93,7 +93,11 @@ async function main(): Promise<void> {
   if (out === undefined || out === "") throw new Error("--out wants a directory");
   await Deno.mkdir(compile ? "dist/native" : out, { recursive: true });
   // A `<out>/deno` link of an earlier build goes; a shebang below may make it again.
-  if (!compile) await Deno.remove(`${await Deno.realPath(out)}/deno`).catch(() => {});
+  const link = `${await Deno.realPath(compile ? "dist/native" : out)}/deno`;
+  if (!compile) await Deno.remove(link).catch(() => {});
+  const given = Deno.env.get("RSENDMAIL_DENO");
+  const real = given ?? await Deno.realPath(deno);
+  let linked = false;
   for (const program of PROGRAMS) {
     if (compile) {
       await run(deno, [
@@ -112,17 +116,15 @@ async function main(): Promise<void> {
     const tmp = `${out}/.${program.name}.js`;
     await run(deno, ["bundle", "-q", "--platform=deno", "-o", tmp, program.entry]);
     const body = await Deno.readTextFile(tmp);
-    const given = Deno.env.get("RSENDMAIL_DENO");
-    const real = given ?? await Deno.realPath(deno);
-    const link = `${await Deno.realPath(out)}/deno`;
     const tries = given !== undefined
       ? [[given, program.tuning], [given, []]] as const
       : [[real, program.tuning], [link, program.tuning], [link, []]] as const;
     const chosen = fittingShebang(tries, program.flags, program.launch);
-    if (chosen.deno === link) {
+    if (chosen.deno === link && !linked) {
       // ln(1): Deno grants symlink() only with unscoped -R and -W.
       const ln = await new Deno.Command(LN, { args: ["-s", "--", real, link] }).output();
       if (!ln.success) throw new Error(`Cannot build: ln -s ${real} ${link} failed`);
+      linked = true;
     }
     if (chosen.tuning.length < program.tuning.length) {
       console.error(

@@ -13,6 +13,9 @@ import assert from "node:assert/strict";
 import { quoteWords } from "../../lib/shared/words.ts";
 import {
   expectNoToken,
+  type Mailbox,
+  type Postfix,
+  type Relay,
   RSENDMAIL,
   run,
   type RunResult,
@@ -41,6 +44,22 @@ async function step(t: Deno.TestContext, name: string, fn: () => Promise<void>):
 
 const ACCOUNT = "rsmhard";
 
+/** This file's bed: Postfix, its mailbox, the relay and one key forced to `rsendmail OPTIONS`. */
+async function withRelayBed(
+  options: string,
+  fn: (bed: { postfix: Postfix; box: Mailbox; relay: Relay; key: string }) => Promise<void>,
+): Promise<void> {
+  const postfix = await startPostfix();
+  const box = postfix.mailbox(ACCOUNT);
+  const relay = await startRelay();
+  try {
+    const key = await relay.addKey(`restrict,command="${RSENDMAIL} ${options}"`);
+    await fn({ postfix, box, relay, key });
+  } finally {
+    await relay.stop();
+  }
+}
+
 /** Sends `message` with the request words through ssh and the key. */
 async function request(
   argv: string[],
@@ -55,11 +74,7 @@ async function request(
 }
 
 Deno.test("relay: program, file and include recipients are refused (5.1.3); a plain one is delivered", async (t) => {
-  const postfix = await startPostfix();
-  const box = postfix.mailbox(ACCOUNT);
-  const relay = await startRelay();
-  try {
-    const key = await relay.addKey(`restrict,command="${RSENDMAIL} --label hard"`);
+  await withRelayBed(`--label hard`, async ({ postfix, box, relay, key }) => {
     const argv = relay.sshArgv(key);
     const attacks: [string, string][] = [
       ["program recipient |/usr/bin/id", "|/usr/bin/id"],
@@ -101,9 +116,7 @@ Deno.test("relay: program, file and include recipients are refused (5.1.3); a pl
     );
     assert.ok(!(await Deno.stat("/tmp/rsm-pwned").then(() => true, () => false)));
     assert.ok(!(await Deno.stat("/tmp/rsm-file").then(() => true, () => false)));
-  } finally {
-    await relay.stop();
-  }
+  });
 });
 
 /** A 1 KB-ish message holding `tok`, with these extra header lines. */
@@ -112,101 +125,99 @@ function message(tok: string, headers: string[] = []): string {
 }
 
 Deno.test("relay: a stolen key is no spam cannon (--max-messages 2/hour, 4.7.0), another key still sends", async (t) => {
-  const postfix = await startPostfix();
-  const box = postfix.mailbox(ACCOUNT);
-  const relay = await startRelay();
   const run1 = crypto.randomUUID().slice(0, 8);
-  try {
-    const key = await relay.addKey(
-      `restrict,command="${RSENDMAIL} --label rate-${run1} --max-messages 2/hour"`,
-    );
-    const other = await relay.addKey(`restrict,command="${RSENDMAIL} --label other-${run1}"`);
-    const rcpt = `${ACCOUNT}@${postfix.domain}`;
-    await step(
-      t,
-      "positive control: the first two messages of the hour are delivered",
-      async () => {
-        for (let i = 0; i < 2; i++) {
-          const tok = token("rate");
-          const res = await request(relay.sshArgv(key), ["-oi", "--", rcpt], message(tok));
+  await withRelayBed(
+    `--label rate-${run1} --max-messages 2/hour`,
+    async ({ postfix, box, relay, key }) => {
+      const other = await relay.addKey(`restrict,command="${RSENDMAIL} --label other-${run1}"`);
+      const rcpt = `${ACCOUNT}@${postfix.domain}`;
+      await step(
+        t,
+        "positive control: the first two messages of the hour are delivered",
+        async () => {
+          for (let i = 0; i < 2; i++) {
+            const tok = token("rate");
+            const res = await request(relay.sshArgv(key), ["-oi", "--", rcpt], message(tok));
+            assert.equal(res.code, 0, res.stderr);
+            await takeByToken(box, tok);
+          }
+        },
+      );
+      await step(t, "the third is refused for now (75, 4.7.0) and not delivered", async () => {
+        const tok = token("rate3");
+        const res = await request(relay.sshArgv(key), ["-oi", "--", rcpt], message(tok));
+        assert.equal(res.code, 75, res.stderr);
+        assert.equal(res.stderr, "4.7.0 rsendmail: message rate limit reached for this key\n");
+        await expectNoToken(box, tok, 500);
+      });
+      await step(
+        t,
+        "a refused sendmail gives its slot back; another key is not limited",
+        async () => {
+          const tok = token("other");
+          const res = await request(relay.sshArgv(other), ["-oi", "--", rcpt], message(tok));
           assert.equal(res.code, 0, res.stderr);
           await takeByToken(box, tok);
+        },
+      );
+      await step(t, "20 concurrent sessions of a 5/hour key deliver exactly 5", async () => {
+        const key5 = await relay.addKey(
+          `restrict,command="${RSENDMAIL} --label rate5-${run1} --max-messages 5/hour"`,
+        );
+        const toks = Array.from({ length: 20 }, () => token("race"));
+        const results = await Promise.all(
+          toks.map((tok) => request(relay.sshArgv(key5), ["-oi", "--", rcpt], message(tok))),
+        );
+        assert.equal(results.filter((r) => r.code === 0).length, 5);
+        assert.equal(results.filter((r) => r.code === 75).length, 15);
+        for (const [i, tok] of toks.entries()) {
+          if (results[i]!.code === 0) await takeByToken(box, tok);
+          else await expectNoToken(box, tok, 100);
         }
-      },
-    );
-    await step(t, "the third is refused for now (75, 4.7.0) and not delivered", async () => {
-      const tok = token("rate3");
-      const res = await request(relay.sshArgv(key), ["-oi", "--", rcpt], message(tok));
-      assert.equal(res.code, 75, res.stderr);
-      assert.equal(res.stderr, "4.7.0 rsendmail: message rate limit reached for this key\n");
-      await expectNoToken(box, tok, 500);
-    });
-    await step(
-      t,
-      "a refused sendmail gives its slot back; another key is not limited",
-      async () => {
-        const tok = token("other");
-        const res = await request(relay.sshArgv(other), ["-oi", "--", rcpt], message(tok));
-        assert.equal(res.code, 0, res.stderr);
-        await takeByToken(box, tok);
-      },
-    );
-    await step(t, "20 concurrent sessions of a 5/hour key deliver exactly 5", async () => {
-      const key5 = await relay.addKey(
-        `restrict,command="${RSENDMAIL} --label rate5-${run1} --max-messages 5/hour"`,
-      );
-      const toks = Array.from({ length: 20 }, () => token("race"));
-      const results = await Promise.all(
-        toks.map((tok) => request(relay.sshArgv(key5), ["-oi", "--", rcpt], message(tok))),
-      );
-      assert.equal(results.filter((r) => r.code === 0).length, 5);
-      assert.equal(results.filter((r) => r.code === 75).length, 15);
-      for (const [i, tok] of toks.entries()) {
-        if (results[i]!.code === 0) await takeByToken(box, tok);
-        else await expectNoToken(box, tok, 100);
-      }
-    });
-  } finally {
-    await relay.stop();
-  }
+      });
+    },
+  );
 });
 
 Deno.test("relay: --max-sessions 1 refuses a second concurrent session (4.7.0); after the first ends it is served", async () => {
-  const postfix = await startPostfix();
-  const box = postfix.mailbox(ACCOUNT);
-  const relay = await startRelay();
   const run1 = crypto.randomUUID().slice(0, 8);
-  try {
-    const key = await relay.addKey(
-      `restrict,command="${RSENDMAIL} --label sess-${run1} --max-sessions 1"`,
-    );
-    const argv = relay.sshArgv(key);
-    // The first session: a batch that stays open (no END yet).
-    const { child: first, writer } = batchSession(argv, `${ACCOUNT}@${postfix.domain}`);
-    // Wait until the relay runs it (its session file exists).
-    const limitsDir = `/var/tmp/rsendmail-${await uidOfRelay(relay.user)}/sess-${run1}.limits`;
-    const deadline = Date.now() + 10_000;
-    while (!(await sessionCount(limitsDir))) {
-      if (Date.now() > deadline) throw new Error("first session never registered");
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const tok = token("sess");
-    const second = await request(argv, ["-oi", "--", `${ACCOUNT}@${postfix.domain}`], message(tok));
-    assert.equal(second.code, 75, second.stderr);
-    assert.equal(second.stderr, "4.7.0 rsendmail: too many concurrent sessions for this key\n");
-    await expectNoToken(box, tok, 300);
-    record(SECTION, "a second concurrent session (--max-sessions 1)", "refused");
-    await writer.write(new TextEncoder().encode("END\n"));
-    await writer.close();
-    const out = await first.output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    const again = await request(argv, ["-oi", "--", `${ACCOUNT}@${postfix.domain}`], message(tok));
-    assert.equal(again.code, 0, again.stderr);
-    await takeByToken(box, tok);
-    record(SECTION, "the same session after the first ended (--max-sessions 1)", "delivered");
-  } finally {
-    await relay.stop();
-  }
+  await withRelayBed(
+    `--label sess-${run1} --max-sessions 1`,
+    async ({ postfix, box, relay, key }) => {
+      const argv = relay.sshArgv(key);
+      // The first session: a batch that stays open (no END yet).
+      const { child: first, writer } = batchSession(argv, `${ACCOUNT}@${postfix.domain}`);
+      // Wait until the relay runs it (its session file exists).
+      const limitsDir = `/var/tmp/rsendmail-${await uidOfRelay(relay.user)}/sess-${run1}.limits`;
+      const deadline = Date.now() + 10_000;
+      while (!(await sessionCount(limitsDir))) {
+        if (Date.now() > deadline) throw new Error("first session never registered");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const tok = token("sess");
+      const second = await request(
+        argv,
+        ["-oi", "--", `${ACCOUNT}@${postfix.domain}`],
+        message(tok),
+      );
+      assert.equal(second.code, 75, second.stderr);
+      assert.equal(second.stderr, "4.7.0 rsendmail: too many concurrent sessions for this key\n");
+      await expectNoToken(box, tok, 300);
+      record(SECTION, "a second concurrent session (--max-sessions 1)", "refused");
+      await writer.write(new TextEncoder().encode("END\n"));
+      await writer.close();
+      const out = await first.output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      const again = await request(
+        argv,
+        ["-oi", "--", `${ACCOUNT}@${postfix.domain}`],
+        message(tok),
+      );
+      assert.equal(again.code, 0, again.stderr);
+      await takeByToken(box, tok);
+      record(SECTION, "the same session after the first ended (--max-sessions 1)", "delivered");
+    },
+  );
 });
 
 async function uidOfRelay(user: string): Promise<string> {
@@ -224,104 +235,97 @@ async function sessionCount(dir: string): Promise<number> {
 }
 
 Deno.test("relay: a peer trickling a byte every 300 ms is cut at --message-timeout (4.4.2); a steady one is delivered", async () => {
-  const postfix = await startPostfix();
-  const box = postfix.mailbox(ACCOUNT);
-  const relay = await startRelay();
-  try {
-    const key = await relay.addKey(
-      `restrict,command="${RSENDMAIL} --label trickle --message-timeout 3 --idle-timeout 10"`,
-    );
-    const [cmd, ...args] = relay.sshArgv(key);
-    const tok = token("trickle");
-    const started = Date.now();
-    const child = new Deno.Command(cmd!, {
-      args: [...args, quoteWords(["sendmail", "-oi", "--", `${ACCOUNT}@${postfix.domain}`])],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const writer = child.stdin.getWriter();
-    const bytes = new TextEncoder().encode(message(tok) + "x".repeat(100));
-    const feeding = (async () => {
-      try {
-        for (const b of bytes) {
-          await writer.write(new Uint8Array([b]));
-          await new Promise((r) => setTimeout(r, 300));
-        }
-        await writer.close();
-      } catch { /* the relay hung up */ }
-    })();
-    const out = await child.output();
-    await feeding;
-    const took = Date.now() - started;
-    assert.equal(out.code, 75, new TextDecoder().decode(out.stderr));
-    assert.equal(
-      new TextDecoder().decode(out.stderr),
-      "4.4.2 rsendmail: message not complete within the time limit\n",
-    );
-    assert.ok(took < 8000, `cut after ${took} ms`);
-    await expectNoToken(box, tok, 300);
-    record(SECTION, "a byte every 300 ms (--message-timeout 3)", "refused");
-    const ok = token("steady");
-    const res = await request(
-      relay.sshArgv(key),
-      ["-oi", "--", `${ACCOUNT}@${postfix.domain}`],
-      message(ok),
-    );
-    assert.equal(res.code, 0, res.stderr);
-    await takeByToken(box, ok);
-    record(SECTION, "a steady message under the same deadline", "delivered");
-  } finally {
-    await relay.stop();
-  }
+  await withRelayBed(
+    `--label trickle --message-timeout 3 --idle-timeout 10`,
+    async ({ postfix, box, relay, key }) => {
+      const [cmd, ...args] = relay.sshArgv(key);
+      const tok = token("trickle");
+      const started = Date.now();
+      const child = new Deno.Command(cmd!, {
+        args: [...args, quoteWords(["sendmail", "-oi", "--", `${ACCOUNT}@${postfix.domain}`])],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const writer = child.stdin.getWriter();
+      const bytes = new TextEncoder().encode(message(tok) + "x".repeat(100));
+      const feeding = (async () => {
+        try {
+          for (const b of bytes) {
+            await writer.write(new Uint8Array([b]));
+            await new Promise((r) => setTimeout(r, 300));
+          }
+          await writer.close();
+        } catch { /* the relay hung up */ }
+      })();
+      const out = await child.output();
+      await feeding;
+      const took = Date.now() - started;
+      assert.equal(out.code, 75, new TextDecoder().decode(out.stderr));
+      assert.equal(
+        new TextDecoder().decode(out.stderr),
+        "4.4.2 rsendmail: message not complete within the time limit\n",
+      );
+      assert.ok(took < 8000, `cut after ${took} ms`);
+      await expectNoToken(box, tok, 300);
+      record(SECTION, "a byte every 300 ms (--message-timeout 3)", "refused");
+      const ok = token("steady");
+      const res = await request(
+        relay.sshArgv(key),
+        ["-oi", "--", `${ACCOUNT}@${postfix.domain}`],
+        message(ok),
+      );
+      assert.equal(res.code, 0, res.stderr);
+      await takeByToken(box, ok);
+      record(SECTION, "a steady message under the same deadline", "delivered");
+    },
+  );
 });
 
 Deno.test("relay: --allow-header-sender refuses a forged From:/Sender: (5.7.1), an allowed one is delivered", async (t) => {
-  const postfix = await startPostfix();
-  const box = postfix.mailbox(ACCOUNT);
-  const relay = await startRelay();
-  try {
-    const key = await relay.addKey(
-      `restrict,command="${RSENDMAIL} --label hdr --allow-sender @relay.test --allow-header-sender"`,
-    );
-    const argv = relay.sshArgv(key);
-    const words = ["-oi", "-f", "ok@relay.test", "--", `${ACCOUNT}@${postfix.domain}`];
-    const forged: [string, string[]][] = [
-      ["From: of another domain", ["From: Boss <boss@bank.example>"]],
-      ["allowed address in the display name, forged mailbox", [
-        'From: "ok@relay.test" <boss@bank.example>',
-      ]],
-      ["allowed From:, forged Sender:", ["From: ok@relay.test", "Sender: boss@bank.example"]],
-      ["folded From: whose second line is forged", ["From: ok@relay.test,", " boss@bank.example"]],
-      ["Resent-From: forged", ["From: ok@relay.test", "Resent-From: boss@bank.example"]],
-      ["From: with no address at all", ["From: Boss"]],
-    ];
-    for (const [name, headers] of forged) {
-      await step(t, `refuses ${name}`, async () => {
-        const tok = token("hdr");
-        const res = await request(argv, words, message(tok, headers));
-        assert.equal(res.code, 77, res.stderr);
-        assert.equal(res.stderr, "5.7.1 rsendmail: header sender not allowed for this key\n");
-        await expectNoToken(box, tok, 300);
-      });
-    }
-    await step(
-      t,
-      "positive control: From: and Sender: of the allowed domain are delivered",
-      async () => {
-        const tok = token("hdr-ok");
-        const res = await request(
-          argv,
-          words,
-          message(tok, ["From: Ops (team) <ok@relay.test>", "Sender: bot@relay.test"]),
-        );
-        assert.equal(res.code, 0, res.stderr);
-        await takeByToken(box, tok);
-      },
-    );
-  } finally {
-    await relay.stop();
-  }
+  await withRelayBed(
+    `--label hdr --allow-sender @relay.test --allow-header-sender`,
+    async ({ postfix, box, relay, key }) => {
+      const argv = relay.sshArgv(key);
+      const words = ["-oi", "-f", "ok@relay.test", "--", `${ACCOUNT}@${postfix.domain}`];
+      const forged: [string, string[]][] = [
+        ["From: of another domain", ["From: Boss <boss@bank.example>"]],
+        ["allowed address in the display name, forged mailbox", [
+          'From: "ok@relay.test" <boss@bank.example>',
+        ]],
+        ["allowed From:, forged Sender:", ["From: ok@relay.test", "Sender: boss@bank.example"]],
+        ["folded From: whose second line is forged", [
+          "From: ok@relay.test,",
+          " boss@bank.example",
+        ]],
+        ["Resent-From: forged", ["From: ok@relay.test", "Resent-From: boss@bank.example"]],
+        ["From: with no address at all", ["From: Boss"]],
+      ];
+      for (const [name, headers] of forged) {
+        await step(t, `refuses ${name}`, async () => {
+          const tok = token("hdr");
+          const res = await request(argv, words, message(tok, headers));
+          assert.equal(res.code, 77, res.stderr);
+          assert.equal(res.stderr, "5.7.1 rsendmail: header sender not allowed for this key\n");
+          await expectNoToken(box, tok, 300);
+        });
+      }
+      await step(
+        t,
+        "positive control: From: and Sender: of the allowed domain are delivered",
+        async () => {
+          const tok = token("hdr-ok");
+          const res = await request(
+            argv,
+            words,
+            message(tok, ["From: Ops (team) <ok@relay.test>", "Sender: bot@relay.test"]),
+          );
+          assert.equal(res.code, 0, res.stderr);
+          await takeByToken(box, tok);
+        },
+      );
+    },
+  );
 });
 
 /**
@@ -350,44 +354,33 @@ function batchSession(argv: string[], rcpt: string) {
 }
 
 Deno.test("relay: a batch peer sending a frame now and then is cut at --session-timeout (4.4.2); frames before it are delivered", async () => {
-  const postfix = await startPostfix();
-  const box = postfix.mailbox(ACCOUNT);
-  const relay = await startRelay();
-  try {
-    const key = await relay.addKey(
-      `restrict,command="${RSENDMAIL} --label sesstime --session-timeout 2"`,
-    );
-    const { child, writer, frame } = batchSession(
-      relay.sshArgv(key),
-      `${ACCOUNT}@${postfix.domain}`,
-    );
-    const first = token("sess-first");
-    await frame(first); // positive control: inside the deadline
-    await new Promise((r) => setTimeout(r, 3000));
-    const late = token("sess-late");
-    await frame(late).catch(() => {});
-    await writer.close().catch(() => {});
-    const out = await child.output();
-    const replies = new TextDecoder().decode(out.stdout).trim().split("\n");
-    assert.match(replies[0] ?? "", / 0 2\.0\.0 delivered/);
-    assert.match(replies[1] ?? "", /^- 75 4\.4\.2 rsendmail: session time limit reached$/);
-    await takeByToken(box, first);
-    record(SECTION, "a frame inside --session-timeout", "delivered");
-    await expectNoToken(box, late, 500);
-    record(SECTION, "a frame after --session-timeout (a session held open)", "refused");
-  } finally {
-    await relay.stop();
-  }
+  await withRelayBed(
+    `--label sesstime --session-timeout 2`,
+    async ({ postfix, box, relay, key }) => {
+      const { child, writer, frame } = batchSession(
+        relay.sshArgv(key),
+        `${ACCOUNT}@${postfix.domain}`,
+      );
+      const first = token("sess-first");
+      await frame(first); // positive control: inside the deadline
+      await new Promise((r) => setTimeout(r, 3000));
+      const late = token("sess-late");
+      await frame(late).catch(() => {});
+      await writer.close().catch(() => {});
+      const out = await child.output();
+      const replies = new TextDecoder().decode(out.stdout).trim().split("\n");
+      assert.match(replies[0] ?? "", / 0 2\.0\.0 delivered/);
+      assert.match(replies[1] ?? "", /^- 75 4\.4\.2 rsendmail: session time limit reached$/);
+      await takeByToken(box, first);
+      record(SECTION, "a frame inside --session-timeout", "delivered");
+      await expectNoToken(box, late, 500);
+      record(SECTION, "a frame after --session-timeout (a session held open)", "refused");
+    },
+  );
 });
 
 Deno.test("relay: a batch peer that goes silent is cut at --idle-timeout (4.4.2), before its first frame and after one", async (t) => {
-  const postfix = await startPostfix();
-  const box = postfix.mailbox(ACCOUNT);
-  const relay = await startRelay();
-  try {
-    const key = await relay.addKey(
-      `restrict,command="${RSENDMAIL} --label idlebatch --idle-timeout 1"`,
-    );
+  await withRelayBed(`--label idlebatch --idle-timeout 1`, async ({ postfix, box, relay, key }) => {
     /** A batch session that sends a frame for each of `tokens`, then nothing, never closing its stdin. */
     const silentAfter = async (tokens: string[]) => {
       const { child, writer, frame } = batchSession(
@@ -429,7 +422,5 @@ Deno.test("relay: a batch peer that goes silent is cut at --idle-timeout (4.4.2)
         record(SECTION, "a batch session held open after its frames", "refused");
       },
     );
-  } finally {
-    await relay.stop();
-  }
+  });
 });
