@@ -170,6 +170,7 @@ export async function benchMemory(
         "relay VmRSS (MiB)",
         "relay VmHWM",
         `vs after ${base.at}`,
+        "relay RssAnon",
       ],
       rows.map((r) => [
         r.at === 0 ? "started, idle" : `after ${r.at}`,
@@ -182,6 +183,7 @@ export async function benchMemory(
         mibOf(r.relay?.rss),
         mibOf(r.relay?.hwm),
         r.at >= base.at && r.relay && base.relay ? pct(r.relay.rss / base.relay.rss - 1) : "",
+        mibOf(r.relay?.anon),
       ]),
     ),
     "",
@@ -198,7 +200,9 @@ export async function benchMemory(
       oneSession
         ? "one process, one batch session, throughout"
         : `${pids.size} processes: the session was re-opened`
-    }). VmRSS minus RssAnon is file-backed, mostly the pages of the deno binary itself.`,
+    }). VmRSS minus RssAnon is file-backed, mostly the pages of the deno binary itself. ` +
+    "The service's unit exposes V8's gc (`--expose-gc`), and the service collects in full " +
+    "every 200 replies; the relay runs with its shebang's `--optimize-for-size` only.",
     "",
     goalTable(goals),
   ].join("\n");
