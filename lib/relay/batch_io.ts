@@ -44,7 +44,11 @@ export async function batch(
 ): Promise<number> {
   const input = new FramedReader(Deno.stdin);
   const record = await openRecord(config);
-  await record?.prune(Date.now());
+  // Records past --dedup-days go (at most hourly, one lstat per record) once
+  // the first reply is out, and before the relay exits: a large record's
+  // scan holds no frame's answer.
+  let pruning: Promise<void> | undefined;
+  const prune = () => pruning ??= record?.prune(Date.now()) ?? Promise.resolve();
   const session: Session = { config, record, shortLived: false, limits };
   // The first frame runs as a one-message relay does, on AbortSignal.timeout
   // timers: a fresh process pays milliseconds for its first setTimeout, and
@@ -54,7 +58,10 @@ export async function batch(
   let firstFed = () => {};
   const warmUp = new Promise<void>((resolve) => firstFed = resolve);
   const cold: Session = { ...session, shortLived: true, onSendmail: () => firstFed() };
-  const answers = new OrderedPool<Answer>(config.parallel, (a) => writeAnswer(a, log));
+  const answers = new OrderedPool<Answer>(config.parallel, async (a) => {
+    await writeAnswer(a, log);
+    void prune();
+  });
   const answer = (a: Answer) => answers.submit(() => Promise.resolve(a));
   const deadline = performance.now() + config.sessionTimeoutMs;
   try {
@@ -80,6 +87,7 @@ export async function batch(
     return EX_USAGE;
   } finally {
     await answers.drain();
+    await prune();
   }
 }
 
