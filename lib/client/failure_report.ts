@@ -11,7 +11,7 @@ import { type Mta, OWN_OPTION_ERROR } from "./client_args.ts";
 import { ConfigError } from "./client_config.ts";
 import { type FailureFact, type FailureKind, heardBy } from "./exit_policy.ts";
 import { printable } from "./mailq.ts";
-import type { Failure } from "./ssh_command.ts";
+import { type Failure, failureOfReply } from "./ssh_command.ts";
 import {
   DataError,
   type MailError,
@@ -135,16 +135,10 @@ export function reportError(err: unknown, o: ErrorReportOptions): ExitReport {
  * ```
  */
 export function smtpReplyOf(answer: BatchReply | Failure, id: string): string {
-  if ("code" in answer && answer.code === 0) return `250 2.0.0 Ok: sent as ${id}`;
-  const heard = heardBy(
-    "smtp",
-    "code" in answer
-      ? {
-        kind: isTemporary(answer.code) ? "temporary" : "relay",
-        sysexit: answer.code,
-        line: `${answer.status} ${answer.text}`,
-      }
-      : factOf(answer),
-  );
+  // A reply reads as the command line reads it (failureOfReply): a frame the
+  // relay did not take ("-") waits, whatever its status says.
+  const failure = "code" in answer ? failureOfReply(answer) : answer;
+  if (failure === undefined) return `250 2.0.0 Ok: sent as ${id}`;
+  const heard = heardBy("smtp", factOf(failure));
   return `${heard.code} ${heard.line}`;
 }

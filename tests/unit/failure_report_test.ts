@@ -135,6 +135,21 @@ Deno.test("smtpReplyOf() answers -bs with the relay's verdict or ssh's failure",
       "451 4.3.0 rsendmail: later",
     );
   });
+  await t.step("a frame the relay did not take (id -): 451 and 4.x.x, never a bounce", () => {
+    strictEqual(
+      smtpReplyOf(
+        { id: "-", code: 76, status: "5.5.2", text: "rsendmail: malformed batch frame" },
+        "m1",
+      ),
+      "451 4.5.2 rsendmail: malformed batch frame",
+    );
+  });
+  await t.step("a code that is no sysexit reads as deferred: 451", () => {
+    strictEqual(
+      smtpReplyOf({ id: "m1", code: 1, status: "4.3.0", text: "rsendmail: odd" }, "m1"),
+      "451 4.3.0 rsendmail: odd",
+    );
+  });
   await t.step("ssh failed: 451", () => {
     const failure = {
       line: "4.4.1 sshsendmail: connection refused",
