@@ -121,18 +121,40 @@ export async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerat
 }
 
 /**
+ * Calls `fire` after `ms` unless the returned function is called first. A
+ * session's first frame runs on an AbortSignal.timeout, which a fresh
+ * process starts for free (its first setTimeout costs milliseconds); later
+ * frames on a cleared setTimeout, so that a long `-bs` session keeps no
+ * timer of an answered frame alive for ssh_timeout.
+ */
+function startTimer(ms: number, cold: boolean, fire: () => void): () => void {
+  if (cold) {
+    const signal = AbortSignal.timeout(ms);
+    signal.addEventListener("abort", fire, { once: true });
+    return () => signal.removeEventListener("abort", fire);
+  }
+  const timer = setTimeout(fire, ms);
+  return () => clearTimeout(timer);
+}
+
+/**
  * The next line, or "timeout" when none comes within `ms` (a relay that
  * accepted and then hangs).
  */
-export async function nextLine(
+async function nextLine(
   lines: AsyncGenerator<string>,
   ms: number,
+  cold: boolean,
 ): Promise<IteratorResult<string> | "timeout"> {
-  const signal = AbortSignal.timeout(ms);
-  return await Promise.race([
-    lines.next(),
-    new Promise<"timeout">((resolve) => signal.addEventListener("abort", () => resolve("timeout"))),
-  ]);
+  let stop = () => {};
+  try {
+    return await Promise.race([
+      lines.next(),
+      new Promise<"timeout">((resolve) => stop = startTimer(ms, cold, () => resolve("timeout"))),
+    ]);
+  } finally {
+    stop();
+  }
 }
 
 /** Writes one frame and its body; with `last`, `END` behind it and EOF. False when the session is gone. */
@@ -180,10 +202,11 @@ async function readReply(
   lines: AsyncGenerator<string>,
   id: string | undefined,
   ms: number,
+  cold: boolean,
 ): Promise<ReplyRead> {
   let garbled = false;
   for (let skipped = 0; skipped <= MAX_SKIPPED_LINES; skipped++) {
-    const next = await nextLine(lines, ms);
+    const next = await nextLine(lines, ms, cold);
     if (next === "timeout") return { timedOut: true, garbled };
     if (next.done) return { timedOut: false, garbled };
     const reply = parseReply(next.value);
@@ -256,16 +279,16 @@ class Channel implements BatchChannel {
         s.child.kill();
       } catch { /* gone already */ }
     };
-    const signal = AbortSignal.timeout(ms);
-    signal.addEventListener("abort", kill);
+    const cold = this.#answered === 0;
+    const stop = startTimer(ms, cold, kill);
     try {
       await writeFrame(s, words, spool, last);
       const id = words.find((w) => w.startsWith("--id="))?.slice("--id=".length);
-      const read = await readReply(s.lines, id, ms);
+      const read = await readReply(s.lines, id, ms, cold);
       if (read.timedOut) kill();
       return { ...read, timedOut: read.timedOut || killed };
     } finally {
-      signal.removeEventListener("abort", kill);
+      stop();
     }
   }
 

@@ -62,6 +62,16 @@ const HANG = `#!/bin/sh
 # Test scaffolding: a "relay" that accepts, reads everything, then hangs (15 s at most).
 exec timeout 15 sh -c 'cat >/dev/null; sleep 15'
 `;
+const HANG_SECOND = `#!/bin/sh
+# Test scaffolding: a batch "relay" that answers the first frame (without
+# delivering it), then reads on and hangs (15 s at most).
+read -r header
+size=$(printf '%s\\n' "$header" | sed -n 's/.*--size=\\([0-9]*\\).*/\\1/p')
+id=$(printf '%s\\n' "$header" | sed -n 's/.*--id=\\([^ ]*\\).*/\\1/p')
+head -c "$size" >/dev/null
+printf '%s 0 2.0.0 taken\\n' "$id"
+exec timeout 15 sh -c 'cat >/dev/null; sleep 15'
+`;
 
 Deno.test("adversarial 4: the client under a changed host key, garbage and a hanging relay", async (t) => {
   try {
@@ -78,6 +88,8 @@ Deno.test("adversarial 4: the client under a changed host key, garbage and a han
     await Deno.writeTextFile(`${scripts}/hang.sh`, HANG, { mode: 0o755 });
     await Deno.chmod(`${scripts}/garbage.sh`, 0o755);
     await Deno.chmod(`${scripts}/hang.sh`, 0o755);
+    await Deno.writeTextFile(`${scripts}/hang-second.sh`, HANG_SECOND, { mode: 0o755 });
+    await Deno.chmod(`${scripts}/hang-second.sh`, 0o755);
 
     // The keys belong to the service's account (root's direct sends read them too).
     const owner = b.service.name;
@@ -90,6 +102,10 @@ Deno.test("adversarial 4: the client under a changed host key, garbage and a han
       );
     }
     const hang = await relay.addKey(`restrict,command="${scripts}/hang.sh"`, owner);
+    const hangSecond = await relay.addKey(
+      `restrict,command="${scripts}/hang-second.sh"`,
+      owner,
+    );
     // A known_hosts that names another key for this relay: a changed host key.
     await run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", `${dir}/other_host`]);
     const otherPub = (await Deno.readTextFile(`${dir}/other_host.pub`)).trim().split(" ");
@@ -247,6 +263,42 @@ Deno.test("adversarial 4: the client under a changed host key, garbage and a han
         });
       });
     }
+
+    await t.step(
+      "-bs: the relay answers the first message, then hangs: the second gets 451 within ssh_timeout",
+      async () => {
+        const config = await conf(hangSecond, ["ssh_timeout = 3"]);
+        const message = (tok: string) => [
+          `MAIL FROM:<${SENDER}@sat.test>`,
+          `RCPT TO:<${RCPT}>`,
+          "DATA",
+          `Subject: ${tok}`,
+          "",
+          `body ${tok}`,
+          ".",
+        ];
+        const dialogue = [
+          "EHLO sat.test",
+          ...message(tokenOf("bs1")),
+          ...message(tokenOf("bs2")),
+          "QUIT",
+          "",
+        ].join("\r\n");
+        const started = performance.now();
+        const res = await client(config, ["-bs"], dialogue);
+        const ms = performance.now() - started;
+        assert.equal(res.code, 0, res.stderr);
+        const replies = res.stdout.split("\r\n").filter((l) => /^(250 2\.0\.0|451|221)/.test(l));
+        assert.match(replies[0] ?? "", /^250 2\.0\.0 Ok: sent as \S+$/, res.stdout);
+        assert.equal(
+          replies[1],
+          "451 4.4.2 sshsendmail: no answer from the relay within ssh_timeout (3 s)",
+          res.stdout,
+        );
+        assert.match(replies[2] ?? "", /^221 /, res.stdout);
+        assert.ok(ms < 10_000, `gave up after ${Math.round(ms)} ms`);
+      },
+    );
 
     await t.step(
       "mailq shows every deferred message; a flush to a good relay delivers each once",
