@@ -27,6 +27,7 @@ import {
   type ServiceLog,
 } from "./service_context.ts";
 import { Delivery } from "./service_delivery_io.ts";
+import { FIRST_DROP_POLL, nextDropPoll } from "./drop_poll.ts";
 import { Intake } from "./service_intake_io.ts";
 import { Requests } from "./service_requests_io.ts";
 import { checkSpool } from "./spool_init_io.ts";
@@ -42,8 +43,8 @@ const DROP_POLL_MS = 1;
 /** … and when nothing was dropped for DROP_HOT_MS (an idle service stays nearly idle). */
 const DROP_IDLE_POLL_MS = 50;
 const DROP_HOT_MS = 5_000;
-/** A drop directory changed this recently is read again (file times tick with a coarse clock). */
-const DROP_RECENT_MS = 50;
+/** The coarsest tick of a directory's mtime allowed for (lib/client/drop_poll.ts). */
+const DROP_GRAIN_MS = 20;
 /** How often `alive` is refreshed. */
 const ALIVE_MS = 5_000;
 
@@ -212,10 +213,11 @@ function watchRoot(spool: string, service: Service): { close(): Promise<void> } 
 
 /**
  * Polls drop/ instead of watching it: one lstat of the directory every
- * DROP_POLL_MS while drops come, every DROP_IDLE_POLL_MS when idle.
+ * DROP_POLL_MS while drops come, every DROP_IDLE_POLL_MS when idle; the
+ * directory is read as nextDropPoll decides.
  */
 function pollDrop(spool: string, service: Service): { stop(): void } {
-  let seen: number | undefined;
+  let state = FIRST_DROP_POLL;
   let changed = 0;
   // One interval per pace (a new timer every poll was much of the
   // service's garbage while mail flows).
@@ -225,12 +227,11 @@ function pollDrop(spool: string, service: Service): { stop(): void } {
     try {
       // Sync: one lstat costs less than an async op's round trip.
       const mtime = Deno.lstatSync(`${spool}/drop`).mtime?.getTime() ?? 0;
-      const age = Date.now() - mtime;
-      if (mtime !== seen || (age >= 0 && age < DROP_RECENT_MS)) {
-        seen = mtime;
-        changed = Date.now();
-        service.intake();
-      }
+      const now = Date.now();
+      const next = nextDropPoll(state, mtime, now, DROP_GRAIN_MS);
+      if (next.state.seen !== state.seen) changed = now;
+      state = next.state;
+      if (next.read) service.intake();
     } catch {
       // the sweep still runs
     }
