@@ -147,9 +147,13 @@ export class Queue {
     await Deno.rename(tmp, `${this.dir}/state/${id}`);
   }
 
-  /** Removes a message (delivered, or by the admin). True when it was there. */
-  async remove(id: string): Promise<boolean> {
-    await Deno.remove(`${this.dir}/state/${id}`).catch(() => {});
+  /**
+   * Removes a message (delivered, or by the admin). True when it was there.
+   * `hasState: false` (a message never deferred) skips its state file, which
+   * a first attempt does not have: no failed lookup per delivered message.
+   */
+  async remove(id: string, o: { hasState?: boolean } = {}): Promise<boolean> {
+    if (o.hasState ?? true) await Deno.remove(`${this.dir}/state/${id}`).catch(() => {});
     try {
       await Deno.remove(`${this.dir}/new/${id}`);
       return true;

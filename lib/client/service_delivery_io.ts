@@ -303,7 +303,7 @@ export class Delivery {
     const { ctx, book, queue } = this.#core;
     const h = item.entry.header;
     if (code === 0) {
-      await queue.remove(h.id);
+      await queue.remove(h.id, { hasState: item.entry.state !== undefined });
       book.items.delete(h.id);
       if (this.#relayDown) {
         // The relay is back: what waits for its backoff goes now.

@@ -346,6 +346,11 @@ Deno.test("adversarial 4: the client under a changed host key, garbage and a han
         // Exactly once each.
         for (const tok of queued) await expectNoToken(box, tok, 300);
         assert.equal((await b.sendAs(sender, ["-bp"])).stdout, "Mail queue is empty\n");
+        assert.deepEqual(
+          await Array.fromAsync(Deno.readDir(`${b.spool}/queue/state`)),
+          [],
+          "a delivered message leaves no retry state behind",
+        );
       },
     );
   } finally {
