@@ -184,7 +184,9 @@ const rsendmail: Page = {
         },
         {
           tp: "`--dedup-days` «N»",
-          body: ["How long the duplicate record keeps a message id, default 7."],
+          body: [
+            "How long the duplicate record keeps a message id, default 7. A batch session forgets older ids at most once an hour, after its first reply (a large record costs that session's end, not a message's wait).",
+          ],
         },
         {
           tp: "`--syslog-socket` «PATH», `--spool-dir` «DIR», `--state-dir` «DIR»",
