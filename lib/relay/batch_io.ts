@@ -8,6 +8,7 @@
  */
 
 import { type Limits } from "./limits_io.ts";
+import { collectGarbage, exposeGc } from "../shared/collect_garbage_io.ts";
 import { OrderedPool } from "./ordered_pool.ts";
 import { admit, type Admitted, describe, elapsed, openRecord, type Session } from "./session_io.ts";
 import { formatReply, MAX_FRAME_HEADER, MAX_FRAMES } from "../shared/batch.ts";
@@ -18,6 +19,14 @@ import { RELAY_PROGRAM as PROGRAM } from "../shared/layout.ts";
 import { type LogFields } from "../shared/log_line.ts";
 import { type RelayConfig } from "../shared/relay_config.ts";
 import { type DecodedFrame, decodeFrame } from "../shared/request_codec.ts";
+
+/**
+ * A session this long finds V8's gc (once, tens of milliseconds) and then
+ * collects in full every FRAMES_PER_GC frames: a long batch's memory stays
+ * near its working set (docs/benchmarks.md, section 6).
+ */
+const GC_FROM_FRAME = 200;
+const FRAMES_PER_GC = 100;
 
 /** A batch frame's answer: its log line (if any) and its reply, written in frame order. */
 interface Answer {
@@ -67,6 +76,8 @@ export async function batch(
   try {
     for (let n = 0; n < MAX_FRAMES; n++) {
       if (n === 1) await warmUp;
+      if (n === GC_FROM_FRAME) void exposeGc();
+      else if (n > GC_FROM_FRAME && n % FRAMES_PER_GC === 0) collectGarbage();
       const next = await nextFrame(input, config, deadline, n === 0);
       if (next.kind === "end") return EX_OK;
       if (next.kind === "stop") {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { collectGarbage } from "../../lib/shared/collect_garbage_io.ts";
+import { collectGarbage, exposeGc } from "../../lib/shared/collect_garbage_io.ts";
 
 const g = globalThis as { gc?: unknown };
 
@@ -22,4 +22,12 @@ Deno.test("collectGarbage: does nothing without --expose-gc (and with a gc that 
   } finally {
     delete g.gc;
   }
+});
+
+// Last: once found, gc stays found for this process.
+Deno.test("exposeGc: finds V8's gc at run time (node:v8, then a node:vm context); collectGarbage then collects", async () => {
+  assert.equal(collectGarbage(), false);
+  assert.equal(await exposeGc(), true);
+  assert.equal(collectGarbage(), true);
+  assert.equal(await exposeGc(), true, "a second call finds it again");
 });
