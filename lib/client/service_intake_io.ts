@@ -36,6 +36,9 @@ import { newMessageId, type QueueHeader, queueHeader } from "./queue_entry.ts";
 import type { ServiceCore } from "./service_context.ts";
 import type { Requests } from "./service_requests_io.ts";
 
+/** A temp name younger than this is a submitter writing now (older: a slow or dead one). */
+const WRITING_MS = 2_000;
+
 /** Takes drops into the queue. */
 export class Intake {
   readonly #core: ServiceCore;
@@ -44,10 +47,21 @@ export class Intake {
   #again = false;
   /** Names in drop/ that cannot be claimed (logged once). */
   readonly #stuck = new Set<string>();
+  /** The last read of drop/ saw a temp name a submitter is writing now. */
+  #writing = false;
 
   constructor(core: ServiceCore, requests: Requests) {
     this.#core = core;
     this.#requests = requests;
+  }
+
+  /**
+   * A submitter is writing a drop now (a fresh temp name at the last read):
+   * its rename into place may leave drop/'s mtime as it was (the same
+   * millisecond), so the poller reads again (lib/client/drop_poll.ts).
+   */
+  get writing(): boolean {
+    return this.#writing;
   }
 
   /** Runs the intake now, or once more after the running one. */
@@ -113,6 +127,7 @@ export class Intake {
     try {
       do {
         this.#again = false;
+        this.#writing = false;
         const names: string[] = [];
         for await (const e of Deno.readDir(`${root}/drop`)) names.push(e.name);
         for (const name of names) {
@@ -141,6 +156,7 @@ export class Intake {
       // Still being written, unless its writer died long ago.
       const info = await Deno.lstat(`${root}/drop/${name}`).catch(() => undefined);
       const age = Date.now() - (info?.mtime?.getTime() ?? Date.now());
+      if (info && age < WRITING_MS) this.#writing = true;
       if (!info || age < STALE_TEMP_MS) return;
     }
     if (this.#stuck.has(name)) return;

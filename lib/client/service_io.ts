@@ -120,6 +120,11 @@ export class Service implements ServiceCore {
   }
 
   /** Runs the intake now, or once more after the running one. */
+  /** A submitter is writing a drop now (see Intake.writing). */
+  get dropsBeingWritten(): boolean {
+    return this.#intake.writing;
+  }
+
   intake(): Promise<void> {
     return this.#intake.run();
   }
@@ -228,7 +233,7 @@ function pollDrop(spool: string, service: Service): { stop(): void } {
       // Sync: one lstat costs less than an async op's round trip.
       const mtime = Deno.lstatSync(`${spool}/drop`).mtime?.getTime() ?? 0;
       const now = Date.now();
-      const next = nextDropPoll(state, mtime, now, DROP_GRAIN_MS);
+      const next = nextDropPoll(state, mtime, now, DROP_GRAIN_MS, service.dropsBeingWritten);
       if (next.state.seen !== state.seen) changed = now;
       state = next.state;
       if (next.read) service.intake();
