@@ -119,12 +119,12 @@ export class Service implements ServiceCore {
     await Deno.remove(`${this.root}/${ALIVE_FILE}`).catch(() => {});
   }
 
-  /** Runs the intake now, or once more after the running one. */
   /** A submitter is writing a drop now (see Intake.writing). */
   get dropsBeingWritten(): boolean {
     return this.#intake.writing;
   }
 
+  /** Runs the intake now, or once more after the running one. */
   intake(): Promise<void> {
     return this.#intake.run();
   }

@@ -57,7 +57,7 @@ export async function batch(
   // the first reply is out, and before the relay exits: a large record's
   // scan holds no frame's answer.
   let pruning: Promise<void> | undefined;
-  const prune = () => pruning ??= record?.prune(Date.now()) ?? Promise.resolve();
+  const prune = () => pruning ??= record?.prune(Date.now()).catch(() => {}) ?? Promise.resolve();
   const session: Session = { config, record, shortLived: false, limits };
   // The first frame runs as a one-message relay does, on AbortSignal.timeout
   // timers: a fresh process pays milliseconds for its first setTimeout, and
