@@ -11,6 +11,7 @@ import { type BatchReply, frameHeader, parseReply } from "../shared/batch.ts";
 import type { ClientSettings } from "./client_config.ts";
 import { readCapped } from "../shared/pipeline_io.ts";
 import { type Spooled } from "../shared/spool_io.ts";
+import { fired, startTimeout } from "../shared/timeout_io.ts";
 import { classifyExit, type Failure, sshArgv } from "./ssh_command.ts";
 import { quoteWords } from "../shared/words.ts";
 
@@ -121,23 +122,6 @@ export async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerat
 }
 
 /**
- * Calls `fire` after `ms` unless the returned function is called first. A
- * session's first frame runs on an AbortSignal.timeout, which a fresh
- * process starts for free (its first setTimeout costs milliseconds); later
- * frames on a cleared setTimeout, so that a long `-bs` session keeps no
- * timer of an answered frame alive for ssh_timeout.
- */
-function startTimer(ms: number, cold: boolean, fire: () => void): () => void {
-  if (cold) {
-    const signal = AbortSignal.timeout(ms);
-    signal.addEventListener("abort", fire, { once: true });
-    return () => signal.removeEventListener("abort", fire);
-  }
-  const timer = setTimeout(fire, ms);
-  return () => clearTimeout(timer);
-}
-
-/**
  * The next line, or "timeout" when none comes within `ms` (a relay that
  * accepted and then hangs).
  */
@@ -146,14 +130,14 @@ async function nextLine(
   ms: number,
   cold: boolean,
 ): Promise<IteratorResult<string> | "timeout"> {
-  let stop = () => {};
+  // A session's first frame runs on a cold timer (see timeout_io.ts); later
+  // frames on cleared ones, so a long `-bs` session keeps no timer of an
+  // answered frame alive for ssh_timeout.
+  const timeout = startTimeout(ms, cold);
   try {
-    return await Promise.race([
-      lines.next(),
-      new Promise<"timeout">((resolve) => stop = startTimer(ms, cold, () => resolve("timeout"))),
-    ]);
+    return await Promise.race([lines.next(), fired(timeout).then(() => "timeout" as const)]);
   } finally {
-    stop();
+    timeout.clear();
   }
 }
 
@@ -280,7 +264,8 @@ class Channel implements BatchChannel {
       } catch { /* gone already */ }
     };
     const cold = this.#answered === 0;
-    const stop = startTimer(ms, cold, kill);
+    const timeout = startTimeout(ms, cold);
+    timeout.signal.addEventListener("abort", kill, { once: true });
     try {
       await writeFrame(s, words, spool, last);
       const id = words.find((w) => w.startsWith("--id="))?.slice("--id=".length);
@@ -288,7 +273,7 @@ class Channel implements BatchChannel {
       if (read.timedOut) kill();
       return { ...read, timedOut: read.timedOut || killed };
     } finally {
-      stop();
+      timeout.clear();
     }
   }
 

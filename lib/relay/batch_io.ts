@@ -19,6 +19,7 @@ import { RELAY_PROGRAM as PROGRAM } from "../shared/layout.ts";
 import { type LogFields } from "../shared/log_line.ts";
 import { type RelayConfig } from "../shared/relay_config.ts";
 import { type DecodedFrame, decodeFrame } from "../shared/request_codec.ts";
+import { fired, startTimeout } from "../shared/timeout_io.ts";
 
 /**
  * A session this long finds V8's gc (once, tens of milliseconds) and then
@@ -223,36 +224,22 @@ async function writeAnswer(a: Answer, log: BatchLog): Promise<void> {
   await Deno.stdout.write(new TextEncoder().encode(`${line}\n`));
 }
 
-/** What an idle timer yields. */
-const IDLE = Symbol("idle");
-
 /**
  * Races `promise` against an idle timeout: a timer cleared at once (a batch
- * holds none), or, for the session's first read (`cold`), an
- * AbortSignal.timeout, which a fresh process starts for free and which
- * resolves (never rejects: it may fire after the race is over).
+ * holds none), or, for the session's first read, a cold one (see
+ * timeout_io.ts).
  */
 async function withIdle<T>(promise: Promise<T>, ms: number, cold = false): Promise<T> {
-  const idleError = () =>
-    new MailError("timed out waiting for the next message", {
+  const timeout = startTimeout(ms, cold);
+  const idle = fired(timeout).then((): never => {
+    throw new MailError("timed out waiting for the next message", {
       exitCode: EX_TEMPFAIL,
       status: "4.4.2",
     });
-  if (cold) {
-    const idle = new Promise<typeof IDLE>((resolve) =>
-      AbortSignal.timeout(ms).addEventListener("abort", () => resolve(IDLE), { once: true })
-    );
-    const got = await Promise.race([promise, idle]);
-    if (got === IDLE) throw idleError();
-    return got as T;
-  }
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const idle = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(idleError()), ms);
   });
   try {
     return await Promise.race([promise, idle]);
   } finally {
-    clearTimeout(timer);
+    timeout.clear();
   }
 }

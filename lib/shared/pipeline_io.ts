@@ -9,6 +9,7 @@
 
 import { TempError } from "./errors.ts";
 import { giveChunk, type Spooled, takeChunk } from "./spool_io.ts";
+import { fired, startTimeout } from "./timeout_io.ts";
 
 /** How a child ended. */
 export interface SpawnResult {
@@ -64,7 +65,7 @@ export async function runWithSpool(
   options: SendmailOptions,
 ): Promise<SpawnResult> {
   const [program, ...args] = argv;
-  const timeout = childTimeout(options.timeoutMs, options.shortLived === true);
+  const timeout = startTimeout(options.timeoutMs, options.shortLived === true);
   const signal = timeout.signal;
   let child: Deno.ChildProcess;
   try {
@@ -98,11 +99,8 @@ export async function runWithSpool(
   // sleep) may still hold its pipes open: wait a moment for them, never for
   // the grandchild, or a hung sendmail would outlive the timeout.
   if (!piped) {
-    const grace = childTimeout(PIPE_GRACE_MS, options.shortLived === true);
-    await Promise.race([
-      pipes,
-      new Promise((resolve) => grace.signal.addEventListener("abort", resolve, { once: true })),
-    ]);
+    const grace = startTimeout(PIPE_GRACE_MS, options.shortLived === true);
+    await Promise.race([pipes, fired(grace)]);
     grace.clear();
   }
   return {
@@ -112,14 +110,6 @@ export async function runWithSpool(
     stderr: stderr.text(),
     stdout: stdout?.text() ?? "",
   };
-}
-
-/** A signal aborted after `ms`; `clear()` stops its timer (a short-lived one is left to run). */
-function childTimeout(ms: number, shortLived: boolean): { signal: AbortSignal; clear(): void } {
-  if (shortLived) return { signal: AbortSignal.timeout(ms), clear() {} };
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), ms);
-  return { signal: controller.signal, clear: () => clearTimeout(timer) };
 }
 
 /**

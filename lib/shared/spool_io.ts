@@ -10,6 +10,7 @@
 import { DataError, TempError } from "./errors.ts";
 import { MemoryFile, type SpoolFile } from "./memory_file.ts";
 import { hexOf, Sha256 } from "./sha256.ts";
+import { fired, startTimeout } from "./timeout_io.ts";
 
 /** A message held in the spool. */
 export interface Spooled {
@@ -134,18 +135,15 @@ export async function spoolMessage(input: ByteReader, options: SpoolOptions): Pr
     for (;;) {
       const left = deadline - Date.now();
       const into = buffer.subarray(held);
-      // A timer per read, cleared at once (AbortSignal.timeout cannot be: a
-      // long-running service would hold thousands of them).
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const n = watch ? await watch.race(input.read(into)) : await Promise.race([
-        input.read(into),
-        new Promise<"idle">((resolve) => {
-          timer = setTimeout(
-            () => resolve("idle"),
-            Math.max(0, Math.min(options.idleTimeoutMs, left)),
-          );
-        }),
-      ]).finally(() => clearTimeout(timer));
+      let n: number | null | "idle";
+      if (watch) n = await watch.race(input.read(into));
+      else {
+        // A timer per read, cleared at once (a cold one cannot be: a
+        // long-running service would hold thousands of them).
+        const timeout = startTimeout(Math.max(0, Math.min(options.idleTimeoutMs, left)), false);
+        n = await Promise.race([input.read(into), fired(timeout).then(() => "idle" as const)])
+          .finally(timeout.clear);
+      }
       if (n === "idle") {
         throw new TempError(
           Date.now() >= deadline
