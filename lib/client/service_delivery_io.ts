@@ -2,7 +2,8 @@
  * The satellite service's delivery: one pipelined batch session to the
  * relay at a time, frames written up to a window ahead of the replies,
  * replies read in order; retries with backoff, expiry with a notice to the
- * sender, the next relay when one cannot be reached. Effectful edge module.
+ * sender (lib/client/undelivered_io.ts), the next relay when one cannot be
+ * reached. Effectful edge module.
  *
  * @module
  */
@@ -10,16 +11,8 @@
 import { frameHeader, parseReply } from "../shared/batch.ts";
 import { collectGarbage } from "../shared/collect_garbage_io.ts";
 import { isTemporary } from "../shared/exit_codes.ts";
-import { Sha256 } from "../shared/sha256.ts";
-import { type BatchSession, spawnBatchSession } from "./batch_channel_io.ts";
-import {
-  backoffMs,
-  failureNotice,
-  formatAge,
-  frameWordsOf,
-  newMessageId,
-  type QueueHeader,
-} from "./queue_entry.ts";
+import { type BatchSession, spawnBatchSession } from "./batch_session_io.ts";
+import { formatAge, frameWordsOf } from "./queue_entry.ts";
 import {
   type Item,
   nextRetryAt,
@@ -30,6 +23,7 @@ import {
 } from "./service_book.ts";
 import type { ServiceCore } from "./service_context.ts";
 import { classifyExit, type Failure } from "./ssh_command.ts";
+import { defer, expire, giveUp } from "./undelivered_io.ts";
 
 /** Relay batch sessions end (and a new one starts) after this many frames. */
 const FRAMES_PER_SESSION = 10_000;
@@ -98,14 +92,14 @@ export class Delivery {
     const { expired, due } = planPump(core.book.items.values(), now, settings.maxAgeMs);
     for (const item of expired) {
       item.busy = true;
-      core.track(this.#expire(item));
+      core.track(expire(core, item).then(() => this.pump()));
     }
     if (settings.hosts.length === 0) {
       // Accepting mail before `setup` is fine; it waits for a relay.
       const line = `4.3.5 ${core.ctx.program}: no relay configured (host in the config file)`;
       for (const item of due) {
         item.busy = true;
-        core.track(this.defer(item, line, "-"));
+        core.track(defer(core, item, line, "-"));
       }
       this.#planRetry(now);
       return;
@@ -283,7 +277,7 @@ export class Delivery {
     }
     this.#hostIndex = 0;
     this.#relayDown = true;
-    for (const item of pending) await this.defer(item, line, s.host);
+    for (const item of pending) await defer(this.#core, item, line, s.host);
     if (!failure?.connectPhase) return;
     // No relay can be reached: what is due now would only meet the same
     // failure, one ssh attempt per window. It waits for its backoff.
@@ -294,7 +288,7 @@ export class Delivery {
         item.forced = false;
         // Busy while its state is written: a pump meanwhile must not send it.
         item.busy = true;
-        await this.defer(item, line, s.host);
+        await defer(this.#core, item, line, s.host);
       }
     }
   }
@@ -322,81 +316,10 @@ export class Delivery {
       });
       book.settle(h.id, "delivered");
     } else if (isTemporary(code)) {
-      await this.defer(item, line, s.host);
+      await defer(this.#core, item, line, s.host);
     } else {
-      await this.#giveUp(item, line, "failed");
+      await giveUp(this.#core, item, line, "failed");
     }
-  }
-
-  /** Records a failed attempt; the message waits for its backoff. */
-  async defer(item: Item, line: string, host: string): Promise<void> {
-    const { ctx, book, queue } = this.#core;
-    const h = item.entry.header;
-    const attempts = (item.entry.state?.attempts ?? 0) + 1;
-    const state = { attempts, lastError: line, nextAttempt: Date.now() + backoffMs(attempts) };
-    await queue.setState(h.id, state).catch(() => {});
-    item.entry.state = state;
-    item.busy = false;
-    ctx.log("warning", {
-      event: "deferred",
-      id: h.id,
-      uid: h.uid ?? "-",
-      host,
-      attempts,
-      reason: line,
-    });
-    book.settle(h.id, "deferred");
-  }
-
-  async #expire(item: Item): Promise<void> {
-    const reason = `not delivered within ${formatAge(this.#core.ctx.settings.maxAgeMs)} (${
-      item.entry.state?.lastError ?? "relay unreachable"
-    })`;
-    await this.#giveUp(item, reason, "expired");
-    this.pump();
-  }
-
-  /** Gives up on a message: to failed/, and a notice to its sender through the queue. */
-  async #giveUp(item: Item, reason: string, outcome: "failed" | "expired"): Promise<void> {
-    const { ctx, book, queue } = this.#core;
-    const h = item.entry.header;
-    if (h.sender !== null && h.sender !== "") await this.#notify(item, reason);
-    await queue.fail(h.id);
-    book.items.delete(h.id);
-    ctx.log(outcome === "expired" ? "warning" : "err", {
-      event: outcome,
-      id: h.id,
-      uid: h.uid ?? "-",
-      sender: `<${h.sender ?? ""}>`,
-      reason,
-    });
-    book.settle(h.id, outcome);
-  }
-
-  /** Queues the failure notice to a given-up message's sender. */
-  async #notify(item: Item, reason: string): Promise<void> {
-    const { ctx, book, queue } = this.#core;
-    const h = item.entry.header;
-    const headers = await queue.headersOf(item.entry).catch(() => "");
-    const body = encoder.encode(failureNotice(h, reason, ctx.hostname, headers, new Date()));
-    const notice: QueueHeader = {
-      v: 1,
-      id: newMessageId(crypto.randomUUID()),
-      sender: "",
-      recipients: [h.sender!],
-      extractRecipients: false,
-      created: Date.now(),
-      size: body.length,
-      sha256: new Sha256().update(body).hex(),
-      ...(h.uid === undefined ? {} : { uid: h.uid }),
-    };
-    const path = await queue.enqueue(notice, body);
-    book.add({
-      header: notice,
-      state: undefined,
-      path,
-      bodyOffset: encoder.encode(`${JSON.stringify(notice)}\n`).length,
-    });
   }
 
   /** Ends the session (killed after 10 s) and waits for it; no retry is planned any more. */

@@ -1,7 +1,9 @@
 /**
  * The satellite service's intake: takes what local users drop into the
- * sticky `drop/` directory and what root leaves in `root/`, and queues it
- * (or hands a request to lib/client/service_requests_io.ts).
+ * sticky `drop/` directory, and what root leaves in `root/`
+ * (lib/client/root_drops_io.ts), and queues it
+ * (lib/client/accept_drop_io.ts) or hands a request to
+ * lib/client/service_requests_io.ts.
  *
  * Security: every name in the drop directory belongs to a user. A drop is
  * first renamed into the private `incoming/` directory (rename moves a
@@ -15,24 +17,19 @@
  * @module
  */
 
-import { MailError } from "../shared/errors.ts";
-import { prefixedReader, type Spooled, spoolMessage } from "../shared/spool_io.ts";
-import { parseSendmailArgs, type SendmailRequest } from "../shared/sendmail_args.ts";
-import { normalizeSender } from "./client_args.ts";
+import { acceptDrop } from "./accept_drop_io.ts";
 import {
   checkDrop,
   classifyDropName,
   type DropStat,
   MAX_DROP_HEADER,
   MAX_REQUEST_SIZE,
-  parseDropHeader,
   parseServiceRequest,
   sameFile,
   STALE_TEMP_MS,
 } from "./drop.ts";
-import { readFileCapped, readHeadLine } from "./drop_read_io.ts";
-import { loginOfUid, prepareLocal } from "./prepare_local_io.ts";
-import { newMessageId, type QueueHeader, queueHeader } from "./queue_entry.ts";
+import { readFileCapped } from "./drop_read_io.ts";
+import { RootDrops } from "./root_drops_io.ts";
 import type { ServiceCore } from "./service_context.ts";
 import type { Requests } from "./service_requests_io.ts";
 
@@ -43,6 +40,7 @@ const WRITING_MS = 2_000;
 export class Intake {
   readonly #core: ServiceCore;
   readonly #requests: Requests;
+  readonly #rootDrops: RootDrops;
   #running = false;
   #again = false;
   /** Names in drop/ that cannot be claimed (logged once). */
@@ -53,6 +51,12 @@ export class Intake {
   constructor(core: ServiceCore, requests: Requests) {
     this.#core = core;
     this.#requests = requests;
+    this.#rootDrops = new RootDrops(core, requests);
+  }
+
+  /** Empties root's message drops that are queued already (`uid:hex` in `queued`). */
+  forgetQueuedRootDrops(queued: Set<string>): Promise<void> {
+    return this.#rootDrops.forgetQueued(queued);
   }
 
   /**
@@ -98,29 +102,6 @@ export class Intake {
     }
   }
 
-  /** Empties root's message drops that are queued already (`uid:hex` in `queued`). */
-  async forgetQueuedRootDrops(queued: Set<string>): Promise<void> {
-    const { root, ctx } = this.#core;
-    for await (const e of Deno.readDir(`${root}/root`)) {
-      const kind = classifyDropName(e.name);
-      if (kind.kind !== "message" || !queued.has(`0:${kind.hex}`)) continue;
-      const path = `${root}/root/${e.name}`;
-      const info = await Deno.lstat(path).catch(() => undefined);
-      if (!info?.isFile || info.uid !== 0 || info.size === 0) continue;
-      try {
-        const file = await Deno.open(path, { write: true });
-        try {
-          if (sameFile(info, await file.stat())) await file.truncate(0);
-        } finally {
-          file.close();
-        }
-        ctx.log("info", { event: "already-queued", drop: kind.hex, uid: 0 });
-      } catch {
-        // root's next submission or the intake sees it again
-      }
-    }
-  }
-
   async #loop(): Promise<void> {
     const { root, ctx } = this.#core;
     this.#running = true;
@@ -134,12 +115,7 @@ export class Intake {
           if (this.#core.stopping) return;
           await this.#takeDrop(name);
         }
-        const rootNames: string[] = [];
-        for await (const e of Deno.readDir(`${root}/root`)) rootNames.push(e.name);
-        for (const name of rootNames) {
-          if (this.#core.stopping) return;
-          await this.#takeRootDrop(name);
-        }
+        await this.#rootDrops.takeAll();
       } while (this.#again && !this.#core.stopping);
     } catch (err) {
       ctx.log("err", { event: "intake-error", reason: String(err) });
@@ -193,61 +169,6 @@ export class Intake {
       uid: info.uid ?? "-",
       reason: `cannot be moved (${info.isDirectory ? "directory" : "not movable"}), left in drop/`,
     });
-  }
-
-  /**
-   * Takes one of root's drops from `root/` (root's directory: the service
-   * may read and empty the files there, not remove them). A taken file is
-   * emptied; root's next submission removes it. A request is answered in
-   * its own file.
-   */
-  async #takeRootDrop(name: string): Promise<void> {
-    const { ctx } = this.#core;
-    const kind = classifyDropName(name);
-    if (kind.kind !== "message" && kind.kind !== "request") return;
-    const path = `${this.#core.root}/root/${name}`;
-    const info = await Deno.lstat(path).catch(() => undefined);
-    if (!info || info.size === 0) return; // taken already
-    const limits = {
-      serviceUid: ctx.uid,
-      maxSize: kind.kind === "message" ? ctx.settings.maxSize + MAX_DROP_HEADER : MAX_REQUEST_SIZE,
-    };
-    const verdict = checkDrop(info, limits);
-    if (verdict.kind === "refused" || verdict.uid !== 0) return;
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(path, { read: true, write: true });
-    } catch {
-      return;
-    }
-    try {
-      const opened = await file.stat();
-      if (!sameFile(info, opened) || checkDrop(opened, limits).kind !== "ok") return;
-      if (kind.kind === "request") {
-        await this.#takeRootRequest(name, file, opened);
-        return;
-      }
-      const reason = await this.#accept(kind.hex, file, 0);
-      if (reason !== undefined) {
-        ctx.log("warning", { event: "setaside", drop: name, uid: 0, reason });
-      }
-      await file.truncate(0);
-      if (reason === undefined) this.#core.pump();
-    } catch (err) {
-      ctx.log("err", { event: "intake-error", drop: name, reason: String(err) });
-    } finally {
-      file.close();
-    }
-  }
-
-  /** Starts answering root's request `name` (once: its file holds it until answered). */
-  async #takeRootRequest(name: string, file: Deno.FsFile, opened: DropStat): Promise<void> {
-    const answering = this.#requests.answering;
-    if (answering.has(name)) return;
-    const text = await readFileCapped(file, MAX_REQUEST_SIZE);
-    if (text === undefined || text.includes('"reply"')) return; // answered already
-    answering.add(name);
-    this.#core.track(this.#requests.answerRoot(name, opened, parseServiceRequest(text)));
   }
 
   /** Moves a claimed name to hold/ with one log line. */
@@ -333,7 +254,7 @@ export class Intake {
 
   /** A user's checked message drop: queued and removed, or set aside (closes `file`). */
   async #processMessage(name: string, hex: string, file: Deno.FsFile, uid: number): Promise<void> {
-    const reason = await this.#accept(hex, file, uid);
+    const reason = await acceptDrop(this.#core, hex, file, uid);
     file.close();
     if (reason === undefined) {
       // Gone before it can be sent: a drop left after a delivery would go again.
@@ -342,82 +263,5 @@ export class Intake {
     } else {
       await this.#setAside(name, reason, uid);
     }
-  }
-
-  /** Copies a checked message drop into the queue; returns why not, when it cannot. */
-  async #accept(hex: string, file: Deno.FsFile, uid: number): Promise<string | undefined> {
-    const { ctx } = this.#core;
-    const s = ctx.settings;
-    const head = await readHeadLine(file, MAX_DROP_HEADER);
-    if (!head) return "no request line";
-    const words = parseDropHeader(head.line);
-    if (!words) return "malformed request line";
-    let req;
-    try {
-      req = normalizeSender(parseSendmailArgs(["sendmail", ...words]));
-    } catch (err) {
-      return `request refused (${err instanceof MailError ? err.message : "invalid"})`;
-    }
-    let spool;
-    try {
-      spool = await spoolMessage(prefixedReader(head.rest, file), {
-        dir: ctx.spoolDir,
-        prefix: "sshsendmail",
-        maxSize: s.maxSize,
-        idleTimeoutMs: 60_000,
-      });
-    } catch (err) {
-      return err instanceof MailError ? err.message : "cannot read";
-    }
-    const login = await loginOfUid(uid);
-    let prepared;
-    try {
-      prepared = await prepareLocal(await ctx.policy(), login, req, spool, {
-        spoolDir: ctx.spoolDir,
-        maxSize: s.maxSize + 4096,
-        idleTimeoutMs: 60_000,
-      });
-    } catch (err) {
-      spool.file.close();
-      return `request refused (${err instanceof MailError ? err.message : "invalid"})`;
-    }
-    try {
-      await this.#enqueue(hex, uid, prepared);
-      return undefined;
-    } finally {
-      if (prepared.spool !== spool) prepared.spool.file.close();
-      spool.file.close();
-    }
-  }
-
-  /** Queues a prepared message and tracks it. */
-  async #enqueue(
-    hex: string,
-    uid: number,
-    prepared: { req: SendmailRequest; spool: Spooled },
-  ): Promise<void> {
-    const { ctx, queue, book } = this.#core;
-    const id = newMessageId(crypto.randomUUID());
-    const header: QueueHeader = {
-      ...queueHeader(id, prepared.req, prepared.spool, Date.now()),
-      uid,
-      drop: hex,
-    };
-    const path = await queue.enqueue(header, prepared.spool);
-    book.add({
-      header,
-      state: undefined,
-      path,
-      bodyOffset: new TextEncoder().encode(`${JSON.stringify(header)}\n`).length,
-    });
-    ctx.log("info", {
-      event: "accepted",
-      drop: hex,
-      id,
-      uid,
-      sender: `<${header.sender ?? ""}>`,
-      rcpts: header.extractRecipients ? "headers" : header.recipients.length,
-      size: header.size,
-    });
   }
 }

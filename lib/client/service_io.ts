@@ -6,10 +6,12 @@
  * flows. Retries with backoff, expires with a notice, answers `mailq`,
  * `sendmail -q` and `--remove` requests. Effectful edge module.
  *
- * Its parts: the intake (lib/client/service_intake_io.ts: drop/ and root/,
- * the checks, hold/), the requests (service_requests_io.ts), the delivery
- * (service_delivery_io.ts: the relay sessions, retries, expiry) and the
- * book of queued messages with the pure decisions (service_book.ts). This
+ * Its parts: the intake (lib/client/service_intake_io.ts: drop/, the
+ * checks, hold/; root_drops_io.ts: root/; accept_drop_io.ts: a checked
+ * drop into the queue), the requests (service_requests_io.ts), the delivery
+ * (service_delivery_io.ts: the relay sessions, retries; undelivered_io.ts:
+ * deferral, expiry, the failure notice) and the book of queued messages
+ * with the pure decisions (service_book.ts). This
  * module runs them: start, the polling of drop/, the watcher of root/, the
  * sweep, `alive`, the config reload, the stop; and the log sink.
  *
