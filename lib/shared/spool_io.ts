@@ -45,6 +45,12 @@ export interface SpoolOptions {
    * than the message).
    */
   inMemory?: boolean;
+  /**
+   * The clock (ms since the epoch) that the deadline and `minRate` read
+   * (default Date.now; tests pass their own). The short-lived watchdog's
+   * timers keep the real one.
+   */
+  clock?: () => number;
 }
 
 /** How long a message may take before `minRate` applies. */
@@ -128,12 +134,13 @@ export async function spoolMessage(input: ByteReader, options: SpoolOptions): Pr
   // full (then they go to a file) or the message ends (then it stays here).
   const buffer = takeChunk();
   let held = 0;
-  const started = Date.now();
+  const clock = options.clock ?? Date.now;
+  const started = clock();
   const deadline = options.deadlineMs === undefined ? Infinity : started + options.deadlineMs;
   const watch = options.shortLived ? signalWatchdog(options.idleTimeoutMs, deadline) : undefined;
   try {
     for (;;) {
-      const left = deadline - Date.now();
+      const left = deadline - clock();
       const into = buffer.subarray(held);
       let n: number | null | "idle";
       if (watch) n = await watch.race(input.read(into));
@@ -146,7 +153,7 @@ export async function spoolMessage(input: ByteReader, options: SpoolOptions): Pr
       }
       if (n === "idle") {
         throw new TempError(
-          Date.now() >= deadline
+          clock() >= deadline
             ? "message not complete within the time limit"
             : "timed out waiting for the message",
           "4.4.2",
@@ -154,7 +161,7 @@ export async function spoolMessage(input: ByteReader, options: SpoolOptions): Pr
       }
       if (n === null) break;
       size += n;
-      const took = Date.now() - started;
+      const took = clock() - started;
       if (options.minRate && took > MIN_RATE_GRACE_MS && size < (options.minRate * took) / 1000) {
         throw new TempError("message arriving too slowly", "4.4.2");
       }
