@@ -3,7 +3,8 @@
  * real relay bed: key made, host key recorded, authorized_keys line
  * installed over an admin login, config written, test message delivered;
  * then `--test ADDR` alone repeats the last step. And the refusals: a relay
- * whose host key changed is not trusted, a host starting with `-` is refused.
+ * whose host key changed is not trusted, a host starting with `-` is refused,
+ * a host key not confirmed at the terminal is not kept.
  *
  * @module
  */
@@ -113,6 +114,51 @@ Deno.test({
         match(r.stderr, /^sshsendmail: invalid relay host/);
         ok(!(await Deno.stat("/tmp/pwned-setup").catch(() => undefined)));
       });
+
+      // On a terminal, setup asks whether the host key it fetched is the
+      // relay's. The terminal is a pty (python3's pty module: no shell).
+      const dir2 = await Deno.makeTempDir({ dir: "/tmp", prefix: "rsm-setup-tty-" });
+      const onTerminal = (answer: string) =>
+        run("/usr/bin/python3", [
+          "-c",
+          "import pty, sys; sys.exit(pty.spawn(sys.argv[1:]) >> 8)",
+          SSHSENDMAIL,
+          ...setupArgs(relay, dir2, admin),
+        ], {
+          check: false,
+          env: { ...env, SSHSENDMAIL_CONFIG: `${dir2}/sshsendmail.conf` },
+          stdin: answer,
+        });
+      const linesOf = async () =>
+        (await Deno.readTextFile(installed)).split("\n").filter((l) => l.includes("sshsendmail@"));
+      try {
+        await t.step(
+          "attack: a host key answered no at the terminal (a man in the middle's) is not kept, and nothing is installed",
+          async () => {
+            const before = await linesOf();
+            const r = await onTerminal("n\n");
+            strictEqual(r.code, 77, r.stdout + r.stderr);
+            match(r.stdout, /Is this the relay's host key\? \[y\/N\]/);
+            match(r.stdout + r.stderr, /host key not confirmed; nothing was installed/);
+            ok(!(await Deno.stat(`${dir2}/keys/known_hosts`).catch(() => undefined)));
+            strictEqual((await linesOf()).length, before.length);
+          },
+        );
+        await t.step(
+          "control: answered yes at the terminal, the host key is kept and the line installed",
+          async () => {
+            const before = await linesOf();
+            const r = await onTerminal("y\n");
+            strictEqual(r.code, 0, r.stdout + r.stderr);
+            match(r.stdout, /Is this the relay's host key\? \[y\/N\]/);
+            match(r.stdout, /\[3\/5\] authorized_keys line added to/);
+            ok((await Deno.readTextFile(`${dir2}/keys/known_hosts`)).includes("ssh-ed25519"));
+            strictEqual((await linesOf()).length, before.length + 1);
+          },
+        );
+      } finally {
+        await Deno.remove(dir2, { recursive: true });
+      }
     } finally {
       await removeInstalledKeys(relay);
       await relay.stop();
