@@ -3,10 +3,15 @@
  * parseArgs, strict) mixed with the sendmail options its callers pass
  * (parsed by the same grammar the relay uses, so both sides agree).
  *
+ * node:util is handed in by the caller, which loads it only when the
+ * command line holds own options ({@link hasOwnOptions}): loading it starts
+ * Deno's Node layer, about 10 ms of every client start, and the commonest
+ * callers (cron, mutt, a Postfix pipe, the submitter) pass none.
+ *
  * @module
  */
 
-import { parseArgs } from "node:util";
+import type { parseArgs } from "node:util";
 import { isEnvelopeAddress } from "../shared/address.ts";
 import { applySetting, type ClientSettings, defaultSettings } from "./client_config.ts";
 import { UsageError } from "../shared/errors.ts";
@@ -219,8 +224,16 @@ function splitArgv(argv: readonly string[], defaultMta: Mta): SplitArgv {
   return split;
 }
 
+/** node:util's parseArgs. */
+export type ParseArgs = typeof parseArgs;
+
+/** Whether `argv` holds sshsendmail's own options: only then does parsing it need node:util. */
+export function hasOwnOptions(argv: readonly string[], defaultMta: Mta): boolean {
+  return splitArgv(argv, defaultMta).own.length > 0;
+}
+
 /** Parses the own options, strictly. */
-function parseOwn(own: string[]) {
+function parseOwn(own: string[], parseArgs: ParseArgs) {
   try {
     return parseArgs({ args: own, options: OWN_OPTIONS, strict: true, allowPositionals: false })
       .values;
@@ -283,7 +296,8 @@ function requestOf(
 }
 
 /**
- * Splits and parses argv.
+ * Splits and parses argv; `parseArgs` (node:util's) is needed when
+ * {@link hasOwnOptions} says so.
  *
  * Security: words after a sendmail value option (`-f X`) are values, never
  * options; a host or user starting with `-` is refused.
@@ -291,9 +305,17 @@ function requestOf(
  * @throws {UsageError} Unknown options, sendmail options outside the grammar.
  * @throws {ConfigError} Bad option values.
  */
-export function parseClientArgs(argv: readonly string[], defaultMta: Mta): ClientArgs {
+export function parseClientArgs(
+  argv: readonly string[],
+  defaultMta: Mta,
+  parseArgs?: ParseArgs,
+): ClientArgs {
   const split = splitArgv(argv, defaultMta);
-  const values = parseOwn(split.own);
+  let values: OwnValues = {};
+  if (split.own.length > 0) {
+    if (parseArgs === undefined) throw new Error("own options without node:util's parseArgs");
+    values = parseOwn(split.own, parseArgs);
+  }
   const settings = settingsOf(values);
   const mta = values.mta ?? defaultMta;
   if (mta !== "postfix" && mta !== "nullmailer" && mta !== "sendmail") {

@@ -1,5 +1,14 @@
-import { deepStrictEqual, strictEqual } from "node:assert/strict";
-import { type ClientCommand, type Mta, parseClientArgs } from "../../lib/client/client_args.ts";
+import { deepStrictEqual, strictEqual, throws } from "node:assert/strict";
+import { parseArgs } from "node:util";
+import {
+  type ClientCommand,
+  hasOwnOptions,
+  type Mta,
+  parseClientArgs as parseWith,
+} from "../../lib/client/client_args.ts";
+
+/** The client's parse with node:util's parseArgs at hand (client.ts loads it for own options). */
+const parseClientArgs = (argv: readonly string[], mta: Mta) => parseWith(argv, mta, parseArgs);
 import { DataError, UsageError } from "../../lib/shared/errors.ts";
 import { EX_DATAERR, EX_USAGE } from "../../lib/shared/exit_codes.ts";
 import { assertRefused, type MailErrorClass } from "./_assert.ts";
@@ -187,4 +196,31 @@ Deno.test("parseClientArgs() refuses recipients after -q and -bp (as Postfix doe
     strictEqual(parseClientArgs(["-q", "-v"], "sendmail").command, "flush");
     strictEqual(parseClientArgs(["-bp", "-oi"], "sendmail").command, "list");
   });
+});
+
+Deno.test("hasOwnOptions(): node:util is loaded only for sshsendmail's own options", async (t) => {
+  const cases: [string, string[], Mta, boolean][] = [
+    ["a cron or mutt send", ["-oi", "-f", "a@b.example", "--", "c@d.example"], "sendmail", false],
+    ["-t from PHP", ["-t", "-i"], "sendmail", false],
+    ["a Postfix pipe", ["-f", "a@b.example", "--", "c@d.example"], "postfix", false],
+    ["-q and -bp", ["-q"], "sendmail", false],
+    ["a value that looks like an option (-f --x)", ["-f", "--x", "--", "c@d"], "sendmail", false],
+    ["a recipient after -- that starts with --", ["--", "--host"], "sendmail", false],
+    ["--host", ["--host", "relay", "--", "c@d.example"], "sendmail", true],
+    ["--serve", ["--serve"], "sendmail", true],
+    ["an unknown --bogus (refused by parseArgs)", ["--bogus"], "sendmail", true],
+  ];
+  for (const [name, argv, mta, own] of cases) {
+    await t.step(`${name}: ${own ? "own options" : "none"}`, () => {
+      strictEqual(hasOwnOptions(argv, mta), own);
+    });
+  }
+});
+
+Deno.test("parseClientArgs() without node:util: a send with no own options parses; own options without it are a fault of the caller", () => {
+  const args = parseWith(["-oi", "-f", "a@b.example", "--", "c@d.example"], "sendmail");
+  strictEqual(args.command, "send");
+  deepStrictEqual(args.request?.recipients, ["c@d.example"]);
+  strictEqual(args.request?.sender, "a@b.example");
+  throws(() => parseWith(["--host", "relay"], "sendmail"), /without node:util/);
 });
