@@ -48,6 +48,9 @@ export async function acceptDrop(
       prefix: "sshsendmail",
       maxSize: s.maxSize,
       idleTimeoutMs: 60_000,
+      // Under 64 KiB (most mail) the copy stays in memory: no spool file to
+      // create, write and read back before the queue file is written.
+      inMemory: true,
     });
   } catch (err) {
     return err instanceof MailError ? err.message : "cannot read";

@@ -200,6 +200,7 @@ export async function prepareLocal(
       prefix: "sshsendmail",
       maxSize: o.maxSize,
       idleTimeoutMs: o.idleTimeoutMs,
+      inMemory: true,
     });
     return { req: checked, spool: rebuilt };
   }

@@ -172,3 +172,44 @@ Deno.test("service: sendmail -v says where the message went; a direct send with 
     await bed.stop();
   }
 });
+
+Deno.test("service: messages on both sides of its 64 KiB in-memory copy, with and without From:, arrive byte for byte", async () => {
+  const bed = await startServiceBed();
+  try {
+    const ann = await account("rsmann");
+    const rcpt = await account("rsmrcpt");
+    const box = bed.mailbox(rcpt.name);
+    // Lines of printable text, none starting with "From " (mbox would quote it).
+    const bodyOf = (bytes: number, tok: string) => {
+      const lines: string[] = [`token ${tok}`];
+      for (let i = 0, n = 0; n < bytes; i++) {
+        const line = `${String(i).padStart(6, "0")} ${"abcdefghij".repeat(7)}`;
+        lines.push(line);
+        n += line.length + 1;
+      }
+      return `${lines.join("\n")}\n`;
+    };
+    const cases = [
+      {
+        name: "60 KB, no From: (copied again with From: added, in memory)",
+        bytes: 60_000,
+        from: false,
+      },
+      { name: "70 KB, no From: (past 64 KiB: a spool file)", bytes: 70_000, from: false },
+      { name: "70 KB with From:", bytes: 70_000, from: true },
+      { name: "300 KB with From:", bytes: 300_000, from: true },
+    ];
+    for (const c of cases) {
+      const tok = token("big");
+      const body = bodyOf(c.bytes, tok);
+      const head = `${c.from ? "From: rsmann@sat.test\n" : ""}Subject: ${c.name}\n\n`;
+      const res = await bed.sendAs(ann, [`${rcpt.name}@${bed.domain}`], head + body);
+      assert.equal(res.code, 0, res.stderr);
+      const mail = parseMessage(await takeByToken(box, tok));
+      assert.equal(mail.body.trimEnd(), body.trimEnd(), c.name);
+      assert.deepEqual(mail.header("From"), ["rsmann@sat.test"], c.name);
+    }
+  } finally {
+    await bed.stop();
+  }
+});
