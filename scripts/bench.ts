@@ -41,13 +41,13 @@ import {
   DIST_RSENDMAIL,
   DIST_SSHSENDMAIL,
   exists,
-  goalTable,
   type Options,
   QUICK,
   ROOT,
   type SectionResult,
   shebangOf,
 } from "./bench_common.ts";
+import { goalTable } from "./bench_report.ts";
 import { collectMail, deliveryTable } from "./bench_delivery.ts";
 import { benchRelay } from "./bench_relay.ts";
 import { benchE2e, withSshBed } from "./bench_e2e.ts";

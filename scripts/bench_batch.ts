@@ -23,21 +23,18 @@ import {
   BENCH_USER,
   DIST_RSENDMAIL,
   done,
-  type Goal,
-  goalTable,
   makeMessage,
   type Options,
   progress,
-  quantile,
   RELAY_USER,
   type Sample,
   type SectionResult,
   SENDER,
   SENDMAIL,
-  table,
   tagOf,
   timeOnce,
 } from "./bench_common.ts";
+import { type Goal, goalTable, quantile, table } from "./bench_report.ts";
 import type { MailGroup } from "./bench_delivery.ts";
 import { DirWatch, writeDrop } from "./bench_spool.ts";
 

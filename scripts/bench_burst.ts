@@ -15,16 +15,14 @@ import {
   asUser,
   baseEnv,
   done,
-  fmt,
-  type Goal,
   type Options,
   progress,
   type Sample,
   SENDER,
   SENDMAIL,
-  table,
   timeOnce,
 } from "./bench_common.ts";
+import { fmt, type Goal, table } from "./bench_report.ts";
 import type { MailGroup } from "./bench_delivery.ts";
 import { dist, sendGroup, type ServiceCtx, writeDrop } from "./bench_spool.ts";
 

@@ -9,6 +9,7 @@
 
 import { run } from "../tests/e2e/_bed.ts";
 import type { MailGroup } from "./bench_delivery.ts";
+import type { Goal } from "./bench_report.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 export const DIST_RSENDMAIL = `${ROOT}/dist/rsendmail`;
@@ -79,20 +80,6 @@ export const QUICK: Partial<Options> = {
   rssN: 1000,
 };
 
-/** One goal of issue 15 (or an older one), as measured in this run. */
-export interface Goal {
-  /** What is compared, e.g. "relay side: ours / bare Deno wrapper". */
-  what: string;
-  /** e.g. "≤ 1.15×". */
-  goal: string;
-  measured: string;
-  /** undefined: could not be measured here (shown as n/a). */
-  met: boolean | undefined;
-}
-
-export const verdict = (met: boolean | undefined) =>
-  met === undefined ? "n/a" : met ? "met" : "MISSED";
-
 /** What a section hands back to bench.ts. */
 export interface SectionResult {
   /** Its `--only` name. */
@@ -161,14 +148,6 @@ export async function timeOnce(spec: Spec): Promise<Sample> {
   return { ms, code: status.code, stderr: text };
 }
 
-export function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  const pos = (sorted.length - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
-}
-
 /** A command as a local account (setpriv, a login-like environment). */
 export function asUser(
   user: string,
@@ -230,18 +209,6 @@ export async function measure(
   await done(`${title}: ${total} rounds`);
 }
 
-export function stats(c: Case): { n: number; median: number; p25: number; p75: number } {
-  const ms = c.samples.map((s) => s.ms).sort((a, b) => a - b);
-  return {
-    n: ms.length,
-    median: quantile(ms, 0.5),
-    p25: quantile(ms, 0.25),
-    p75: quantile(ms, 0.75),
-  };
-}
-
-export const med = (c: Case) => stats(c).median;
-
 /** The cases' delivery groups (every run of a mail case, warm-up included). */
 export function caseGroups(section: string, cases: Case[], o: { warmup: number; runs: number }) {
   return cases.filter((c) => c.mail).map((c): MailGroup => ({
@@ -250,60 +217,6 @@ export function caseGroups(section: string, cases: Case[], o: { warmup: number; 
     sent: o.warmup + o.runs,
     failed: c.failures.length,
   }));
-}
-
-/** Every case of a section in a folded table (median, quartiles, failures). */
-export function detail(title: string, cases: Case[]): string {
-  return [
-    `<details><summary>All ${title} cases (ms)</summary>`,
-    "",
-    table(
-      ["case", "n", "median", "p25", "p75", "failed runs"],
-      cases.map((c) => {
-        const s = stats(c);
-        return [
-          c.id,
-          String(s.n),
-          fmt(s.median),
-          fmt(s.p25),
-          fmt(s.p75),
-          String(c.failures.length),
-        ];
-      }),
-    ),
-    "",
-    "</details>",
-  ].join("\n");
-}
-
-/** Failed runs of the cases, as findings. */
-export function caseFindings(section: string, cases: Case[]): string[] {
-  return cases.filter((c) => c.failures.length > 0).map((c) =>
-    `${section} ${c.id}: ${c.failures.length} failed runs, e.g. ${c.failures[0]}`
-  );
-}
-
-/** A table of goals: what, goal, measured, met/missed. */
-export function goalTable(goals: readonly Goal[]): string {
-  return table(
-    ["goal", "target", "measured", "ours"],
-    goals.map((g) => [g.what, g.goal, g.measured, verdict(g.met)]),
-  );
-}
-
-export const fmt = (ms: number) => (Number.isFinite(ms) ? ms.toFixed(1) : "–");
-export const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
-
-export function table(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) =>
-    `| ${
-      cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ")
-    } |`;
-  const sep = `|${
-    widths.map((w, i) => (i === 0 ? `:${"-".repeat(w + 1)}` : `${"-".repeat(w + 1)}:`)).join("|")
-  }|`;
-  return [line(head), sep, ...rows.map(line)].join("\n");
 }
 
 /** A message of about `size` bytes, tagged so its delivery can be counted. */
@@ -386,5 +299,3 @@ export async function countFiles(dir: string): Promise<number> {
   } catch { /* missing: 0 */ }
   return n;
 }
-
-export const mib = (kib: number) => (Number.isFinite(kib) ? (kib / 1024).toFixed(1) : "–");

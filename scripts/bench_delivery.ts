@@ -7,7 +7,8 @@
  * @module
  */
 
-import { decoder, sleep, table } from "./bench_common.ts";
+import { decoder, sleep } from "./bench_common.ts";
+import { table } from "./bench_report.ts";
 
 /** A group of bench messages whose delivery is checked (each tag index exactly once). */
 export interface MailGroup {

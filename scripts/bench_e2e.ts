@@ -30,20 +30,13 @@ import { sshArgv } from "../lib/client/ssh_command.ts";
 import {
   asUser,
   BENCH_USER,
-  caseFindings,
   caseGroups,
   caseList,
-  detail,
   DIST_RSENDMAIL,
   DIST_SSHSENDMAIL,
-  fmt,
-  type Goal,
-  goalTable,
   makeMessage,
   measure,
-  med,
   type Options,
-  ratio,
   RELAY_USER,
   type SectionResult,
   SENDER,
@@ -52,12 +45,21 @@ import {
   SETPRIV,
   shebangOf,
   type Spec,
-  table,
   tagOf,
   UP_RSENDMAIL,
   UP_SSHSENDMAIL,
   writeScript,
 } from "./bench_common.ts";
+import {
+  caseFindings,
+  detail,
+  fmt,
+  type Goal,
+  goalTable,
+  med,
+  ratio,
+  table,
+} from "./bench_report.ts";
 
 /**
  * The bare client of the design floor: parses its options with node:util

@@ -18,16 +18,14 @@ import { type Account, account, startServiceBed } from "../tests/e2e/_service.ts
 import {
   DIST_RSENDMAIL,
   done,
-  type Goal,
-  goalTable,
   makeMessage,
   type Options,
   progress,
   type SectionResult,
   sleep,
-  table,
   tagOf,
 } from "./bench_common.ts";
+import { type Goal, goalTable, table } from "./bench_report.ts";
 import { DirWatch, memoryOf, relayPidOf, USERS, writeDrop } from "./bench_spool.ts";
 
 /** Issue 15: flat (≤ 10% growth after the first 500); issue 11: the service's peak. */

@@ -15,20 +15,13 @@
 import { ensureUser } from "../tests/e2e/_bed.ts";
 import {
   asUser,
-  caseFindings,
   caseGroups,
   caseList,
-  detail,
   DIST_RSENDMAIL,
   DIST_SSHSENDMAIL,
-  fmt,
-  type Goal,
-  goalTable,
   makeMessage,
   measure,
-  med,
   type Options,
-  ratio,
   RELAY_USER,
   type SectionResult,
   SENDER,
@@ -36,12 +29,21 @@ import {
   sendmailWrapperCode,
   shebangOf,
   type Spec,
-  table,
   tagOf,
   UP_RSENDMAIL,
-  verdict,
   writeScript,
 } from "./bench_common.ts";
+import {
+  caseFindings,
+  detail,
+  fmt,
+  type Goal,
+  goalTable,
+  med,
+  ratio,
+  table,
+  verdict,
+} from "./bench_report.ts";
 
 /** Issue 15: ours within 15% of the bare Deno wrapper (one 1 KB message). */
 const GOAL_WRAPPER = 1.15;

@@ -30,15 +30,11 @@ import {
   asUser,
   baseEnv,
   BENCH_USER,
-  caseFindings,
   caseGroups,
   caseList,
   DIST_RSENDMAIL,
   DIST_SSHSENDMAIL,
   done,
-  fmt,
-  type Goal,
-  goalTable,
   makeMessage,
   measure,
   type Options,
@@ -49,13 +45,13 @@ import {
   SENDMAIL,
   shebangOf,
   type Spec,
-  table,
   tagOf,
   timeOnce,
   UP_RSENDMAIL,
   UP_SSHSENDMAIL,
   writeScript,
 } from "./bench_common.ts";
+import { caseFindings, fmt, type Goal, goalTable, table } from "./bench_report.ts";
 import type { MailGroup } from "./bench_delivery.ts";
 import {
   DirWatch,

@@ -24,23 +24,18 @@ import {
   DIST_SSHSENDMAIL,
   done,
   encoder,
-  fmt,
-  type Goal,
-  goalTable,
   makeMessage,
-  mib,
   type Options,
   progress,
-  quantile,
   readRssKiB,
   type Sample,
   type SectionResult,
   SENDER,
-  table,
   tagOf,
   TIME,
   timeOnce,
 } from "./bench_common.ts";
+import { fmt, type Goal, goalTable, mib, quantile, table } from "./bench_report.ts";
 import type { MailGroup } from "./bench_delivery.ts";
 
 const SPEEDUP = 5;
