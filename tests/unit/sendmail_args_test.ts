@@ -437,6 +437,43 @@ const REFUSE: Refusal[] = [
     expect: USAGE,
     control: ["sendmail", `--sha256=${SHA}`, "root"],
   },
+  // The id names a file in the relay's record directory (STATE_DIR/rsendmail-UID/LABEL/ID).
+  {
+    name: "--id=../../../etc/cron.d/x: a path out of the id record (directory traversal)",
+    words: ["sendmail", "--id=../../../etc/cron.d/x", "root"],
+    expect: USAGE,
+    control: ["sendmail", "--id=m0123456789abcdef", "root"],
+  },
+  {
+    name: "--id=a/b1234567: a slash inside the id",
+    words: ["sendmail", "--id=a/b1234567", "root"],
+    expect: USAGE,
+    control: ["sendmail", "--id=a_b1234567", "root"],
+  },
+  {
+    name: "--id=.pruned12: a dot file (the record's own prune marker is .pruned)",
+    words: ["sendmail", "--id=.pruned12", "root"],
+    expect: USAGE,
+    control: ["sendmail", "--id=pruned12", "root"],
+  },
+  {
+    name: "--id= seven characters (too short)",
+    words: ["sendmail", "--id=abcdefg", "root"],
+    expect: USAGE,
+    control: ["sendmail", "--id=abcdefgh", "root"],
+  },
+  {
+    name: "--id= 65 characters (too long)",
+    words: ["sendmail", `--id=${"a".repeat(65)}`, "root"],
+    expect: USAGE,
+    control: ["sendmail", `--id=${"a".repeat(64)}`, "root"],
+  },
+  {
+    name: "--id given twice",
+    words: ["sendmail", "--id=m0123456789abcdef", "--id=m0123456789abcdef", "root"],
+    expect: USAGE,
+    control: ["sendmail", "--id=m0123456789abcdef", "root"],
+  },
   {
     name: "--sender is not -f",
     words: ["sendmail", "--sender=a@b.example", "root"],
