@@ -176,3 +176,51 @@ Deno.test("parseConfigFile() reads the service's settings", async (t) => {
     assertRefused(() => parseConfigFile("max_size = 0\n"), ConfigError, REFUSED);
   });
 });
+
+/**
+ * The settings that reach ssh's argv or the relay's command line: [the
+ * attack or mistake, key, refused value, the control that passes]. A value
+ * ssh could read as an option (`-o…`) must never get there.
+ */
+const SSH_FACING: [string, string, string, string][] = [
+  ["a relay user ssh would read as an option", "user", "-oProxyCommand=id", "rsendmail"],
+  ["a relay user with a space", "user", "rs mail", "rs_mail"],
+  ["a relay user with a shell metacharacter", "user", "r;id", "r.id"],
+  ["a host ssh would read as an option", "host", "-oProxyCommand=id", "relay.example"],
+  ["a host with a user that is an option", "host", "-l@relay.example", "l@relay.example"],
+  ["port 0", "port", "0", "1"],
+  ["port 65536", "port", "65536", "65535"],
+  ["a port with a leading zero", "port", "022", "22"],
+  ["a port with letters", "port", "22x", "22"],
+  ["a negative port", "port", "-1", "2222"],
+  ["an ssh_option without =", "ssh_option", "Compression", "Compression=yes"],
+  ["an ssh_option that is an ssh flag", "ssh_option", "-oProxyCommand=id", "ProxyJump=none"],
+  ["an ssh_option with an empty value", "ssh_option", "Compression=", "Compression=no"],
+  [
+    "an ssh_option whose value starts with a space",
+    "ssh_option",
+    "Compression= yes",
+    "Compression=yes",
+  ],
+  ["a relay_command that is an option", "relay_command", "-c", "rsendmail"],
+  [
+    "a relay_command with a shell metacharacter",
+    "relay_command",
+    "rsendmail;id",
+    "/usr/sbin/rsendmail",
+  ],
+  ["a relay_command with a space", "relay_command", "rsendmail -bp", "rsendmail"],
+  ["a relative identity", "identity", "keys/id_ed25519", "/etc/sshsendmail/id_ed25519"],
+  ["a relative known_hosts", "known_hosts", "known_hosts", "/etc/sshsendmail/known_hosts"],
+];
+
+Deno.test("applySetting() refuses ssh-facing values ssh could misread, beside the controls that pass", async (t) => {
+  for (const [name, key, refused, control] of SSH_FACING) {
+    await t.step(`refuses ${name}`, () => {
+      assertRefused(() => apply(key, refused), ConfigError, REFUSED);
+    });
+    await t.step(`control: ${key} = ${control}`, () => {
+      apply(key, control);
+    });
+  }
+});
