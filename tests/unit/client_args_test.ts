@@ -140,6 +140,18 @@ const REFUSE: [string, string[], Mta, MailErrorClass, number, string][] = [
   ["nullmailer mode: -q30m", ["-q30m"], "nullmailer", UsageError, EX_USAGE, "5.5.4"],
   ["nullmailer mode: -bp is not mailq", ["-bp"], "nullmailer", UsageError, EX_USAGE, "5.5.4"],
   ["nullmailer mode: -bs", ["-bs"], "nullmailer", UsageError, EX_USAGE, "5.5.4"],
+  // -bs is an SMTP session on stdin: its envelope comes from MAIL FROM and RCPT TO.
+  ["-bs with a recipient", ["-bs", "a@b.example"], "sendmail", UsageError, EX_USAGE, "5.5.4"],
+  ["-bs with -t", ["-bs", "-t"], "sendmail", UsageError, EX_USAGE, "5.5.4"],
+  ["--mta qmail (not one of ours)", ["--mta", "qmail"], "sendmail", UsageError, EX_USAGE, "5.5.4"],
+  [
+    "nullmailer 1.x (recipients on the command line)",
+    ["a@b.example"],
+    "nullmailer",
+    UsageError,
+    EX_USAGE,
+    "5.5.4",
+  ],
   // Unknown or malformed long options are usage errors (64, 5.5.4), as sendmail's.
   ["--serve with a value", ["--serve=yes"], "sendmail", UsageError, EX_USAGE, "5.5.4"],
   [
@@ -176,6 +188,15 @@ Deno.test("parseClientArgs() accepts the positive controls beside its refusals",
     strictEqual(args.command, "send");
     strictEqual(args.mta, "nullmailer");
     strictEqual(args.request, undefined);
+  });
+  await t.step("-bs with -i (Laravel) is an SMTP session", () => {
+    strictEqual(parseClientArgs(["-bs", "-i"], "sendmail").command, "smtp");
+  });
+  await t.step("--mta postfix", () => {
+    strictEqual(
+      parseClientArgs(["--mta", "postfix", "--", "a@b.example"], "sendmail").mta,
+      "postfix",
+    );
   });
   await t.step("nullmailer mode with --serve", () => {
     strictEqual(parseClientArgs(["--serve"], "nullmailer").command, "serve");
