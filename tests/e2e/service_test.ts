@@ -213,3 +213,33 @@ Deno.test("service: messages on both sides of its 64 KiB in-memory copy, with an
     await bed.stop();
   }
 });
+
+Deno.test("service stopped: mailq says so (75, one line); mail sent meanwhile waits in drop/ and goes once the service is back", async () => {
+  const bed = await startServiceBed();
+  try {
+    const ann = await account("rsmann");
+    const rcpt = await account("rsmrcpt");
+    const box = bed.mailbox(rcpt.name);
+    await bed.stopService();
+    const q = await bed.sendAs(ann, [bed.sendmail, "-bp"]);
+    assert.equal(q.code, 75, q.stdout + q.stderr);
+    assert.equal(q.stdout, "");
+    assert.equal(q.stderr, "sshsendmail: the sshsendmail service is not running\n");
+    const tok = token("down");
+    const res = await bed.sendAs(
+      ann,
+      [`${rcpt.name}@${bed.domain}`],
+      `Subject: d\n\nwhile down ${tok}\n`,
+    );
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(res.stdout + res.stderr, "");
+    await bed.start();
+    const mail = parseMessage(await takeByToken(box, tok));
+    assert.deepEqual(mail.header("Return-Path"), ["<rsmann@sat.test>"]);
+    // control: running again, mailq answers
+    const again = await bed.sendAs(ann, [bed.sendmail, "-bp"]);
+    assert.equal(again.code, 0, again.stderr);
+  } finally {
+    await bed.stop();
+  }
+});
