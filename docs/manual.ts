@@ -190,7 +190,9 @@ const rsendmail: Page = {
         },
         {
           tp: "`--syslog-socket` «PATH», `--spool-dir` «DIR», `--state-dir` «DIR»",
-          body: ["For builds that grant other paths."],
+          body: [
+            "For builds that grant other paths. The state directory is shared (`/var/tmp`): the relay makes `rsendmail-`«UID» and each key's directory in it one level at a time, follows no symlink, and uses them only when they are its own and private. If another account took the name first, messages still go but without the duplicate record (their log lines say `record=unusable`), and a key with `--max-sessions` or `--max-messages` defers (4.3.0) rather than run without its limits.",
+          ],
         },
         {
           tp: "`--help`, `--version`",

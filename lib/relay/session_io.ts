@@ -255,6 +255,8 @@ export async function admit(
 ): Promise<Admitted> {
   const { record } = session;
   describe(req, fields);
+  // The state directory was not the relay's own (lib/relay/state_dir_io.ts): no record.
+  if (req.id !== undefined && record === undefined) fields.record = "unusable";
   checkPolicy(req, session.config);
   const release = record && req.id ? await record.claim(req.id) : undefined;
   let spool: Spooled;

@@ -3,6 +3,12 @@
  * the duplicate record and the per-key limits each keep one per label.
  * Effectful.
  *
+ * The state directory is shared (`/var/tmp` by default, where any local
+ * account may create `rsendmail-<uid>` first, as a directory of its own or
+ * a symlink). Each level is made without following anything and checked
+ * before the next is made in it: nothing is created inside a directory
+ * another account holds.
+ *
  * @module
  */
 
@@ -16,8 +22,13 @@ export async function privateStateDir(stateDir: string, name: string): Promise<s
   const top = `${stateDir}/rsendmail-${uid}`;
   const dir = `${top}/${name}`;
   try {
-    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    // The admin's --state-dir itself, if it is missing (as before: made whole).
+    await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
     for (const d of [top, dir]) {
+      // mkdir creates no parent and follows no symlink: an existing name stays as it is.
+      await Deno.mkdir(d, { mode: 0o700 }).catch((err) => {
+        if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+      });
       const info = await Deno.lstat(d);
       if (!info.isDirectory || info.uid !== uid || ((info.mode ?? 0) & 0o077) !== 0) {
         return undefined;

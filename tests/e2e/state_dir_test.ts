@@ -1,0 +1,143 @@
+/**
+ * The relay's state directory is shared: `/var/tmp` by default, where any
+ * local account of the relay may create `rsendmail-<uid>` first. The BUILT
+ * dist/rsendmail, as the relay account, against a sticky world-writable
+ * state directory (as /var/tmp is) that another account squatted: the
+ * relay uses neither the squatter's directory nor a symlink's target,
+ * creates nothing in them, and still delivers (without its duplicate
+ * record); a key with `--max-sessions` defers instead (no limit silently
+ * dropped). Control: a fresh state directory keeps the record.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  ensureUser,
+  expectNoToken,
+  RSENDMAIL,
+  run,
+  startPostfix,
+  takeByToken,
+  token,
+} from "./_bed.ts";
+import { Sha256 } from "../../lib/shared/sha256.ts";
+
+const RELAY_USER = "rsmrelay";
+const SQUATTER = "rsmbench";
+const RCPT = "rsmrcpt";
+
+/** A sticky, world-writable state directory, as /var/tmp is. */
+async function sharedState(): Promise<{ top: string; state: string }> {
+  const top = await Deno.makeTempDir({ prefix: "rsm-state-" });
+  await Deno.chmod(top, 0o755);
+  const state = `${top}/state`;
+  await Deno.mkdir(state);
+  await Deno.chmod(state, 0o1777);
+  return { top, state };
+}
+
+/** One message with --size, --sha256 and --id, as the relay account. */
+async function send(state: string, tok: string, admin: string[] = []) {
+  const body = new TextEncoder().encode(`Subject: state\n\n${tok}\n`);
+  const sha = new Sha256().update(body).hex();
+  const id = `m${crypto.randomUUID().replaceAll("-", "")}`;
+  const request = `sendmail --size=${body.length} --sha256=${sha} --id=${id} -- ${RCPT}@relay.test`;
+  const r = await run("/usr/bin/setpriv", [
+    `--reuid=${RELAY_USER}`,
+    `--regid=${RELAY_USER}`,
+    "--init-groups",
+    "/usr/bin/env",
+    "-i",
+    `SSH_ORIGINAL_COMMAND=${request}`,
+    "SSH_CONNECTION=127.0.0.1 40000 127.0.0.1 22",
+    RSENDMAIL,
+    "--state-dir",
+    state,
+    "--syslog-socket",
+    `${state}/no-syslog`,
+    ...admin,
+  ], { stdin: body, check: false });
+  return { ...r, id };
+}
+
+const entries = async (dir: string) => {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) names.push(e.name);
+  return names;
+};
+
+Deno.test({
+  name:
+    "relay: another account's rsendmail-<uid> in the shared state directory is not used, and nothing is created in it",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    ensureUser(RELAY_USER);
+    ensureUser(SQUATTER);
+    const postfix = await startPostfix();
+    const box = postfix.mailbox(RCPT);
+    const uid = (await run("/usr/bin/id", ["-u", RELAY_USER])).stdout.trim();
+    const { top, state } = await sharedState();
+    const mine = `${state}/rsendmail-${uid}`;
+    try {
+      await t.step("control: a fresh state directory: delivered, and the id recorded", async () => {
+        const tok = token("state");
+        const r = await send(state, tok);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stderr, "");
+        await takeByToken(box, tok);
+        assert.ok((await entries(`${mine}/_`)).includes(r.id));
+        await Deno.remove(mine, { recursive: true });
+      });
+
+      await t.step(
+        "attack: a squatter's directory as rsendmail-<uid> (0777): not used, left empty; mail still goes",
+        async () => {
+          await Deno.mkdir(mine);
+          await run("/usr/bin/chown", [`${SQUATTER}:`, mine]);
+          await Deno.chmod(mine, 0o777);
+          const tok = token("squat");
+          const r = await send(state, tok);
+          assert.equal(r.code, 0, r.stderr);
+          assert.equal(r.stderr, "");
+          await takeByToken(box, tok);
+          assert.deepEqual(await entries(mine), []);
+        },
+      );
+
+      await t.step(
+        "attack: the same squat under a key with --max-sessions: deferred (75, 4.3.0), nothing sent, nothing created",
+        async () => {
+          const tok = token("squatlim");
+          const r = await send(state, tok, ["--max-sessions", "2"]);
+          assert.equal(r.code, 75, r.stderr);
+          assert.equal(r.stderr, "4.3.0 rsendmail: relay state directory unusable\n");
+          await expectNoToken(box, tok);
+          assert.deepEqual(await entries(mine), []);
+          await Deno.remove(mine);
+        },
+      );
+
+      await t.step(
+        "attack: rsendmail-<uid> as a symlink to the squatter's directory: not followed, its target left empty; mail still goes",
+        async () => {
+          const target = `${top}/squatter-target`;
+          await Deno.mkdir(target);
+          await run("/usr/bin/chown", [`${SQUATTER}:`, target]);
+          await Deno.chmod(target, 0o777);
+          await Deno.symlink(target, mine);
+          await run("/usr/bin/chown", ["-h", `${SQUATTER}:`, mine]);
+          const tok = token("symlink");
+          const r = await send(state, tok);
+          assert.equal(r.code, 0, r.stderr);
+          await takeByToken(box, tok);
+          assert.deepEqual(await entries(target), []);
+          await Deno.remove(mine);
+        },
+      );
+    } finally {
+      await Deno.remove(top, { recursive: true });
+    }
+  },
+});
