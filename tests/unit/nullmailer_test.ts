@@ -4,8 +4,13 @@ import {
   ConfigError,
   defaultSettings,
 } from "../../lib/client/client_config.ts";
-import { EX_TEMPFAIL } from "../../lib/shared/exit_codes.ts";
-import { parseNullmailerOptions } from "../../lib/client/nullmailer.ts";
+import { EX_DATAERR, EX_TEMPFAIL } from "../../lib/shared/exit_codes.ts";
+import { DataError } from "../../lib/shared/errors.ts";
+import {
+  MAX_ENVELOPE,
+  parseEnvelope,
+  parseNullmailerOptions,
+} from "../../lib/client/nullmailer.ts";
 import { assertRefused } from "./_assert.ts";
 
 const REFUSED = { exitCode: EX_TEMPFAIL, status: "4.3.5" };
@@ -82,4 +87,46 @@ Deno.test("parseNullmailerOptions() refuses a direct block without a host and un
 Deno.test("parseNullmailerOptions() names the missing host", () => {
   const err = assertRefused(() => parseNullmailerOptions("\n"), ConfigError, REFUSED);
   strictEqual(err.message, "nullmailer gave no host");
+});
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+
+Deno.test("parseEnvelope() reads nullmailer's envelope on fd 3: sender, recipients, empty line", async (t) => {
+  await t.step("a sender and two recipients, then the message", () => {
+    const head = bytes("a@b.example\nc@d.example\ne@f.example\n\nSubject: x\n");
+    deepStrictEqual(parseEnvelope(head), {
+      sender: "a@b.example",
+      recipients: ["c@d.example", "e@f.example"],
+      bodyStart: 37,
+    });
+  });
+  await t.step("<> is the null sender (a bounce)", () => {
+    strictEqual(parseEnvelope(bytes("<>\nc@d.example\n\n"))?.sender, "");
+  });
+  await t.step("CRLF line ends are read as LF", () => {
+    deepStrictEqual(parseEnvelope(bytes("a@b.example\r\nc@d.example\r\n\r\n"))?.recipients, [
+      "c@d.example",
+    ]);
+  });
+  await t.step("no empty line yet: more bytes needed", () => {
+    strictEqual(parseEnvelope(bytes("a@b.example\nc@d.example\n")), undefined);
+  });
+});
+
+Deno.test("parseEnvelope() refuses an envelope that never ends (memory) or is not UTF-8, beside controls", async (t) => {
+  await t.step("refuses an envelope past MAX_ENVELOPE without its empty line (65, 5.5.2)", () => {
+    const head = bytes(`a@b.example\n${"c".repeat(MAX_ENVELOPE)}`);
+    assertRefused(() => parseEnvelope(head), DataError, { exitCode: EX_DATAERR, status: "5.5.2" });
+  });
+  await t.step("control: a long recipient line that ends in time", () => {
+    const head = bytes(`a@b.example\n${"c".repeat(1000)}@d.example\n\n`);
+    strictEqual(parseEnvelope(head)?.recipients.length, 1);
+  });
+  await t.step("refuses a recipient line that is not UTF-8 (65, 5.6.7)", () => {
+    const head = new Uint8Array([...bytes("a@b.example\n"), 0xff, 0xfe, 0x0a, 0x0a]);
+    assertRefused(() => parseEnvelope(head), DataError, { exitCode: EX_DATAERR, status: "5.6.7" });
+  });
+  await t.step("control: a UTF-8 recipient (SMTPUTF8) is read", () => {
+    strictEqual(parseEnvelope(bytes("a@b.example\nü@d.example\n\n"))?.recipients[0], "ü@d.example");
+  });
 });
