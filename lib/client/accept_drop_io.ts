@@ -59,7 +59,7 @@ export async function acceptDrop(
   let prepared;
   try {
     prepared = await prepareLocal(await ctx.policy(), login, req, spool, {
-      spoolDir: ctx.spoolDir,
+      spool: { dir: ctx.spoolDir, inMemory: true },
       maxSize: s.maxSize + 4096,
       idleTimeoutMs: 60_000,
     });

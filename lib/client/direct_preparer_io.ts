@@ -11,7 +11,7 @@ import { LOCAL_IDLE_MS, LOCAL_MAX_SIZE } from "./client_constants.ts";
 import type { LocalPolicy } from "./local_mail.ts";
 import { loginOfUid, prepareLocal, readLocalPolicy } from "./prepare_local_io.ts";
 import type { Spooled } from "../shared/spool_io.ts";
-import { SPOOL_DIR } from "../shared/layout.ts";
+import { localSpool } from "./local_spool.ts";
 import type { SendmailRequest } from "../shared/sendmail_args.ts";
 
 /** The standalone mode's local policy, read on the first call and kept. */
@@ -39,7 +39,7 @@ export function directPreparer(ctx: ClientContext, settings: ClientSettings): Di
   return async (req, spool) => {
     const name = await (login ??= loginOfUid(ctx.uid()));
     return await prepareLocal(await policy(), name, req, spool, {
-      spoolDir: SPOOL_DIR,
+      spool: localSpool(ctx.uid()),
       maxSize: LOCAL_MAX_SIZE,
       idleTimeoutMs: LOCAL_IDLE_MS,
     });

@@ -129,7 +129,8 @@ export async function readLocalPolicy(
 
 /** Where prepareLocal spools a copy with From: added. */
 export interface PrepareOptions {
-  spoolDir: string;
+  /** Where the copy goes (a file past 64 KiB, or memory). */
+  spool: { dir: string; inMemory: true | "whole" };
   maxSize: number;
   idleTimeoutMs: number;
 }
@@ -196,11 +197,10 @@ export async function prepareLocal(
     prefix.set(kept, from.length);
     await spool.file.seek(converted ? n : 0, Deno.SeekMode.Start);
     const rebuilt = await spoolMessage(prefixedReader(prefix, spool.file), {
-      dir: o.spoolDir,
+      ...o.spool,
       prefix: "sshsendmail",
       maxSize: o.maxSize,
       idleTimeoutMs: o.idleTimeoutMs,
-      inMemory: true,
     });
     return { req: checked, spool: rebuilt };
   }

@@ -25,6 +25,7 @@ import { writeText } from "./write_text_io.ts";
 import { UsageError } from "../shared/errors.ts";
 import { EX_OK } from "../shared/exit_codes.ts";
 import { SERVICE_USER, SPOOL_DIR } from "../shared/layout.ts";
+import { localSpool } from "./local_spool.ts";
 import { prefixedReader, spoolMessage } from "../shared/spool_io.ts";
 import { parseSendmailArgs } from "../shared/sendmail_args.ts";
 
@@ -91,7 +92,7 @@ async function sendTest(ctx: ClientContext, settings: ClientSettings, address: s
   const req = parseSendmailArgs(["sendmail", "-i", "--", address]);
   const text = testMessage(ctx.hostname(), address, new Date(ctx.now()));
   const spool = await spoolMessage(prefixedReader(new TextEncoder().encode(text)), {
-    dir: SPOOL_DIR,
+    ...localSpool(ctx.uid()),
     prefix: "sshsendmail",
     maxSize: LOCAL_MAX_SIZE,
     idleTimeoutMs: LOCAL_IDLE_MS,

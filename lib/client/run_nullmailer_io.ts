@@ -19,7 +19,7 @@ import { submitToService } from "./submit_to_service_io.ts";
 import { writeText } from "./write_text_io.ts";
 import { DataError, TempError } from "../shared/errors.ts";
 import { EX_OK } from "../shared/exit_codes.ts";
-import { SPOOL_DIR } from "../shared/layout.ts";
+import { localSpool } from "./local_spool.ts";
 import {
   type ByteReader,
   prefixedReader,
@@ -83,7 +83,7 @@ async function readEnvelope(ctx: ClientContext): Promise<
 async function readMessage(ctx: ClientContext): Promise<{ req: SendmailRequest; spool: Spooled }> {
   const { req, body, done } = await readEnvelope(ctx);
   const spool = await spoolMessage(body, {
-    dir: SPOOL_DIR,
+    ...localSpool(ctx.uid()),
     prefix: "sshsendmail",
     maxSize: LOCAL_MAX_SIZE,
     idleTimeoutMs: LOCAL_IDLE_MS,

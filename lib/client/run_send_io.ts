@@ -18,7 +18,7 @@ import { startDirectSend } from "./relay_send_io.ts";
 import { submitToService } from "./submit_to_service_io.ts";
 import { writeText } from "./write_text_io.ts";
 import { EX_OK } from "../shared/exit_codes.ts";
-import { SPOOL_DIR } from "../shared/layout.ts";
+import { localSpool } from "./local_spool.ts";
 import { spoolMessage } from "../shared/spool_io.ts";
 
 /** `sendmail [options] [--] recipient…` and the Postfix pipe (`--host …`). */
@@ -48,7 +48,7 @@ export async function runSend(
   let failure;
   try {
     let spool = await spoolMessage(ctx.stdin, {
-      dir: SPOOL_DIR,
+      ...localSpool(ctx.uid()),
       prefix: "sshsendmail",
       maxSize: LOCAL_MAX_SIZE,
       idleTimeoutMs: LOCAL_IDLE_MS,

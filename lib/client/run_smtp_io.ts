@@ -20,7 +20,7 @@ import { sshEnv } from "./ssh_env.ts";
 import { submitToService } from "./submit_to_service_io.ts";
 import { DataError, toMailError } from "../shared/errors.ts";
 import { EX_OK } from "../shared/exit_codes.ts";
-import { SPOOL_DIR } from "../shared/layout.ts";
+import { localSpool } from "./local_spool.ts";
 import { parseSendmailArgs, type SendmailRequest } from "../shared/sendmail_args.ts";
 
 /** How long the client may stay silent between commands and inside DATA. */
@@ -33,7 +33,7 @@ async function smtpToService(ctx: ClientContext, settings: ClientSettings): Prom
   await serveSmtp(ctx.stdin, ctx.stdout, {
     options: { hostname: ctx.hostname(), maxSize: settings.maxSize, maxRecipients: MAX_RECIPIENTS },
     idleMs: IDLE_MS,
-    spoolDir: SPOOL_DIR,
+    spool: localSpool(ctx.uid()),
     async deliver(envelope, received) {
       const req = parseSendmailArgs(["sendmail", "--", ...envelope.recipients]);
       await received.file.seek(0, Deno.SeekMode.Start);
@@ -67,7 +67,7 @@ async function smtpToRelay(ctx: ClientContext, settings: ClientSettings): Promis
     await serveSmtp(ctx.stdin, ctx.stdout, {
       options: { hostname: ctx.hostname(), maxSize: SMTP_MAX_SIZE, maxRecipients: MAX_RECIPIENTS },
       idleMs: IDLE_MS,
-      spoolDir: SPOOL_DIR,
+      spool: localSpool(ctx.uid()),
       async deliver(envelope, received) {
         const base: SendmailRequest = {
           sender: envelope.sender,

@@ -27,7 +27,8 @@ export interface SmtpServerContext {
   options: SmtpOptions;
   /** Idle time allowed between commands and inside DATA. */
   idleMs: number;
-  spoolDir: string;
+  /** Where each message goes (lib/client/local_spool.ts). */
+  spool: { dir: string; inMemory: true | "whole" };
   /** Sends one message; returns the reply line to the final dot. */
   deliver(envelope: SmtpEnvelope, spool: Spooled): Promise<string>;
 }
@@ -128,7 +129,7 @@ export async function serveSmtp(
     let refusal: string | undefined;
     try {
       spool = await spoolMessage(data, {
-        dir: ctx.spoolDir,
+        ...ctx.spool,
         prefix: "sshsendmail",
         maxSize: ctx.options.maxSize,
         idleTimeoutMs: ctx.idleMs,

@@ -42,9 +42,11 @@ export interface SpoolOptions {
    * Hold a message that fits in one read buffer (64 KiB) in memory: no file
    * is created unless more comes (the relay's one-message path and its batch
    * frames, where a file's create, unlink, write and read-back cost more
-   * than the message).
+   * than the message). `"whole"`: never a file, however large (up to
+   * `maxSize`): a process running as root spools nothing in `/tmp`, a
+   * directory every account writes.
    */
-  inMemory?: boolean;
+  inMemory?: boolean | "whole";
   /**
    * The clock (ms since the epoch) that the deadline and `minRate` read
    * (default Date.now; tests pass their own). The short-lived watchdog's
@@ -119,7 +121,8 @@ export function prefixedReader(prefix: Uint8Array, rest?: ByteReader): ByteReade
 /**
  * Reads `input` to its end into a fresh 0600 file in `dir`, unlinked at once
  * so that it cannot linger whatever happens to the process (or, with
- * `inMemory`, into memory when it fits in one read buffer).
+ * `inMemory`, into memory when it fits in one read buffer; with `"whole"`,
+ * into memory always).
  *
  * @throws {DataError} Over the size limit (5.3.4) or over the declared size.
  * @throws {TempError} No byte for `idleTimeoutMs` (4.4.2), or spool I/O failed.
@@ -132,7 +135,7 @@ export async function spoolMessage(input: ByteReader, options: SpoolOptions): Pr
   // One buffer per spool (from the pool): each chunk is hashed and written
   // before the next read. Without a file yet, bytes gather in it until it is
   // full (then they go to a file) or the message ends (then it stays here).
-  const buffer = takeChunk();
+  let buffer = takeChunk();
   let held = 0;
   const clock = options.clock ?? Date.now;
   const started = clock();
@@ -174,6 +177,14 @@ export async function spoolMessage(input: ByteReader, options: SpoolOptions): Pr
       if (file === undefined) {
         held += n;
         if (held < buffer.length) continue;
+        if (options.inMemory === "whole") {
+          // Twice the room; the pool's buffer goes back (a grown one is not pooled).
+          const bigger = new Uint8Array(buffer.length * 2);
+          bigger.set(buffer);
+          giveChunk(buffer);
+          buffer = bigger;
+          continue;
+        }
         // More than a buffer: from here on it is a file like any other.
         file = await createSpoolFile(options);
         chunk = buffer;

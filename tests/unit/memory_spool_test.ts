@@ -78,6 +78,22 @@ Deno.test("in-memory spool: a message that fills the buffer becomes a file (here
   );
 });
 
+Deno.test('in-memory spool, "whole" (root\'s client): a message past the buffer, 300 KB, stays in memory: no file, however large', async () => {
+  const data = bytes(300_000, 13);
+  const spool = await spoolMessage(chunked(data, [1000, BUFFER, 70_000]), {
+    ...OPTIONS,
+    inMemory: "whole",
+  });
+  strictEqual(spool.file instanceof MemoryFile, true);
+  deepStrictEqual([spool.size, spool.sha256], [data.length, sha256(data)]);
+  deepStrictEqual(await readAll(spool), data);
+  // Its limits hold as a file's do.
+  await rejects(
+    spoolMessage(chunked(bytes(200_001)), { ...OPTIONS, inMemory: "whole", maxSize: 200_000 }),
+    /message too big/,
+  );
+});
+
 Deno.test("in-memory spool: the size limits hold as for a file", async () => {
   await rejects(spoolMessage(chunked(bytes(101)), { ...OPTIONS, maxSize: 100 }), /message too big/);
   await rejects(

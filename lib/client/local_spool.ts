@@ -1,0 +1,32 @@
+/**
+ * Where a client process (a direct send, `-bs`, nullmailer's module, the
+ * setup test) keeps the message it reads. Pure.
+ *
+ * @module
+ */
+
+import { SPOOL_DIR } from "../shared/layout.ts";
+
+/** The spool options of a client running as `uid` (see {@link localSpool}). */
+export interface LocalSpool {
+  dir: string;
+  inMemory: true | "whole";
+}
+
+/**
+ * A message under 64 KiB stays in memory; a larger one goes to an unlinked
+ * file in `/tmp`, except for root, which keeps it all in memory: no process
+ * of ours that runs as root creates a path in a directory every account
+ * writes (an `O_EXCL` name there is safe, but the rule has no exceptions).
+ *
+ * @example Usage
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { localSpool } from "./local_spool.ts";
+ * deepStrictEqual(localSpool(1000), { dir: "/tmp", inMemory: true });
+ * deepStrictEqual(localSpool(0), { dir: "/tmp", inMemory: "whole" });
+ * ```
+ */
+export function localSpool(uid: number): LocalSpool {
+  return { dir: SPOOL_DIR, inMemory: uid === 0 ? "whole" : true };
+}
