@@ -105,6 +105,30 @@ export async function run(
   return res;
 }
 
+/**
+ * The BUILT dist/rsendmail as a forced command of `user`: `request` in
+ * SSH_ORIGINAL_COMMAND, the rest of the environment cleared (as its
+ * launcher leaves it), `admin` as the key's options, `stdin` the peer's.
+ */
+export function runRelayAs(
+  user: string,
+  request: string,
+  admin: string[],
+  stdin: string | Uint8Array,
+): Promise<RunResult> {
+  return run("/usr/bin/setpriv", [
+    `--reuid=${user}`,
+    `--regid=${user}`,
+    "--init-groups",
+    "/usr/bin/env",
+    "-i",
+    `SSH_ORIGINAL_COMMAND=${request}`,
+    "SSH_CONNECTION=127.0.0.1 40000 127.0.0.1 22",
+    RSENDMAIL,
+    ...admin,
+  ], { stdin, check: false });
+}
+
 function runSync(cmd: string, args: string[], check = true): RunResult {
   const out = new Deno.Command(cmd, {
     args,

@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ensureUser, RSENDMAIL, run } from "./_bed.ts";
+import { ensureUser, run, runRelayAs } from "./_bed.ts";
 
 const RELAY_USER = "rsmrelay";
 const DAY_MS = 86_400_000;
@@ -37,21 +37,9 @@ async function stateWith(
 }
 
 /** A batch of no frame (`END` only), as the relay account. */
-async function emptyBatch(state: string) {
-  return await run("/usr/bin/setpriv", [
-    `--reuid=${RELAY_USER}`,
-    `--regid=${RELAY_USER}`,
-    "--init-groups",
-    "/usr/bin/env",
-    "-i",
-    "SSH_ORIGINAL_COMMAND=sendmail --batch",
-    "SSH_CONNECTION=127.0.0.1 40000 127.0.0.1 22",
-    RSENDMAIL,
-    "--state-dir",
-    state,
-    "--syslog-socket",
-    `${state}/no-syslog`,
-  ], { stdin: "END\n", check: false });
+function emptyBatch(state: string) {
+  const admin = ["--state-dir", state, "--syslog-socket", `${state}/no-syslog`];
+  return runRelayAs(RELAY_USER, "sendmail --batch", admin, "END\n");
 }
 
 const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);

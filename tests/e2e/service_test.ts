@@ -7,16 +7,25 @@
  */
 
 import assert from "node:assert/strict";
-import { account, takeByToken, token } from "./_bed.ts";
+import { type Account, account, type Mailbox, takeByToken, token } from "./_bed.ts";
 import { parseMessage } from "./_standalone.ts";
-import { startServiceBed } from "./_service.ts";
+import { type ServiceBed, startServiceBed } from "./_service.ts";
 
-Deno.test("service: a user's sendmail is delivered with envelope sender login@domain", async () => {
+/** A service bed, the sender rsmann and the recipient rsmrcpt's mailbox; the bed stops after `fn`. */
+async function withBed(
+  fn: (s: { bed: ServiceBed; ann: Account; rcpt: Account; box: Mailbox }) => Promise<void>,
+): Promise<void> {
   const bed = await startServiceBed();
   try {
-    const ann = await account("rsmann");
     const rcpt = await account("rsmrcpt");
-    const box = bed.mailbox(rcpt.name);
+    await fn({ bed, ann: await account("rsmann"), rcpt, box: bed.mailbox(rcpt.name) });
+  } finally {
+    await bed.stop();
+  }
+}
+
+Deno.test("service: a user's sendmail is delivered with envelope sender login@domain", () =>
+  withBed(async ({ bed, ann, rcpt, box }) => {
     const tok = token("svc");
     const started = Date.now();
     const res = await bed.sendAs(
@@ -33,17 +42,11 @@ Deno.test("service: a user's sendmail is delivered with envelope sender login@do
     console.log(`submit ${submitted} ms, delivered ${Date.now() - started} ms`);
     const q = await bed.sendAs(ann, [bed.sendmail, "-bp"]);
     assert.equal(q.stdout, "Mail queue is empty\n", q.stderr);
-  } finally {
-    await bed.stop();
-  }
-});
+  }));
 
-Deno.test("service: root's sendmail and mailq go through root's own directory", async () => {
-  const bed = await startServiceBed();
-  try {
+Deno.test("service: root's sendmail and mailq go through root's own directory", () =>
+  withBed(async ({ bed, rcpt, box }) => {
     const root = { name: "root", uid: 0, gid: 0, home: "/root" };
-    const rcpt = await account("rsmrcpt");
-    const box = bed.mailbox(rcpt.name);
     const tok = token("root");
     const res = await bed.sendAs(
       root,
@@ -59,17 +62,10 @@ Deno.test("service: root's sendmail and mailq go through root's own directory", 
     const f = await bed.sendAs(root, [bed.sendmail, "-q", "-v"]);
     assert.equal(f.code, 0, f.stderr);
     assert.match(f.stdout, /delivered 0, deferred 0, failed 0, expired 0; 0 waiting/);
-  } finally {
-    await bed.stop();
-  }
-});
+  }));
 
-Deno.test("service: Date: and Message-ID: are added at submission when missing, kept when present", async () => {
-  const bed = await startServiceBed();
-  try {
-    const ann = await account("rsmann");
-    const rcpt = await account("rsmrcpt");
-    const box = bed.mailbox(rcpt.name);
+Deno.test("service: Date: and Message-ID: are added at submission when missing, kept when present", () =>
+  withBed(async ({ bed, ann, rcpt, box }) => {
     const bare = token("bare");
     const before = Date.now();
     const r1 = await bed.sendAs(
@@ -93,17 +89,10 @@ Deno.test("service: Date: and Message-ID: are added at submission when missing, 
     const m2 = parseMessage(await takeByToken(box, full));
     assert.deepEqual(m2.header("Date"), ["Mon, 01 Jan 2024 00:00:00 +0000"]);
     assert.deepEqual(m2.header("Message-ID"), ["<mine@example.net>"]);
-  } finally {
-    await bed.stop();
-  }
-});
+  }));
 
-Deno.test("service: -t with a local name in To: (mail -s x root) goes to adminaddr; Bcc: is dropped", async () => {
-  const bed = await startServiceBed();
-  try {
-    const ann = await account("rsmann");
-    const rcpt = await account("rsmrcpt");
-    const box = bed.mailbox(rcpt.name);
+Deno.test("service: -t with a local name in To: (mail -s x root) goes to adminaddr; Bcc: is dropped", () =>
+  withBed(async ({ bed, ann, rcpt, box }) => {
     await bed.stopService();
     await bed.writeConfig([`adminaddr = ${rcpt.name}@${bed.domain}`]);
     await bed.start();
@@ -127,17 +116,10 @@ Deno.test("service: -t with a local name in To: (mail -s x root) goes to adminad
     );
     assert.equal(r2.code, 0, r2.stderr);
     await takeByToken(box, remote);
-  } finally {
-    await bed.stop();
-  }
-});
+  }));
 
-Deno.test("service: sendmail -v says where the message went; a direct send with -v shows ssh's diagnostics", async () => {
-  const bed = await startServiceBed();
-  try {
-    const ann = await account("rsmann");
-    const rcpt = await account("rsmrcpt");
-    const box = bed.mailbox(rcpt.name);
+Deno.test("service: sendmail -v says where the message went; a direct send with -v shows ssh's diagnostics", () =>
+  withBed(async ({ bed, ann, rcpt, box }) => {
     const tok = token("verbose");
     const res = await bed.sendAs(
       ann,
@@ -168,17 +150,10 @@ Deno.test("service: sendmail -v says where the message went; a direct send with 
     );
     assert.equal(q.stdout + q.stderr, "");
     await takeByToken(box, quiet);
-  } finally {
-    await bed.stop();
-  }
-});
+  }));
 
-Deno.test("service: messages on both sides of its 64 KiB in-memory copy, with and without From:, arrive byte for byte", async () => {
-  const bed = await startServiceBed();
-  try {
-    const ann = await account("rsmann");
-    const rcpt = await account("rsmrcpt");
-    const box = bed.mailbox(rcpt.name);
+Deno.test("service: messages on both sides of its 64 KiB in-memory copy, with and without From:, arrive byte for byte", () =>
+  withBed(async ({ bed, ann, rcpt, box }) => {
     // Lines of printable text, none starting with "From " (mbox would quote it).
     const bodyOf = (bytes: number, tok: string) => {
       const lines: string[] = [`token ${tok}`];
@@ -209,17 +184,10 @@ Deno.test("service: messages on both sides of its 64 KiB in-memory copy, with an
       assert.equal(mail.body.trimEnd(), body.trimEnd(), c.name);
       assert.deepEqual(mail.header("From"), ["rsmann@sat.test"], c.name);
     }
-  } finally {
-    await bed.stop();
-  }
-});
+  }));
 
-Deno.test("service stopped: mailq says so (75, one line); mail sent meanwhile waits in drop/ and goes once the service is back", async () => {
-  const bed = await startServiceBed();
-  try {
-    const ann = await account("rsmann");
-    const rcpt = await account("rsmrcpt");
-    const box = bed.mailbox(rcpt.name);
+Deno.test("service stopped: mailq says so (75, one line); mail sent meanwhile waits in drop/ and goes once the service is back", () =>
+  withBed(async ({ bed, ann, rcpt, box }) => {
     await bed.stopService();
     const q = await bed.sendAs(ann, [bed.sendmail, "-bp"]);
     assert.equal(q.code, 75, q.stdout + q.stderr);
@@ -239,7 +207,4 @@ Deno.test("service stopped: mailq says so (75, one line); mail sent meanwhile wa
     // control: running again, mailq answers
     const again = await bed.sendAs(ann, [bed.sendmail, "-bp"]);
     assert.equal(again.code, 0, again.stderr);
-  } finally {
-    await bed.stop();
-  }
-});
+  }));

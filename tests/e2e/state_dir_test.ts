@@ -15,8 +15,8 @@ import assert from "node:assert/strict";
 import {
   ensureUser,
   expectNoToken,
-  RSENDMAIL,
   run,
+  runRelayAs,
   startPostfix,
   takeByToken,
   token,
@@ -43,21 +43,13 @@ async function send(state: string, tok: string, admin: string[] = []) {
   const sha = new Sha256().update(body).hex();
   const id = `m${crypto.randomUUID().replaceAll("-", "")}`;
   const request = `sendmail --size=${body.length} --sha256=${sha} --id=${id} -- ${RCPT}@relay.test`;
-  const r = await run("/usr/bin/setpriv", [
-    `--reuid=${RELAY_USER}`,
-    `--regid=${RELAY_USER}`,
-    "--init-groups",
-    "/usr/bin/env",
-    "-i",
-    `SSH_ORIGINAL_COMMAND=${request}`,
-    "SSH_CONNECTION=127.0.0.1 40000 127.0.0.1 22",
-    RSENDMAIL,
+  const r = await runRelayAs(RELAY_USER, request, [
     "--state-dir",
     state,
     "--syslog-socket",
     `${state}/no-syslog`,
     ...admin,
-  ], { stdin: body, check: false });
+  ], body);
   return { ...r, id };
 }
 
