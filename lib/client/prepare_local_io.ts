@@ -27,6 +27,7 @@ import {
   takeChunk,
 } from "../shared/spool_io.ts";
 import { parseSendmailArgs, type SendmailRequest } from "../shared/sendmail_args.ts";
+import type { LocalSpool } from "./local_spool.ts";
 
 /** Reads a file's text, or undefined when it cannot be read. */
 async function readText(path: string): Promise<string | undefined> {
@@ -130,7 +131,7 @@ export async function readLocalPolicy(
 /** Where prepareLocal spools a copy with From: added. */
 export interface PrepareOptions {
   /** Where the copy goes (a file past 64 KiB, or memory). */
-  spool: { dir: string; inMemory: true | "whole" };
+  spool: LocalSpool;
   maxSize: number;
   idleTimeoutMs: number;
 }

@@ -8,6 +8,7 @@
  * @module
  */
 
+import type { LocalSpool } from "./local_spool.ts";
 import { MailError, toMailError } from "../shared/errors.ts";
 import { FramedReader } from "../shared/framed_reader.ts";
 import { type ByteReader, type Spooled, spoolMessage } from "../shared/spool_io.ts";
@@ -28,7 +29,7 @@ export interface SmtpServerContext {
   /** Idle time allowed between commands and inside DATA. */
   idleMs: number;
   /** Where each message goes (lib/client/local_spool.ts). */
-  spool: { dir: string; inMemory: true | "whole" };
+  spool: LocalSpool;
   /** Sends one message; returns the reply line to the final dot. */
   deliver(envelope: SmtpEnvelope, spool: Spooled): Promise<string>;
 }
