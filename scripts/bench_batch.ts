@@ -16,7 +16,6 @@
  * @module
  */
 
-import { run } from "../tests/e2e/_bed.ts";
 import { type Account, account, startServiceBed } from "../tests/e2e/_service.ts";
 import {
   baseEnv,
@@ -34,6 +33,14 @@ import {
   tagOf,
   timeOnce,
 } from "./bench_common.ts";
+import {
+  busyShare,
+  type ChainCpu,
+  chainCpu,
+  cpuPerMessage,
+  cpuTables,
+  cpuTicks,
+} from "./bench_batch_cpu.ts";
 import { type Goal, goalTable, quantile, table } from "./bench_report.ts";
 import type { MailGroup } from "./bench_delivery.ts";
 import { DirWatch, writeDrop } from "./bench_spool.ts";
@@ -71,23 +78,9 @@ interface Run {
   busy: number;
   /** CPU time the whole machine spent per message over the wall (ms). */
   cpuMs: number;
+  /** Each process of the chain's CPU time over the run (ms), when read. */
+  chain: ChainCpu | undefined;
 }
-
-/** The machine's CPU counters (/proc/stat's first line): busy and total jiffies. */
-async function cpuTicks(): Promise<{ busy: number; total: number }> {
-  // Deno grants /proc only with --allow-all: cat reads it (as bench_spool's memoryOf does).
-  const line = (await run("/bin/cat", ["/proc/stat"])).stdout.split("\n")[0]!;
-  const f = line.trim().split(/\s+/).slice(1).map(Number);
-  const total = f.reduce((a, b) => a + b, 0);
-  return { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total };
-}
-
-const busyShare = (a: { busy: number; total: number }, b: { busy: number; total: number }) =>
-  (b.busy - a.busy) / Math.max(1, b.total - a.total);
-const CPUS = navigator.hardwareConcurrency;
-/** CPU time per message (ms), the whole machine's, from a busy share over a wall. */
-const cpuPerMessage = (busy: number, wallMs: number, messages: number) =>
-  busy * CPUS * wallMs / Math.max(1, messages);
 
 export async function benchBatch(
   o: Options,
@@ -184,6 +177,7 @@ export async function benchBatch(
         const first = await watch.nth(before + 1, 60_000);
         const last = await watch.nth(before + n - failed, 600_000);
         const busy = busyShare(c0, await cpuTicks());
+        const chain = await chainCpu(bed.pid()!, label(v.id));
         await bed.stopService();
         runs.get(v.id)!.push({
           wall: last - t0,
@@ -191,6 +185,7 @@ export async function benchBatch(
           accepted: n - failed,
           busy,
           cpuMs: cpuPerMessage(busy, last - t0, n - failed),
+          chain,
         });
         unwritten.set(v.id, unwritten.get(v.id)! + failed);
       }
@@ -249,52 +244,18 @@ export async function benchBatch(
   const best = Math.max(...PARALLEL.filter((p) => p > 1).map((p) => rateOfVariant(`p${p}`)));
   const rateOf = (fs: { wall: number }[]) => median(fs.map((f) => n / (f.wall / 1000)));
   const ceilingRate = Math.max(...[...ceiling.values()].map(rateOf));
-  /**
-   * What CPU alone allows: when every CPU is busy, the rate is CPUs ÷ CPU
-   * time per message. The goal's rate needs the whole chain under a budget
-   * per message; sendmail and Postfix alone take the ceiling rows' share.
-   */
-  function cpuBound(): string[] {
-    const goalRate = GOAL_RATE * floorRate;
-    const budget = CPUS * 1000 / goalRate;
-    const postfix = Math.min(...[...ceiling.values()].map(cpuOf));
-    const bestId = parallel
-      ? PARALLEL.filter((p) => p > 1).map((p) => `p${p}`)
-        .reduce((a, b) => (rateOfVariant(b) > rateOfVariant(a) ? b : a))
-      : "default";
-    const ours = median((runs.get(bestId) ?? []).map((x) => x.cpuMs));
-    return [
-      table([
-        "CPU per message on this machine's " + `${CPUS} CPUs`,
-        "ms",
-        "rate it allows (msg/s)",
-        "÷ floor",
-      ], [
-        [
-          "the goal's rate (1.5× the floor) allows at most",
-          budget.toFixed(1),
-          goalRate.toFixed(1),
-          `${GOAL_RATE.toFixed(2)}×`,
-        ],
-        [
-          "sendmail and Postfix alone (the ceiling rows, lower)",
-          postfix.toFixed(1),
-          (CPUS * 1000 / postfix).toFixed(1),
-          `${(CPUS * 1000 / postfix / floorRate).toFixed(2)}×`,
-        ],
-        [
-          `the whole chain, best relay row (\`${bestId}\`)`,
-          ours.toFixed(1),
-          (CPUS * 1000 / ours).toFixed(1),
-          `${(CPUS * 1000 / ours / floorRate).toFixed(2)}×`,
-        ],
-      ]),
-      "",
-      `So the goal leaves the service, ssh, sshd and the relay together ` +
-      `${Math.max(0, budget - postfix).toFixed(1)} ms of CPU per message here; they use ` +
-      `${Math.max(0, ours - postfix).toFixed(1)} ms.`,
-    ];
-  }
+  const bestId = parallel
+    ? PARALLEL.filter((p) => p > 1).map((p) => `p${p}`)
+      .reduce((a, b) => (rateOfVariant(b) > rateOfVariant(a) ? b : a))
+    : "default";
+  const cpuMsOf = (id: string) => median((runs.get(id) ?? []).map((x) => x.cpuMs));
+  /** Each process's median CPU per message over the rounds where all four were read. */
+  const chainOf = (id: string): ChainCpu | undefined => {
+    const rs = (runs.get(id) ?? []).filter((r) => r.chain !== undefined);
+    if (rs.length === 0) return undefined;
+    const per = (k: keyof ChainCpu) => median(rs.map((r) => r.chain![k] / r.accepted));
+    return { service: per("service"), ssh: per("ssh"), sshd: per("sshd"), relay: per("relay") };
+  };
   const goals: Goal[] = [{
     what: "batch: best of `--parallel 2` / `4` ÷ the serial sendmail floor",
     goal: `≥ ${GOAL_RATE.toFixed(1)}×`,
@@ -358,7 +319,17 @@ export async function benchBatch(
     "it holds everything the chain does (the service's intake and delivery, ssh, sshd, the " +
     "relay, sendmail and Postfix).",
     "",
-    ...cpuBound(),
+    ...cpuTables({
+      floorRate,
+      goalRate: GOAL_RATE,
+      postfix: Math.min(...[...ceiling.values()].map(cpuOf)),
+      best: { id: bestId, cpuMs: cpuMsOf(bestId) },
+      byProcess: variants.map((v) => ({
+        what: v.id === "default" ? "`rsendmail` (default)" : `\`--parallel ${v.id.slice(1)}\``,
+        cpu: chainOf(v.id),
+        wholeMs: cpuMsOf(v.id),
+      })),
+    }),
     "",
     `The machine's ceiling (the better of sendmail 2 or 4 at once) is ` +
     `${(ceilingRate / floorRate).toFixed(2)}× the serial floor; the best relay row reaches ` +

@@ -126,7 +126,7 @@ export async function memoryOf(
  * line until it execs sendmail or logger).
  */
 export async function relayPidOf(label: string): Promise<number | undefined> {
-  const out = await run("/usr/bin/pgrep", ["-f", `deno .*rsendmail --label ${label}( |$)`], {
+  const out = await run("/usr/bin/pgrep", ["-f", `deno .*rsendmail .*--label ${label}( |$)`], {
     check: false,
   });
   const pids = out.stdout.split("\n").filter((l) => /^\d+$/.test(l)).map(Number);
