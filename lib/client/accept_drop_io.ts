@@ -14,7 +14,7 @@ import { prefixedReader, type Spooled, spoolMessage } from "../shared/spool_io.t
 import { parseSendmailArgs, type SendmailRequest } from "../shared/sendmail_args.ts";
 import { normalizeSender } from "./client_args.ts";
 import { MAX_DROP_HEADER, parseDropHeader } from "./drop.ts";
-import { readHeadLine } from "./drop_read_io.ts";
+import { readHeadLine, syncReader } from "./drop_read_io.ts";
 import { loginOfUid, prepareLocal } from "./prepare_local_io.ts";
 import { newMessageId, type QueueHeader, queueHeader } from "./queue_entry.ts";
 import type { ServiceCore } from "./service_context.ts";
@@ -31,7 +31,7 @@ export async function acceptDrop(
 ): Promise<string | undefined> {
   const { ctx } = core;
   const s = ctx.settings;
-  const head = await readHeadLine(file, MAX_DROP_HEADER);
+  const head = readHeadLine(file, MAX_DROP_HEADER);
   if (!head) return "no request line";
   const words = parseDropHeader(head.line);
   if (!words) return "malformed request line";
@@ -43,7 +43,7 @@ export async function acceptDrop(
   }
   let spool;
   try {
-    spool = await spoolMessage(prefixedReader(head.rest, file), {
+    spool = await spoolMessage(prefixedReader(head.rest, syncReader(file)), {
       dir: ctx.spoolDir,
       prefix: "sshsendmail",
       maxSize: s.maxSize,

@@ -2,17 +2,34 @@
  * Reads of a checked drop's open file: a request's whole (capped) text, a
  * message drop's first line. Effectful edge module.
  *
+ * Synchronous reads: a drop is a small local file the service has opened
+ * and checked, and Deno's asynchronous reads hand each one to another
+ * thread and back (docs/benchmarks.md, notes on issue 15).
+ *
  * @module
  */
 
-import { giveChunk, takeChunk } from "../shared/spool_io.ts";
+import { type ByteReader, giveChunk, takeChunk } from "../shared/spool_io.ts";
+
+/** A checked drop's open file as the spool's reader, read synchronously. */
+export function syncReader(file: Deno.FsFile): ByteReader {
+  return {
+    read(p) {
+      try {
+        return Promise.resolve(file.readSync(p));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    },
+  };
+}
 
 /** Reads at most `cap` bytes as text; undefined when there are more. */
-export async function readFileCapped(file: Deno.FsFile, cap: number): Promise<string | undefined> {
+export function readFileCapped(file: Deno.FsFile, cap: number): string | undefined {
   const buffer = new Uint8Array(cap + 1);
   let got = 0;
   for (;;) {
-    const n = await file.read(buffer.subarray(got));
+    const n = file.readSync(buffer.subarray(got));
     if (n === null) break;
     got += n;
     if (got > cap) return undefined;
@@ -21,19 +38,19 @@ export async function readFileCapped(file: Deno.FsFile, cap: number): Promise<st
 }
 
 /** Reads the first line (without LF) and the bytes already read after it. */
-export async function readHeadLine(
+export function readHeadLine(
   file: Deno.FsFile,
   cap: number,
-): Promise<{ line: string; rest: Uint8Array } | undefined> {
+): { line: string; rest: Uint8Array } | undefined {
   const pooled = takeChunk();
   let buf = pooled.length <= cap + 1 ? pooled : new Uint8Array(cap + 1);
   let got = 0;
   try {
-    return await readLine();
+    return readLine();
   } finally {
     giveChunk(pooled);
   }
-  async function readLine(): Promise<{ line: string; rest: Uint8Array } | undefined> {
+  function readLine(): { line: string; rest: Uint8Array } | undefined {
     for (;;) {
       if (got === buf.length) {
         if (buf.length > cap) return undefined;
@@ -41,7 +58,7 @@ export async function readHeadLine(
         bigger.set(buf);
         buf = bigger;
       }
-      const n = await file.read(buf.subarray(got));
+      const n = file.readSync(buf.subarray(got));
       if (n === null) return undefined;
       const nl = buf.subarray(got, got + n).indexOf(0x0a);
       got += n;

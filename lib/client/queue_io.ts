@@ -4,11 +4,18 @@
  * messages. Retry state sits in `state/`, given-up messages in `failed/`.
  * Files are 0600, directories 0700. Effectful edge module.
  *
+ * A message's file calls are synchronous, but for the two fsyncs: each is
+ * one small file in the service's own directory, and an asynchronous Deno
+ * file call hands the work to another thread and back, which cost the
+ * service more CPU per message than the calls themselves (docs/benchmarks.md,
+ * notes on issue 15). The fsyncs wait for the disk, so they stay
+ * asynchronous; so do the scans of a whole directory and the flush lock.
+ *
  * @module
  */
 
 import { ConfigError } from "./client_config.ts";
-import { giveChunk, type Spooled, takeChunk, writeAll } from "../shared/spool_io.ts";
+import { giveChunk, type Spooled, takeChunk } from "../shared/spool_io.ts";
 import {
   MAX_HEADER,
   parseQueueHeader,
@@ -42,11 +49,11 @@ export class Queue {
   /** Writes a message (spooled, or bytes) into the queue, durably; returns its path. */
   async enqueue(header: QueueHeader, body: Spooled | Uint8Array): Promise<string> {
     const tmp = `${this.dir}/tmp/${header.id}`;
-    const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
+    const file = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 });
     try {
-      await writeAll(file, new TextEncoder().encode(`${JSON.stringify(header)}\n`));
+      writeAllSync(file, new TextEncoder().encode(`${JSON.stringify(header)}\n`));
       if (body instanceof Uint8Array) {
-        await writeAll(file, body);
+        writeAllSync(file, body);
       } else {
         await body.file.seek(0, Deno.SeekMode.Start);
         const buffer = takeChunk();
@@ -54,7 +61,7 @@ export class Queue {
           for (;;) {
             const n = await body.file.read(buffer);
             if (n === null) break;
-            await writeAll(file, buffer.subarray(0, n));
+            writeAllSync(file, buffer.subarray(0, n));
           }
         } finally {
           giveChunk(buffer);
@@ -63,22 +70,27 @@ export class Queue {
       await file.syncData();
     } catch (err) {
       file.close();
-      await Deno.remove(tmp).catch(() => {});
+      removeQuietly(tmp);
       throw err;
     }
     file.close();
     const path = `${this.dir}/new/${header.id}`;
-    await Deno.rename(tmp, path);
+    Deno.renameSync(tmp, path);
     await syncDir(`${this.dir}/new`);
     return path;
   }
 
   /** Reads one queue file's header; undefined when the file is corrupt or gone. */
-  async read(id: string): Promise<QueueEntry | undefined> {
+  read(id: string): Promise<QueueEntry | undefined> {
+    return Promise.resolve(this.readSync(id));
+  }
+
+  /** As `read`, synchronously. */
+  readSync(id: string): QueueEntry | undefined {
     const path = `${this.dir}/new/${id}`;
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(path, { read: true });
+      file = Deno.openSync(path, { read: true });
     } catch {
       return undefined;
     }
@@ -94,7 +106,7 @@ export class Queue {
           bigger.set(buf);
           buf = bigger;
         }
-        const n = await file.read(buf.subarray(got));
+        const n = file.readSync(buf.subarray(got));
         if (n === null) return undefined;
         nl = buf.subarray(got, got + n).indexOf(0x0a);
         if (nl >= 0) nl += got;
@@ -102,17 +114,22 @@ export class Queue {
       }
       const header = parseQueueHeader(new TextDecoder().decode(buf.subarray(0, nl)));
       if (header === undefined || header.id !== id) return undefined;
-      const info = await file.stat();
+      const info = file.statSync();
       if (info.size !== nl + 1 + header.size) return undefined;
-      return { header, state: await this.state(id), path, bodyOffset: nl + 1 };
+      return { header, state: this.stateSync(id), path, bodyOffset: nl + 1 };
     } finally {
       file.close();
     }
   }
 
-  async state(id: string): Promise<QueueState | undefined> {
+  state(id: string): Promise<QueueState | undefined> {
+    return Promise.resolve(this.stateSync(id));
+  }
+
+  /** As `state`, synchronously. */
+  stateSync(id: string): QueueState | undefined {
     try {
-      return JSON.parse(await Deno.readTextFile(`${this.dir}/state/${id}`)) as QueueState;
+      return JSON.parse(Deno.readTextFileSync(`${this.dir}/state/${id}`)) as QueueState;
     } catch {
       return undefined;
     }
@@ -123,7 +140,7 @@ export class Queue {
     const out: QueueEntry[] = [];
     for await (const e of Deno.readDir(`${this.dir}/new`)) {
       if (!e.isFile || !QUEUE_ID_REGEXP.test(e.name)) continue;
-      const entry = await this.read(e.name);
+      const entry = this.readSync(e.name);
       if (entry) out.push(entry);
     }
     return out.sort((a, b) => a.header.created - b.header.created);
@@ -141,10 +158,15 @@ export class Queue {
   }
 
   /** Records a failed attempt. */
-  async setState(id: string, state: QueueState): Promise<void> {
-    const tmp = `${this.dir}/state/.${id}.tmp`;
-    await Deno.writeTextFile(tmp, JSON.stringify(state), { mode: 0o600 });
-    await Deno.rename(tmp, `${this.dir}/state/${id}`);
+  setState(id: string, state: QueueState): Promise<void> {
+    try {
+      const tmp = `${this.dir}/state/.${id}.tmp`;
+      Deno.writeTextFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
+      Deno.renameSync(tmp, `${this.dir}/state/${id}`);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /**
@@ -152,46 +174,55 @@ export class Queue {
    * `hasState: false` (a message never deferred) skips its state file, which
    * a first attempt does not have: no failed lookup per delivered message.
    */
-  async remove(id: string, o: { hasState?: boolean } = {}): Promise<boolean> {
-    if (o.hasState ?? true) await Deno.remove(`${this.dir}/state/${id}`).catch(() => {});
+  remove(id: string, o: { hasState?: boolean } = {}): Promise<boolean> {
+    if (o.hasState ?? true) removeQuietly(`${this.dir}/state/${id}`);
     try {
-      await Deno.remove(`${this.dir}/new/${id}`);
-      return true;
+      Deno.removeSync(`${this.dir}/new/${id}`);
+      return Promise.resolve(true);
     } catch {
-      return false;
+      return Promise.resolve(false);
     }
   }
 
   /** Moves a message to `failed/`. */
-  async fail(id: string): Promise<void> {
-    await Deno.rename(`${this.dir}/new/${id}`, `${this.dir}/failed/${id}`).catch(() => {});
-    await Deno.remove(`${this.dir}/state/${id}`).catch(() => {});
+  fail(id: string): Promise<void> {
+    try {
+      Deno.renameSync(`${this.dir}/new/${id}`, `${this.dir}/failed/${id}`);
+    } catch {
+      // Gone already: nothing to move.
+    }
+    removeQuietly(`${this.dir}/state/${id}`);
+    return Promise.resolve();
   }
 
   /** The message's header section (up to its first empty line, at most 64 KiB). */
-  async headersOf(entry: QueueEntry): Promise<string> {
-    const file = await Deno.open(entry.path, { read: true });
+  headersOf(entry: QueueEntry): Promise<string> {
     try {
-      await file.seek(entry.bodyOffset, Deno.SeekMode.Start);
-      const buffer = new Uint8Array(CHUNK);
-      const n = (await file.read(buffer)) ?? 0;
-      const text = new TextDecoder().decode(buffer.subarray(0, n));
-      const end = text.search(/\r?\n\r?\n/);
-      return end < 0 ? text : text.slice(0, end);
-    } finally {
-      file.close();
+      const file = Deno.openSync(entry.path, { read: true });
+      try {
+        file.seekSync(entry.bodyOffset, Deno.SeekMode.Start);
+        const buffer = new Uint8Array(CHUNK);
+        const n = file.readSync(buffer) ?? 0;
+        const text = new TextDecoder().decode(buffer.subarray(0, n));
+        const end = text.search(/\r?\n\r?\n/);
+        return Promise.resolve(end < 0 ? text : text.slice(0, end));
+      } finally {
+        file.close();
+      }
+    } catch (err) {
+      return Promise.reject(err);
     }
   }
 
   /** Streams a queued message's bytes into `sink` (without closing it). */
   async copyBody(entry: QueueEntry, sink: WritableStreamDefaultWriter<Uint8Array>) {
-    const file = await Deno.open(entry.path, { read: true });
+    const file = Deno.openSync(entry.path, { read: true });
     try {
-      await file.seek(entry.bodyOffset, Deno.SeekMode.Start);
+      file.seekSync(entry.bodyOffset, Deno.SeekMode.Start);
       const buffer = takeChunk();
       try {
         for (;;) {
-          const n = await file.read(buffer);
+          const n = file.readSync(buffer);
           if (n === null) break;
           await sink.write(buffer.subarray(0, n));
         }
@@ -219,7 +250,7 @@ export class Queue {
 /** fsync a directory so a rename in it survives a crash (best effort). */
 async function syncDir(dir: string): Promise<void> {
   try {
-    const d = await Deno.open(dir, { read: true });
+    const d = Deno.openSync(dir, { read: true });
     try {
       await d.sync();
     } finally {
@@ -227,6 +258,19 @@ async function syncDir(dir: string): Promise<void> {
     }
   } catch {
     // Not every platform lets a directory be fsynced through Deno.
+  }
+}
+
+/** Writes every byte of `bytes` to `file`. */
+function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
+}
+
+function removeQuietly(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch {
+    // Gone already: nothing to remove.
   }
 }
 

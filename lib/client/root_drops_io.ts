@@ -96,7 +96,7 @@ export class RootDrops {
       const opened = await file.stat();
       if (!sameFile(info, opened) || checkDrop(opened, limits).kind !== "ok") return;
       if (kind.kind === "request") {
-        await this.#takeRequest(name, file, opened);
+        this.#takeRequest(name, file, opened);
         return;
       }
       const reason = await acceptDrop(this.#core, kind.hex, file, 0);
@@ -113,10 +113,10 @@ export class RootDrops {
   }
 
   /** Starts answering root's request `name` (once: its file holds it until answered). */
-  async #takeRequest(name: string, file: Deno.FsFile, opened: DropStat): Promise<void> {
+  #takeRequest(name: string, file: Deno.FsFile, opened: DropStat): void {
     const answering = this.#requests.answering;
     if (answering.has(name)) return;
-    const text = await readFileCapped(file, MAX_REQUEST_SIZE);
+    const text = readFileCapped(file, MAX_REQUEST_SIZE);
     if (text === undefined || text.includes('"reply"')) return; // answered already
     answering.add(name);
     this.#core.track(this.#requests.answerRoot(name, opened, parseServiceRequest(text)));

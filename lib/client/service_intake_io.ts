@@ -137,7 +137,7 @@ export class Intake {
     }
     if (this.#stuck.has(name)) return;
     try {
-      await Deno.rename(`${root}/drop/${name}`, `${root}/incoming/${name}`);
+      Deno.renameSync(`${root}/drop/${name}`, `${root}/incoming/${name}`);
     } catch {
       await this.#noteStuck(name);
       return;
@@ -202,7 +202,7 @@ export class Intake {
     };
     let info: DropStat;
     try {
-      info = await Deno.lstat(path);
+      info = Deno.lstatSync(path);
     } catch {
       return;
     }
@@ -213,13 +213,13 @@ export class Intake {
     }
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(path, { read: true });
+      file = Deno.openSync(path, { read: true });
     } catch {
       await this.#setAside(name, "cannot open", verdict.uid);
       return;
     }
     try {
-      const opened = await file.stat();
+      const opened = file.statSync();
       const again = checkDrop(opened, limits);
       if (!sameFile(info, opened) || again.kind !== "ok" || again.uid !== verdict.uid) {
         file.close();
@@ -240,7 +240,7 @@ export class Intake {
 
   /** A user's checked request: read, removed, answered in reply/ (closes `file`). */
   async #processRequest(name: string, hex: string, file: Deno.FsFile, uid: number): Promise<void> {
-    const text = await readFileCapped(file, MAX_REQUEST_SIZE);
+    const text = readFileCapped(file, MAX_REQUEST_SIZE);
     file.close();
     await Deno.remove(`${this.#core.root}/incoming/${name}`).catch(() => {});
     const request = text === undefined ? undefined : parseServiceRequest(text);
@@ -258,7 +258,11 @@ export class Intake {
     file.close();
     if (reason === undefined) {
       // Gone before it can be sent: a drop left after a delivery would go again.
-      await Deno.remove(`${this.#core.root}/incoming/${name}`).catch(() => {});
+      try {
+        Deno.removeSync(`${this.#core.root}/incoming/${name}`);
+      } catch {
+        // Gone already.
+      }
       this.#core.pump();
     } else {
       await this.#setAside(name, reason, uid);
