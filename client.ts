@@ -7,7 +7,12 @@
  */
 
 import type { ClientContext, ModeHandler } from "./lib/client/client_context.ts";
-import { hasOwnOptions, type Mta, parseClientArgs } from "./lib/client/client_args.ts";
+import {
+  hasOwnOptions,
+  type Mta,
+  parseClientArgs,
+  splitClientArgv,
+} from "./lib/client/client_args.ts";
 import { PROGRAM } from "./lib/client/client_constants.ts";
 import { CLIENT_USAGE } from "./lib/client/client_usage.ts";
 import { reportError } from "./lib/client/failure_report.ts";
@@ -55,10 +60,9 @@ async function main(ctx: ClientContext): Promise<number> {
     if (mode.kind === "newaliases") return EX_OK;
     if (mode.kind === "setup") return await runSetupCommand(ctx, mode.argv);
     // node:util (Deno's Node layer, ~10 ms) loads only for own options.
-    const parseArgs = hasOwnOptions(mode.argv, caller)
-      ? (await import("node:util")).parseArgs
-      : undefined;
-    const args = parseClientArgs(mode.argv, caller, parseArgs);
+    const split = splitClientArgv(mode.argv, caller);
+    const parseArgs = hasOwnOptions(split) ? (await import("node:util")).parseArgs : undefined;
+    const args = parseClientArgs(split, parseArgs);
     caller = args.mta;
     admin = !["send", "smtp"].includes(args.command) && caller !== "nullmailer";
     if (args.command === "help" || args.command === "version") {

@@ -25,7 +25,7 @@
 import { ensureUser, type Relay, run, startRelay } from "../tests/e2e/_bed.ts";
 import { SSH_PATH } from "../lib/shared/layout.ts";
 import { parseArgs } from "node:util";
-import { parseClientArgs } from "../lib/client/client_args.ts";
+import { parseClientArgs, splitClientArgv } from "../lib/client/client_args.ts";
 import { sshArgv } from "../lib/client/ssh_command.ts";
 import {
   asUser,
@@ -68,7 +68,10 @@ import {
  * options), worked out here, so the floor cannot drift from the client.
  */
 function clientWrapperCode(flags: string[]): string {
-  const { settings } = parseClientArgs([...flags, "--", "floor"], "sendmail", parseArgs);
+  const { settings } = parseClientArgs(
+    splitClientArgv([...flags, "--", "floor"], "sendmail"),
+    parseArgs,
+  );
   const [ssh, ...args] = sshArgv(SSH_PATH, settings, settings.hosts[0]!, "rsendmail");
   return [
     'import { parseArgs } from "node:util";',

@@ -3,8 +3,9 @@
  * parseArgs, strict) mixed with the sendmail options its callers pass
  * (parsed by the same grammar the relay uses, so both sides agree).
  *
- * node:util is handed in by the caller, which loads it only when the
- * command line holds own options ({@link hasOwnOptions}): loading it starts
+ * The command line is split once ({@link splitClientArgv}); node:util is
+ * handed in by the caller, which loads it only when the split holds own
+ * options ({@link hasOwnOptions}): loading it starts
  * Deno's Node layer, about 10 ms of every client start, and the commonest
  * callers (cron, mutt, a Postfix pipe, the submitter) pass none.
  *
@@ -185,7 +186,9 @@ const COMMAND_ORDER: readonly Exclude<ClientCommand, "send">[] = [
 ];
 
 /** sshsendmail's own words, the sendmail words, and the commands the sendmail words ask for. */
-interface SplitArgv {
+export interface SplitArgv {
+  /** The caller's MTA unless `--mta` says otherwise. */
+  defaultMta: Mta;
   own: string[];
   mail: string[];
   /** `-bs` → smtp, `-q…` → flush, `-bp` → list. */
@@ -201,8 +204,8 @@ function commandWord(word: string, defaultMta: Mta): ClientCommand | undefined {
 }
 
 /** Splits argv into own options and sendmail words (a value option's next word is its value). */
-function splitArgv(argv: readonly string[], defaultMta: Mta): SplitArgv {
-  const split: SplitArgv = { own: [], mail: [], implied: new Set() };
+export function splitClientArgv(argv: readonly string[], defaultMta: Mta): SplitArgv {
+  const split: SplitArgv = { defaultMta, own: [], mail: [], implied: new Set() };
   let operands = false;
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i]!;
@@ -227,9 +230,9 @@ function splitArgv(argv: readonly string[], defaultMta: Mta): SplitArgv {
 /** node:util's parseArgs. */
 export type ParseArgs = typeof parseArgs;
 
-/** Whether `argv` holds sshsendmail's own options: only then does parsing it need node:util. */
-export function hasOwnOptions(argv: readonly string[], defaultMta: Mta): boolean {
-  return splitArgv(argv, defaultMta).own.length > 0;
+/** Whether the command line holds sshsendmail's own options: only then does parsing it need node:util. */
+export function hasOwnOptions(split: SplitArgv): boolean {
+  return split.own.length > 0;
 }
 
 /** Parses the own options, strictly. */
@@ -296,7 +299,7 @@ function requestOf(
 }
 
 /**
- * Splits and parses argv; `parseArgs` (node:util's) is needed when
+ * Parses a split command line; `parseArgs` (node:util's) is needed when
  * {@link hasOwnOptions} says so.
  *
  * Security: words after a sendmail value option (`-f X`) are values, never
@@ -305,19 +308,14 @@ function requestOf(
  * @throws {UsageError} Unknown options, sendmail options outside the grammar.
  * @throws {ConfigError} Bad option values.
  */
-export function parseClientArgs(
-  argv: readonly string[],
-  defaultMta: Mta,
-  parseArgs?: ParseArgs,
-): ClientArgs {
-  const split = splitArgv(argv, defaultMta);
+export function parseClientArgs(split: SplitArgv, parseArgs?: ParseArgs): ClientArgs {
   let values: OwnValues = {};
-  if (split.own.length > 0) {
+  if (hasOwnOptions(split)) {
     if (parseArgs === undefined) throw new Error("own options without node:util's parseArgs");
     values = parseOwn(split.own, parseArgs);
   }
   const settings = settingsOf(values);
-  const mta = values.mta ?? defaultMta;
+  const mta = values.mta ?? split.defaultMta;
   if (mta !== "postfix" && mta !== "nullmailer" && mta !== "sendmail") {
     throw new UsageError("--mta wants postfix, nullmailer or sendmail");
   }

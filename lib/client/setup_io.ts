@@ -12,13 +12,13 @@
  * @module
  */
 
-import type { parseArgs as ParseArgs } from "node:util";
 import {
   applySetting,
   type ClientSettings,
   ConfigError,
   defaultSettings,
 } from "./client_config.ts";
+import type { ParseArgs } from "./client_args.ts";
 import { blobOf, ed25519Blob, fingerprint } from "./openssh_key.ts";
 import type { Failure } from "./ssh_command.ts";
 import { PolicyError, UsageError } from "../shared/errors.ts";
@@ -152,7 +152,7 @@ interface SetupPlan {
 
 type SetupOptionValues = ReturnType<typeof parseSetupOptions>;
 
-function parseSetupOptions(argv: readonly string[], parseArgs: typeof ParseArgs) {
+function parseSetupOptions(argv: readonly string[], parseArgs: ParseArgs) {
   try {
     return parseArgs({ args: [...argv], options: SETUP_OPTIONS, strict: true }).values;
   } catch (err) {

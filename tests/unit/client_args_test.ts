@@ -5,10 +5,12 @@ import {
   hasOwnOptions,
   type Mta,
   parseClientArgs as parseWith,
+  splitClientArgv,
 } from "../../lib/client/client_args.ts";
 
 /** The client's parse with node:util's parseArgs at hand (client.ts loads it for own options). */
-const parseClientArgs = (argv: readonly string[], mta: Mta) => parseWith(argv, mta, parseArgs);
+const parseClientArgs = (argv: readonly string[], mta: Mta) =>
+  parseWith(splitClientArgv(argv, mta), parseArgs);
 import { DataError, UsageError } from "../../lib/shared/errors.ts";
 import { EX_DATAERR, EX_USAGE } from "../../lib/shared/exit_codes.ts";
 import { assertRefused, type MailErrorClass } from "./_assert.ts";
@@ -233,15 +235,17 @@ Deno.test("hasOwnOptions(): node:util is loaded only for sshsendmail's own optio
   ];
   for (const [name, argv, mta, own] of cases) {
     await t.step(`${name}: ${own ? "own options" : "none"}`, () => {
-      strictEqual(hasOwnOptions(argv, mta), own);
+      strictEqual(hasOwnOptions(splitClientArgv(argv, mta)), own);
     });
   }
 });
 
 Deno.test("parseClientArgs() without node:util: a send with no own options parses; own options without it are a fault of the caller", () => {
-  const args = parseWith(["-oi", "-f", "a@b.example", "--", "c@d.example"], "sendmail");
+  const args = parseWith(
+    splitClientArgv(["-oi", "-f", "a@b.example", "--", "c@d.example"], "sendmail"),
+  );
   strictEqual(args.command, "send");
   deepStrictEqual(args.request?.recipients, ["c@d.example"]);
   strictEqual(args.request?.sender, "a@b.example");
-  throws(() => parseWith(["--host", "relay"], "sendmail"), /without node:util/);
+  throws(() => parseWith(splitClientArgv(["--host", "relay"], "sendmail")), /without node:util/);
 });
