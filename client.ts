@@ -7,12 +7,8 @@
  */
 
 import type { ClientContext, ModeHandler } from "./lib/client/client_context.ts";
-import {
-  hasOwnOptions,
-  type Mta,
-  parseClientArgs,
-  splitClientArgv,
-} from "./lib/client/client_args.ts";
+import { parseClientArgs } from "./lib/client/client_args.ts";
+import { hasOwnOptions, type Mta, splitClientArgv } from "./lib/client/split_client_argv.ts";
 import { PROGRAM } from "./lib/client/client_constants.ts";
 import { CLIENT_USAGE } from "./lib/client/client_usage.ts";
 import { reportError } from "./lib/client/failure_report.ts";

@@ -25,7 +25,8 @@
 import { ensureUser, type Relay, run, startRelay } from "../tests/e2e/_bed.ts";
 import { SSH_PATH } from "../lib/shared/layout.ts";
 import { parseArgs } from "node:util";
-import { parseClientArgs, splitClientArgv } from "../lib/client/client_args.ts";
+import { parseClientArgs } from "../lib/client/client_args.ts";
+import { splitClientArgv } from "../lib/client/split_client_argv.ts";
 import { sshArgv } from "../lib/client/ssh_command.ts";
 import {
   asUser,

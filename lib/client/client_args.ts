@@ -3,7 +3,7 @@
  * parseArgs, strict) mixed with the sendmail options its callers pass
  * (parsed by the same grammar the relay uses, so both sides agree).
  *
- * The command line is split once ({@link splitClientArgv}); node:util is
+ * The command line is split once (splitClientArgv in split_client_argv.ts); node:util is
  * handed in by the caller, which loads it only when the split holds own
  * options ({@link hasOwnOptions}): loading it starts
  * Deno's Node layer, about 10 ms of every client start, and the commonest
@@ -17,50 +17,21 @@ import { isEnvelopeAddress } from "../shared/address.ts";
 import { applySetting, type ClientSettings, defaultSettings } from "./client_config.ts";
 import { UsageError } from "../shared/errors.ts";
 import { parseSendmailArgs, type SendmailRequest } from "../shared/sendmail_args.ts";
+import {
+  type ClientCommand,
+  hasOwnOptions,
+  type Mta,
+  OWN_OPTIONS,
+  type SplitArgv,
+  VALUE_OPTIONS,
+} from "./split_client_argv.ts";
 
-/** sshsendmail's own options. */
-const OWN_OPTIONS = {
-  host: { type: "string", multiple: true },
-  user: { type: "string" },
-  port: { type: "string" },
-  identity: { type: "string" },
-  "known-hosts": { type: "string" },
-  "ssh-option": { type: "string", multiple: true },
-  "relay-command": { type: "string" },
-  "connect-timeout": { type: "string" },
-  reuse: { type: "boolean" },
-  "no-integrity": { type: "boolean" },
-  mta: { type: "string" },
-  loglevel: { type: "string" },
-  config: { type: "string" },
-  help: { type: "boolean" },
-  version: { type: "boolean" },
-  flush: { type: "boolean" },
-  list: { type: "boolean" },
-  remove: { type: "string" },
-  all: { type: "boolean" },
-  due: { type: "boolean" },
-  test: { type: "string" },
-  "queue-id": { type: "string" },
-  serve: { type: "boolean" },
-  migrate: { type: "boolean" },
-  "init-spool": { type: "boolean" },
-} as const;
-
-/** Sendmail options that take the next word as their value. */
 /**
  * The detail of a UsageError about sshsendmail's own long options: no
  * sendmail caller passes those, so when the message comes on a pipe (a
  * Postfix pipe line with a typo) the caller must defer, never bounce.
  */
 export const OWN_OPTION_ERROR = "own option";
-
-const VALUE_OPTIONS = new Set(["-f", "-r", "-F", "-N", "-R"]);
-/** `-q` and `-q<interval>` (sendmail's queue run; the interval is the service's business). */
-const QUEUE_RUN_REGEXP = /^-q([0-9]+[smhdw]?)?$/;
-
-/** Which caller the client serves. */
-export type Mta = "postfix" | "nullmailer" | "sendmail";
 
 /** The parsed command line. */
 export interface ClientArgs {
@@ -86,20 +57,6 @@ export interface ClientArgs {
   /** `-v`: report what happened (sendmail -q -v). */
   verbose: boolean;
 }
-
-/** The client's commands besides sending. */
-export type ClientCommand =
-  | "send"
-  | "smtp"
-  | "flush"
-  | "list"
-  | "remove"
-  | "test"
-  | "serve"
-  | "migrate"
-  | "init-spool"
-  | "help"
-  | "version";
 
 /**
  * The null sender as callers spell it: Postfix pipe(8) expands an empty
@@ -185,55 +142,8 @@ const COMMAND_ORDER: readonly Exclude<ClientCommand, "send">[] = [
   "smtp",
 ];
 
-/** sshsendmail's own words, the sendmail words, and the commands the sendmail words ask for. */
-export interface SplitArgv {
-  /** The caller's MTA unless `--mta` says otherwise. */
-  defaultMta: Mta;
-  own: string[];
-  mail: string[];
-  /** `-bs` → smtp, `-q…` → flush, `-bp` → list. */
-  implied: Set<ClientCommand>;
-}
-
-/** Sendmail words that are commands: `-bs` anywhere, `-q…` and `-bp` but for nullmailer. */
-function commandWord(word: string, defaultMta: Mta): ClientCommand | undefined {
-  if (word === "-bs") return "smtp"; // SMTP on stdin/stdout (Symfony Mailer, Laravel)
-  if (defaultMta === "nullmailer") return undefined;
-  if (QUEUE_RUN_REGEXP.test(word)) return "flush"; // sendmail -q, -q30m: a run now
-  return word === "-bp" ? "list" : undefined; // sendmail -bp is mailq
-}
-
-/** Splits argv into own options and sendmail words (a value option's next word is its value). */
-export function splitClientArgv(argv: readonly string[], defaultMta: Mta): SplitArgv {
-  const split: SplitArgv = { defaultMta, own: [], mail: [], implied: new Set() };
-  let operands = false;
-  for (let i = 0; i < argv.length; i++) {
-    const word = argv[i]!;
-    const command = operands ? undefined : commandWord(word, defaultMta);
-    if (command !== undefined) {
-      split.implied.add(command);
-    } else if (operands || word === "--") {
-      operands = true;
-      split.mail.push(word);
-    } else if (word.startsWith("--")) {
-      split.own.push(word);
-      const rule = (OWN_OPTIONS as Record<string, { type: string }>)[word.slice(2)];
-      if (rule?.type === "string" && i + 1 < argv.length) split.own.push(argv[++i]!);
-    } else {
-      split.mail.push(word);
-      if (VALUE_OPTIONS.has(word) && i + 1 < argv.length) split.mail.push(argv[++i]!);
-    }
-  }
-  return split;
-}
-
 /** node:util's parseArgs. */
 export type ParseArgs = typeof parseArgs;
-
-/** Whether the command line holds sshsendmail's own options: only then does parsing it need node:util. */
-export function hasOwnOptions(split: SplitArgv): boolean {
-  return split.own.length > 0;
-}
 
 /** Parses the own options, strictly. */
 function parseOwn(own: string[], parseArgs: ParseArgs) {

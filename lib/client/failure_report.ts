@@ -7,7 +7,8 @@
  * @module
  */
 
-import { type Mta, OWN_OPTION_ERROR } from "./client_args.ts";
+import { OWN_OPTION_ERROR } from "./client_args.ts";
+import type { Mta } from "./split_client_argv.ts";
 import { ConfigError } from "./client_config.ts";
 import { type FailureFact, type FailureKind, heardBy } from "./exit_policy.ts";
 import { printable } from "./mailq.ts";

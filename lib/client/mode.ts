@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Mta } from "./client_args.ts";
+import type { Mta } from "./split_client_argv.ts";
 
 /** What the edge does next. */
 export type Mode =

@@ -1,12 +1,12 @@
 import { deepStrictEqual, strictEqual, throws } from "node:assert/strict";
 import { parseArgs } from "node:util";
+import { parseClientArgs as parseWith } from "../../lib/client/client_args.ts";
 import {
   type ClientCommand,
   hasOwnOptions,
   type Mta,
-  parseClientArgs as parseWith,
   splitClientArgv,
-} from "../../lib/client/client_args.ts";
+} from "../../lib/client/split_client_argv.ts";
 
 /** The client's parse with node:util's parseArgs at hand (client.ts loads it for own options). */
 const parseClientArgs = (argv: readonly string[], mta: Mta) =>
