@@ -14,3 +14,5 @@ export const LOCAL_IDLE_MS = 3_600_000;
 export const SMTP_MAX_SIZE = 52_428_800;
 /** ssh's connection-sharing socket, private to the user (ssh expands %d and %C). */
 export const CONTROL_PATH = "%d/.ssh/sshsendmail-%C";
+/** Where setup keeps the satellite's key and known_hosts (root's directory, 0755). */
+export const SETUP_DIR = "/etc/sshsendmail";

@@ -9,9 +9,7 @@
 import { ConfigError } from "./client_config.ts";
 import { privateKeyFile, publicKeyLine, seedFromPkcs8 } from "./openssh_key.ts";
 import { SERVICE_USER } from "../shared/layout.ts";
-
-/** Where setup keeps the key and known_hosts unless told otherwise. */
-export const DEFAULT_DIR = "/etc/sshsendmail";
+import { SETUP_DIR } from "./client_constants.ts";
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -77,7 +75,7 @@ export async function handKey(
     await Deno.chmod(identity, 0o600);
     const dir = dirOf(identity);
     let st = await Deno.lstat(dir);
-    if (st.isDirectory && st.uid === 0 && (dirMade || dir === DEFAULT_DIR)) {
+    if (st.isDirectory && st.uid === 0 && (dirMade || dir === SETUP_DIR)) {
       await Deno.chmod(dir, 0o755);
       st = await Deno.lstat(dir);
     }
