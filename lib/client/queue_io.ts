@@ -81,12 +81,7 @@ export class Queue {
   }
 
   /** Reads one queue file's header; undefined when the file is corrupt or gone. */
-  read(id: string): Promise<QueueEntry | undefined> {
-    return Promise.resolve(this.readSync(id));
-  }
-
-  /** As `read`, synchronously. */
-  readSync(id: string): QueueEntry | undefined {
+  read(id: string): QueueEntry | undefined {
     const path = `${this.dir}/new/${id}`;
     let file: Deno.FsFile;
     try {
@@ -116,18 +111,14 @@ export class Queue {
       if (header === undefined || header.id !== id) return undefined;
       const info = file.statSync();
       if (info.size !== nl + 1 + header.size) return undefined;
-      return { header, state: this.stateSync(id), path, bodyOffset: nl + 1 };
+      return { header, state: this.state(id), path, bodyOffset: nl + 1 };
     } finally {
       file.close();
     }
   }
 
-  state(id: string): Promise<QueueState | undefined> {
-    return Promise.resolve(this.stateSync(id));
-  }
-
-  /** As `state`, synchronously. */
-  stateSync(id: string): QueueState | undefined {
+  /** A message's retry state; undefined before its first failed attempt. */
+  state(id: string): QueueState | undefined {
     try {
       return JSON.parse(Deno.readTextFileSync(`${this.dir}/state/${id}`)) as QueueState;
     } catch {
@@ -140,7 +131,7 @@ export class Queue {
     const out: QueueEntry[] = [];
     for await (const e of Deno.readDir(`${this.dir}/new`)) {
       if (!e.isFile || !QUEUE_ID_REGEXP.test(e.name)) continue;
-      const entry = this.readSync(e.name);
+      const entry = this.read(e.name);
       if (entry) out.push(entry);
     }
     return out.sort((a, b) => a.header.created - b.header.created);

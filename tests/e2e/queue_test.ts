@@ -356,7 +356,7 @@ async function drain(q: QBed, rounds = 5): Promise<number> {
 async function checkQueue(q: QBed, collect: Collector): Promise<Map<string, string>> {
   const tokens = new Map<string, string>();
   for (const name of await names(`${q.qdir}/new`)) {
-    const entry = await q.queue.read(name);
+    const entry = q.queue.read(name);
     if (!entry && !await Deno.lstat(`${q.qdir}/new/${name}`).then(() => true, () => false)) {
       continue; // delivered meanwhile
     }
