@@ -15,7 +15,13 @@
  */
 
 import { ConfigError } from "./client_config.ts";
-import { giveChunk, type Spooled, takeChunk } from "../shared/spool_io.ts";
+import {
+  giveChunk,
+  removeQuietly,
+  type Spooled,
+  takeChunk,
+  writeAllSync,
+} from "../shared/spool_io.ts";
 import {
   MAX_HEADER,
   parseQueueHeader,
@@ -249,19 +255,6 @@ async function syncDir(dir: string): Promise<void> {
     }
   } catch {
     // Not every platform lets a directory be fsynced through Deno.
-  }
-}
-
-/** Writes every byte of `bytes` to `file`. */
-function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
-}
-
-function removeQuietly(path: string): void {
-  try {
-    Deno.removeSync(path);
-  } catch {
-    // Gone already: nothing to remove.
   }
 }
 

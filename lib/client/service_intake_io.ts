@@ -29,6 +29,7 @@ import {
   STALE_TEMP_MS,
 } from "./drop.ts";
 import { readFileCapped } from "./drop_read_io.ts";
+import { removeQuietly } from "../shared/spool_io.ts";
 import { RootDrops } from "./root_drops_io.ts";
 import type { ServiceCore } from "./service_context.ts";
 import type { Requests } from "./service_requests_io.ts";
@@ -258,11 +259,7 @@ export class Intake {
     file.close();
     if (reason === undefined) {
       // Gone before it can be sent: a drop left after a delivery would go again.
-      try {
-        Deno.removeSync(`${this.#core.root}/incoming/${name}`);
-      } catch {
-        // Gone already.
-      }
+      removeQuietly(`${this.#core.root}/incoming/${name}`);
       this.#core.pump();
     } else {
       await this.#setAside(name, reason, uid);

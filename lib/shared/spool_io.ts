@@ -267,3 +267,17 @@ export async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<voi
     done += await file.write(data.subarray(done));
   }
 }
+
+/** As {@link writeAll}, synchronously. */
+export function writeAllSync(file: Deno.FsFile, data: Uint8Array): void {
+  for (let done = 0; done < data.length;) done += file.writeSync(data.subarray(done));
+}
+
+/** Removes `path` if it is there; a path already gone (or not ours to remove) is no error. */
+export function removeQuietly(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch {
+    // Gone already, or not ours: nothing more to do.
+  }
+}
