@@ -16,20 +16,27 @@
  * Makes (if needed) and checks `<stateDir>/rsendmail-<uid>/<name>`: both
  * levels must be directories of this uid that no other account can use.
  * Undefined when they are not (the caller decides what that costs).
+ *
+ * Each level is looked at first and made only when missing: a relay whose
+ * directories exist (every session after the first) pays two lstats, no
+ * mkdir and no AlreadyExists error.
  */
 export async function privateStateDir(stateDir: string, name: string): Promise<string | undefined> {
   const uid = Deno.uid();
   const top = `${stateDir}/rsendmail-${uid}`;
   const dir = `${top}/${name}`;
   try {
-    // The admin's --state-dir itself, if it is missing (as before: made whole).
-    await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
     for (const d of [top, dir]) {
-      // mkdir creates no parent and follows no symlink: an existing name stays as it is.
-      await Deno.mkdir(d, { mode: 0o700 }).catch((err) => {
-        if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
-      });
-      const info = await Deno.lstat(d);
+      let info = await lstatIfAny(d);
+      if (info === undefined) {
+        // The admin's --state-dir itself, if it is missing (as before: made whole).
+        if (d === top) await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
+        // mkdir creates no parent and follows no symlink: a name made meanwhile stays as it is.
+        await Deno.mkdir(d, { mode: 0o700 }).catch((err) => {
+          if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+        });
+        info = await Deno.lstat(d);
+      }
       if (!info.isDirectory || info.uid !== uid || ((info.mode ?? 0) & 0o077) !== 0) {
         return undefined;
       }
@@ -38,4 +45,14 @@ export async function privateStateDir(stateDir: string, name: string): Promise<s
     return undefined;
   }
   return dir;
+}
+
+/** lstat(2), or undefined when nothing has that name. */
+async function lstatIfAny(path: string): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await Deno.lstat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
 }

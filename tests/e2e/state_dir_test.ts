@@ -84,6 +84,24 @@ Deno.test({
       });
 
       await t.step(
+        "control: a --state-dir that does not exist is made whole, each level 0700; the next session finds it made and records there too",
+        async () => {
+          const fresh = `${state}/new/deeper`;
+          const made = `${fresh}/rsendmail-${uid}`;
+          for (const tok of [token("fresh"), token("again")]) {
+            const r = await send(fresh, tok);
+            assert.equal(r.code, 0, r.stderr);
+            assert.equal(r.stderr, "");
+            await takeByToken(box, tok);
+            assert.ok((await entries(`${made}/_`)).includes(r.id));
+          }
+          for (const d of [made, `${made}/_`]) {
+            assert.equal((await Deno.lstat(d)).mode! & 0o777, 0o700, d);
+          }
+        },
+      );
+
+      await t.step(
         "attack: a squatter's directory as rsendmail-<uid> (0777): not used, left empty; mail still goes",
         async () => {
           await Deno.mkdir(mine);
