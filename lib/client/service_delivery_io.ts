@@ -3,7 +3,7 @@
  * relay at a time, frames written up to a window ahead of the replies,
  * replies read in order; retries with backoff, expiry with a notice to the
  * sender (lib/client/undelivered_io.ts), the next relay when one cannot be
- * reached. Effectful edge module.
+ * reached (lib/client/ended_session_io.ts). Effectful edge module.
  *
  * @module
  */
@@ -13,16 +13,9 @@ import { collectGarbage } from "../shared/collect_garbage_io.ts";
 import { isTemporary } from "../shared/exit_codes.ts";
 import { type BatchSession, spawnBatchSession } from "./batch_session_io.ts";
 import { formatAge, frameWordsOf } from "./queue_entry.ts";
-import {
-  type Item,
-  nextRetryAt,
-  planPump,
-  replyFits,
-  retryDelayMs,
-  sessionEndLine,
-} from "./service_book.ts";
+import { type EndedSession, settleEndedSession } from "./ended_session_io.ts";
+import { type Item, nextRetryAt, planPump, replyFits, retryDelayMs } from "./service_book.ts";
 import type { ServiceCore } from "./service_context.ts";
-import { classifyExit, type Failure } from "./ssh_command.ts";
 import { defer, expire, giveUp } from "./undelivered_io.ts";
 
 /** Relay batch sessions end (and a new one starts) after this many frames. */
@@ -42,11 +35,8 @@ const WINDOW = 32;
 const REPLIES_PER_GC = 200;
 
 /** A batch session to the relay with its frames in flight. */
-interface Session {
+interface Session extends EndedSession {
   bs: BatchSession;
-  host: string;
-  inflight: Item[];
-  answered: number;
   written: number;
   /** When it was spawned (ms since the epoch). */
   opened: number;
@@ -54,17 +44,8 @@ interface Session {
   ending: boolean;
   writes: Promise<void>;
   watchdog: ReturnType<typeof setTimeout> | undefined;
-  /** The watchdog killed it: the relay did not answer within ssh_timeout. */
-  timedOut: boolean;
   idle: ReturnType<typeof setTimeout> | undefined;
   done: Promise<void>;
-}
-
-/** How a session ended, once its replies stopped. */
-interface SessionEnd {
-  garbled: boolean;
-  status: Deno.CommandStatus;
-  stderr: string;
 }
 
 const encoder = new TextEncoder();
@@ -216,7 +197,15 @@ export class Delivery {
       this.pump();
       return;
     }
-    await this.#ended(s, { garbled, status, stderr });
+    const end = { garbled, status, stderr };
+    const { outcome, settled } = settleEndedSession(this.#core, s, end, this.#hostIndex);
+    if (outcome === "next-relay") {
+      this.#hostIndex++;
+    } else {
+      this.#hostIndex = 0;
+      this.#relayDown = true;
+    }
+    await settled;
     this.pump();
   }
 
@@ -250,47 +239,6 @@ export class Delivery {
       }
     }
     return false;
-  }
-
-  /** Defers (or moves to the next relay) what a session that ended left unanswered. */
-  async #ended(s: Session, end: SessionEnd): Promise<void> {
-    const { ctx, book } = this.#core;
-    // ssh catches the watchdog's SIGTERM and exits 255: the timeout is known by the flag.
-    const failure: Failure | undefined = end.garbled || s.timedOut
-      ? undefined
-      : classifyExit(end.status.code, end.stderr, ctx.program);
-    const line = failure?.line ?? sessionEndLine(ctx.program, {
-      garbled: end.garbled,
-      timedOut: s.timedOut,
-      sshTimeout: ctx.settings.sshTimeout,
-    });
-    const pending = s.inflight.splice(0);
-    const hosts = ctx.settings.hosts.length;
-    if (s.answered === 0 && failure?.connectPhase && this.#hostIndex + 1 < hosts) {
-      this.#hostIndex++;
-      ctx.log("warning", { event: "relay-unreachable", host: s.host, reason: line });
-      for (const item of pending) {
-        item.busy = false;
-        item.forced = true;
-      }
-      return;
-    }
-    this.#hostIndex = 0;
-    this.#relayDown = true;
-    for (const item of pending) await defer(this.#core, item, line, s.host);
-    if (!failure?.connectPhase) return;
-    // No relay can be reached: what is due now would only meet the same
-    // failure, one ssh attempt per window. It waits for its backoff.
-    const now = Date.now();
-    for (const item of book.items.values()) {
-      if (item.busy) continue;
-      if (item.forced || (item.entry.state?.nextAttempt ?? 0) <= now) {
-        item.forced = false;
-        // Busy while its state is written: a pump meanwhile must not send it.
-        item.busy = true;
-        await defer(this.#core, item, line, s.host);
-      }
-    }
   }
 
   async #handleReply(s: Session, item: Item, code: number, line: string): Promise<void> {

@@ -13,30 +13,22 @@
  * deferral, expiry, the failure notice) and the book of queued messages
  * with the pure decisions (service_book.ts). This
  * module runs them: start, the polling of drop/, the watcher of root/, the
- * sweep, `alive`, the config reload, the stop; and the log sink.
+ * sweep, `alive`, the config reload, the stop. Its log sink, a long-lived
+ * logger(1), is lib/client/logger_sink_io.ts.
  *
  * @module
  */
 
 import type { ClientSettings } from "./client_config.ts";
-import { formatLogLine } from "../shared/log_line.ts";
 import { openQueue, type Queue } from "./queue_io.ts";
 import { ItemBook } from "./service_book.ts";
-import {
-  mailPriority,
-  type ServiceContext,
-  type ServiceCore,
-  type ServiceLog,
-} from "./service_context.ts";
+import type { ServiceContext, ServiceCore } from "./service_context.ts";
 import { Delivery } from "./service_delivery_io.ts";
 import { FIRST_DROP_POLL, nextDropPoll } from "./drop_poll.ts";
 import { Intake } from "./service_intake_io.ts";
 import { Requests } from "./service_requests_io.ts";
 import { checkSpool } from "./spool_init_io.ts";
 import { ALIVE_FILE } from "./spool_layout.ts";
-
-export type { ServiceContext, ServiceLog, Severity } from "./service_context.ts";
-export { mailPriority } from "./service_context.ts";
 
 /** The fallback sweep of the drop directories (a missed change). */
 const SWEEP_MS = 15_000;
@@ -269,76 +261,4 @@ async function sweepAndReload(
     ctx.log("err", { event: "reload-error", reason: err instanceof Error ? err.message : "" });
   }
   service.sweep().catch(() => {});
-}
-
-/** A log sink through one long-lived logger(1) reading lines with a `<PRI>` prefix. */
-export function loggerSink(loggerPath: string, tag: string, pid: number): {
-  log: ServiceLog;
-  close(): Promise<void>;
-} {
-  let child: Deno.ChildProcess | undefined;
-  let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
-  let broken = false;
-  const encoder = new TextEncoder();
-  const fallback = (line: string) => {
-    try {
-      Deno.stderr.writeSync(encoder.encode(`${tag}: ${line}\n`));
-    } catch { /* nowhere to log */ }
-  };
-  const start = () => {
-    try {
-      child = spawnLogger(loggerPath, tag, pid);
-      writer = child.stdin.getWriter();
-      child.status.then(() => {
-        broken = true;
-      });
-    } catch {
-      broken = true;
-    }
-  };
-  let chain = Promise.resolve();
-  return {
-    log(severity, fields) {
-      const line = formatLogLine(fields);
-      if (!child && !broken) start();
-      if (broken || !writer) {
-        fallback(line);
-        return;
-      }
-      const w = writer;
-      chain = chain.then(() =>
-        w.write(encoder.encode(`<${mailPriority(severity)}>${line}\n`)).catch(() => {
-          broken = true;
-          fallback(line);
-        })
-      );
-    },
-    async close() {
-      await chain;
-      await writer?.close().catch(() => {});
-      if (child) await child.status;
-    },
-  };
-}
-
-/** logger(1) reading `<PRI>`-prefixed lines on its stdin, to /dev/log. */
-function spawnLogger(loggerPath: string, tag: string, pid: number): Deno.ChildProcess {
-  return new Deno.Command(loggerPath, {
-    args: [
-      `--id=${pid}`,
-      "-t",
-      tag,
-      "--prio-prefix",
-      "-u",
-      "/dev/log",
-      "--socket-errors=off",
-      "-S",
-      "4096",
-    ],
-    clearEnv: true,
-    env: { PATH: "/usr/bin:/bin", LANG: "C" },
-    stdin: "piped",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
 }

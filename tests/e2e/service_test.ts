@@ -208,3 +208,30 @@ Deno.test("service stopped: mailq says so (75, one line); mail sent meanwhile wa
     const again = await bed.sendAs(ann, [bed.sendmail, "-bp"]);
     assert.equal(again.code, 0, again.stderr);
   }));
+
+Deno.test("service: the first configured relay refuses the connection: the next one delivers at once, not after a backoff", () =>
+  withBed(async ({ bed, ann, rcpt, box }) => {
+    await bed.stopService();
+    // Nothing listens on 127.0.0.2 at the relay's port: refused before any reply.
+    const conf = await Deno.readTextFile(bed.conf);
+    const hostLine = `host = ${bed.relay.host}`;
+    assert.ok(conf.includes(`${hostLine}\n`), conf);
+    await Deno.writeTextFile(
+      bed.conf,
+      conf.replace(`${hostLine}\n`, `host = 127.0.0.2, ${bed.relay.host}\n`),
+    );
+    await bed.start();
+    // A message deferred instead would wait 60 s for its retry: takeByToken gives up after 15.
+    for (const tok of [token("failover"), token("failover2")]) {
+      const res = await bed.sendAs(
+        ann,
+        [`${rcpt.name}@${bed.domain}`],
+        `Subject: f\n\nfailover ${tok}\n`,
+      );
+      assert.equal(res.code, 0, res.stderr);
+      const mail = parseMessage(await takeByToken(box, tok));
+      assert.deepEqual(mail.header("Return-Path"), ["<rsmann@sat.test>"]);
+    }
+    const q = await bed.sendAs(ann, [bed.sendmail, "-bp"]);
+    assert.equal(q.stdout, "Mail queue is empty\n", q.stderr);
+  }));
