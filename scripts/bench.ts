@@ -50,7 +50,8 @@ import {
 import { goalTable } from "./bench_report.ts";
 import { collectMail, deliveryTable } from "./bench_delivery.ts";
 import { benchRelay } from "./bench_relay.ts";
-import { benchE2e, withSshBed } from "./bench_e2e.ts";
+import { benchE2e } from "./bench_e2e.ts";
+import { withSshBed } from "./bench_ssh_bed.ts";
 import { benchBatch } from "./bench_batch.ts";
 import { benchSmtp } from "./bench_smtp.ts";
 import { benchService } from "./bench_service.ts";

@@ -25,30 +25,15 @@ import {
   makeMessage,
   type Options,
   progress,
-  RELAY_USER,
-  type Sample,
   type SectionResult,
   SENDER,
   SENDMAIL,
   tagOf,
-  timeOnce,
 } from "./bench_common.ts";
-import {
-  busyShare,
-  type ChainCpu,
-  chainCpu,
-  cpuPerMessage,
-  cpuTables,
-  cpuTicks,
-} from "./bench_batch_cpu.ts";
-import { type Goal, goalTable, quantile, table } from "./bench_report.ts";
-import type { MailGroup } from "./bench_delivery.ts";
+import { type Sample, timeOnce } from "./bench_run.ts";
+import { busyShare, chainCpu, cpuPerMessage, cpuTicks } from "./bench_batch_cpu.ts";
+import { batchReport, PARALLEL, type Pass, type Run } from "./bench_batch_report.ts";
 import { DirWatch, writeDrop } from "./bench_spool.ts";
-
-/** Issue 15: a batch at least 1.5× the serial sendmail floor's rate. */
-const GOAL_RATE = 1.5;
-const PARALLEL = [1, 2, 4];
-const NA = "n/a (relay has no --parallel)";
 
 /**
  * Whether dist/rsendmail knows `--parallel`: an unknown admin option ends
@@ -66,20 +51,6 @@ export async function relayHasParallel(): Promise<boolean> {
       stdin: new Uint8Array(),
     })).code;
   return (await probe(["--parallel", "2"])) === (await probe([]));
-}
-
-interface Run {
-  /** Service start → the relay's N-th record. */
-  wall: number;
-  /** Messages a second between the relay's first and N-th record. */
-  rate: number;
-  accepted: number;
-  /** Share of both CPUs busy over the wall. */
-  busy: number;
-  /** CPU time the whole machine spent per message over the wall (ms). */
-  cpuMs: number;
-  /** Each process of the chain's CPU time over the run (ms), when read. */
-  chain: ChainCpu | undefined;
 }
 
 export async function benchBatch(
@@ -103,14 +74,13 @@ export async function benchBatch(
   const keys = new Map<string, string>([["default", bed.key]]);
   const watches = new Map<string, DirWatch>();
   const runs = new Map<string, Run[]>(variants.map((v) => [v.id, []]));
-  const floor: { wall: number; samples: Sample[]; busy: number }[] = [];
+  const floor: Pass[] = [];
   /** The machine's ceiling: the same sendmail runs, P at once, nothing else (P = 2, 4). */
-  const ceiling = new Map<number, { wall: number; samples: Sample[]; busy: number }[]>(
+  const ceiling = new Map<number, Pass[]>(
     PARALLEL.filter((p) => p > 1).map((p) => [p, []]),
   );
   /** Drops that could not be written, per variant over the rounds. */
   const unwritten = new Map<string, number>(variants.map((v) => [v.id, 0]));
-  const findings: string[] = [];
   try {
     for (const v of variants) {
       if (v.id !== "default") {
@@ -195,147 +165,5 @@ export async function benchBatch(
     await bed.stop();
     for (const w of watches.values()) await w.close(true);
   }
-  const failedOf = (fs: { samples: Sample[] }[]) =>
-    fs.flatMap((f) => f.samples).filter((s) => s.code !== 0).length;
-  const failedFloor = failedOf(floor);
-  if (failedFloor > 0) findings.push(`batch floor: ${failedFloor} sendmail runs failed`);
-  const groups: MailGroup[] = [
-    ...variants.map((v) => ({
-      id: `batch.${v.id}`,
-      label: `batch.${v.id}: ${o.batchRounds} × ${n} drops`,
-      sent: o.batchRounds * n,
-      failed: unwritten.get(v.id)!,
-    })),
-    {
-      id: "batch.floor",
-      label: `batch.floor: ${o.batchRounds} × ${n} serial \`sendmail -oi\``,
-      sent: o.batchRounds * n,
-      failed: failedFloor,
-    },
-    ...[...ceiling].map(([p, fs]) => ({
-      id: `batch.ceiling${p}`,
-      label: `batch.ceiling${p}: ${o.batchRounds} × ${n} \`sendmail -oi\`, ${p} at once`,
-      sent: o.batchRounds * n,
-      failed: failedOf(fs),
-    })),
-  ];
-
-  const median = (xs: number[]) => quantile(xs.slice().sort((a, b) => a - b), 0.5);
-  const floorRate = median(floor.map((f) => n / (f.wall / 1000)));
-  const floorWall = median(floor.map((f) => f.wall));
-  const pctOf = (x: number) => `${Math.round(x * 100)}%`;
-  const rowOf = (id: string, what: string) => {
-    const rs = runs.get(id);
-    if (rs === undefined) return [what, "", NA, "–", "–", "–", "–"];
-    const rate = median(rs.map((x) => x.rate));
-    return [
-      what,
-      String(rs[0]?.accepted ?? 0),
-      (median(rs.map((x) => x.wall)) / 1000).toFixed(2),
-      rate.toFixed(1),
-      `${(rate / floorRate).toFixed(2)}×`,
-      pctOf(median(rs.map((x) => x.busy))),
-      median(rs.map((x) => x.cpuMs)).toFixed(1),
-    ];
-  };
-  const cpuOf = (fs: { wall: number; busy: number }[]) =>
-    median(fs.map((f) => cpuPerMessage(f.busy, f.wall, n)));
-  const rateOfVariant = (id: string) => median((runs.get(id) ?? []).map((x) => x.rate));
-  const best = Math.max(...PARALLEL.filter((p) => p > 1).map((p) => rateOfVariant(`p${p}`)));
-  const rateOf = (fs: { wall: number }[]) => median(fs.map((f) => n / (f.wall / 1000)));
-  const ceilingRate = Math.max(...[...ceiling.values()].map(rateOf));
-  const bestId = parallel
-    ? PARALLEL.filter((p) => p > 1).map((p) => `p${p}`)
-      .reduce((a, b) => (rateOfVariant(b) > rateOfVariant(a) ? b : a))
-    : "default";
-  const cpuMsOf = (id: string) => median((runs.get(id) ?? []).map((x) => x.cpuMs));
-  /** Each process's median CPU per message over the rounds where all four were read. */
-  const chainOf = (id: string): ChainCpu | undefined => {
-    const rs = (runs.get(id) ?? []).filter((r) => r.chain !== undefined);
-    if (rs.length === 0) return undefined;
-    const per = (k: keyof ChainCpu) => median(rs.map((r) => r.chain![k] / r.accepted));
-    return { service: per("service"), ssh: per("ssh"), sshd: per("sshd"), relay: per("relay") };
-  };
-  const goals: Goal[] = [{
-    what: "batch: best of `--parallel 2` / `4` ÷ the serial sendmail floor",
-    goal: `≥ ${GOAL_RATE.toFixed(1)}×`,
-    measured: parallel ? `${(best / floorRate).toFixed(2)}×` : NA,
-    met: parallel ? best / floorRate >= GOAL_RATE : undefined,
-  }];
-  if (!parallel) findings.push(`batch: ${NA}; only the default row was measured`);
-  else if (!goals[0]!.met) {
-    findings.push(`batch: ${goals[0]!.measured} the serial floor (goal ≥ ${GOAL_RATE}×)`);
-  }
-  const text = [
-    `## 3. Batch: ${n} queued ~1 KB messages through one relay batch session (the satellite service)`,
-    "",
-    table([
-      "relay's forced command",
-      "messages",
-      "wall (s)",
-      "msg/s",
-      "÷ floor",
-      "CPUs busy",
-      "CPU ms per message",
-    ], [
-      rowOf("default", "`rsendmail --label L` (default)"),
-      ...PARALLEL.map((p) => rowOf(`p${p}`, `\`rsendmail --parallel ${p} --label L\``)),
-      [
-        `**floor**: the relay's \`/usr/sbin/sendmail -oi\`, ${n} times one after another`,
-        String(n),
-        (floorWall / 1000).toFixed(2),
-        floorRate.toFixed(1),
-        "1.00×",
-        pctOf(median(floor.map((f) => f.busy))),
-        cpuOf(floor).toFixed(1),
-      ],
-      ...[...ceiling].map(([p, fs]) => [
-        `ceiling: the same sendmail, ${p} at once, nothing else running`,
-        String(n),
-        (median(fs.map((f) => f.wall)) / 1000).toFixed(2),
-        rateOf(fs).toFixed(1),
-        `${(rateOf(fs) / floorRate).toFixed(2)}×`,
-        pctOf(median(fs.map((f) => f.busy))),
-        cpuOf(fs).toFixed(1),
-      ]),
-    ]),
-    "",
-    `Driven as the satellite service drives the relay: the bench writes ${n} drops (as ` +
-    `${BENCH_USER}, exactly as the submitter writes them) while the service is stopped, then ` +
-    "starts it; it takes them into its queue and streams them over one `rsendmail --batch` " +
-    `session (ssh as the service account to \`${RELAY_USER}\`). The wall runs from the ` +
-    "service's start to the relay's last record; msg/s counts from the relay's first record " +
-    "to its last (the service's start-up and the ssh handshake left out); medians of " +
-    `${o.batchRounds} round${o.batchRounds === 1 ? "" : "s"}, each running the floor and every ` +
-    "variant once. The floor runs as root straight from the bench (no setpriv), one after " +
-    "another: what a relay that runs its sendmail once per message, one at a time, can reach. " +
-    "CPUs busy: the share of both " +
-    "CPUs in use over each run (/proc/stat), Postfix's own delivery included: at 90% and more, " +
-    "the machine, not the relay's concurrency, sets the rate. The ceiling rows run the floor's " +
-    "sendmail 2 or 4 at a time with nothing else on the machine: Postfix's own intake and " +
-    "delivery at full concurrency, the most a relay of any design reaches here before its own " +
-    "work, ssh and the satellite's are counted. CPU ms per message: the whole machine's CPU " +
-    "time over the run (busy share × CPUs × wall) divided by the messages; for the relay rows " +
-    "it holds everything the chain does (the service's intake and delivery, ssh, sshd, the " +
-    "relay, sendmail and Postfix).",
-    "",
-    ...cpuTables({
-      floorRate,
-      goalRate: GOAL_RATE,
-      postfix: Math.min(...[...ceiling.values()].map(cpuOf)),
-      best: { id: bestId, cpuMs: cpuMsOf(bestId) },
-      byProcess: variants.map((v) => ({
-        what: v.id === "default" ? "`rsendmail` (default)" : `\`--parallel ${v.id.slice(1)}\``,
-        cpu: chainOf(v.id),
-        wholeMs: cpuMsOf(v.id),
-      })),
-    }),
-    "",
-    `The machine's ceiling (the better of sendmail 2 or 4 at once) is ` +
-    `${(ceilingRate / floorRate).toFixed(2)}× the serial floor; the best relay row reaches ` +
-    `${parallel ? `${(best / ceilingRate).toFixed(2)}×` : NA} of that ceiling.`,
-    "",
-    goalTable(goals),
-  ].join("\n");
-  return { key: "batch", text, groups, goals, findings };
+  return batchReport(o, { parallel, variants, runs, floor, ceiling, unwritten });
 }

@@ -11,17 +11,8 @@
  * @module
  */
 
-import {
-  asUser,
-  baseEnv,
-  done,
-  type Options,
-  progress,
-  type Sample,
-  SENDER,
-  SENDMAIL,
-  timeOnce,
-} from "./bench_common.ts";
+import { baseEnv, done, type Options, progress, SENDER, SENDMAIL } from "./bench_common.ts";
+import { asUser, type Sample, timeOnce } from "./bench_run.ts";
 import { fmt, type Goal, table } from "./bench_report.ts";
 import type { MailGroup } from "./bench_delivery.ts";
 import { dist, sendGroup, type ServiceCtx, writeDrop } from "./bench_spool.ts";

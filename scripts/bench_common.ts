@@ -1,13 +1,19 @@
 /**
  * What the benchmark sections share (scripts/bench.ts and its bench_*.ts
- * sections): the paths of the programs compared, the options, timing one
- * command from spawn to exit, cases measured round-robin, quantiles, goals,
- * markdown tables, tagged bench messages and their delivery count.
+ * sections): the paths of the programs compared, the options, tagged bench
+ * messages, the bare client and relay scripts of the floors, and small
+ * helpers for files and progress lines. Timing a command and measuring
+ * cases round-robin is in scripts/bench_run.ts.
  *
  * @module
  */
 
 import { run } from "../tests/e2e/_bed.ts";
+import { SSH_PATH } from "../lib/shared/layout.ts";
+import { parseArgs } from "node:util";
+import { parseClientArgs } from "../lib/client/client_args.ts";
+import { splitClientArgv } from "../lib/client/split_client_argv.ts";
+import { sshArgv } from "../lib/client/ssh_command.ts";
 import type { MailGroup } from "./bench_delivery.ts";
 import type { Goal } from "./bench_report.ts";
 
@@ -101,124 +107,6 @@ export const encoder = new TextEncoder();
 export const decoder = new TextDecoder();
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** One command to time. */
-export interface Spec {
-  cmd: string;
-  args: string[];
-  env: Record<string, string>;
-  stdin?: Uint8Array;
-}
-
-export interface Sample {
-  ms: number;
-  code: number;
-  stderr: string;
-}
-
-export async function readAll(stream: ReadableStream<Uint8Array>): Promise<string> {
-  let text = "";
-  for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
-  return text;
-}
-
-/** Times spawn → exit. stderr is read concurrently (a ControlPersist master may hold it). */
-export async function timeOnce(spec: Spec): Promise<Sample> {
-  const t0 = performance.now();
-  const child = new Deno.Command(spec.cmd, {
-    args: spec.args,
-    clearEnv: true,
-    env: spec.env,
-    stdin: spec.stdin === undefined ? "null" : "piped",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const stderr = readAll(child.stderr);
-  if (spec.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    try {
-      await writer.write(spec.stdin);
-      await writer.close();
-    } catch {
-      // exited early: its status tells
-    }
-  }
-  const status = await child.status;
-  const ms = performance.now() - t0;
-  const text = await Promise.race([stderr, sleep(2000).then(() => "(stderr held open)")]);
-  return { ms, code: status.code, stderr: text };
-}
-
-/** A command as a local account (setpriv, a login-like environment). */
-export function asUser(
-  user: string,
-  home: string,
-  cmd: string,
-  args: string[],
-  stdin?: Uint8Array,
-  env: Record<string, string> = {},
-): Spec {
-  return {
-    cmd: SETPRIV,
-    args: [`--reuid=${user}`, `--regid=${user}`, "--init-groups", "--", cmd, ...args],
-    env: { PATH: LOGIN_PATH, LANG: "C", HOME: home, USER: user, LOGNAME: user, ...env },
-    ...(stdin === undefined ? {} : { stdin }),
-  };
-}
-
-/** A benchmarked case: builds the command for round `i` (mail cases tag their message). */
-export interface Case {
-  id: string;
-  spec: (i: number) => Spec;
-  /** Expects one delivered message per successful run. */
-  mail: boolean;
-  samples: Sample[];
-  failures: string[];
-}
-
-/** A list of cases and its maker. */
-export function caseList(): {
-  cases: Case[];
-  mk: (id: string, mail: boolean, spec: (i: number) => Spec) => Case;
-} {
-  const cases: Case[] = [];
-  return {
-    cases,
-    mk: (id, mail, spec) => {
-      const c: Case = { id, spec, mail, samples: [], failures: [] };
-      cases.push(c);
-      return c;
-    },
-  };
-}
-
-/** Runs every case round-robin: warm-up rounds (discarded), then measured rounds. */
-export async function measure(
-  cases: Case[],
-  o: { warmup: number; runs: number },
-  title: string,
-): Promise<void> {
-  const total = o.warmup + o.runs;
-  for (let i = 0; i < total; i++) {
-    await progress(`${title}: round ${i + 1}/${total}`);
-    for (const c of cases) {
-      const s = await timeOnce(c.spec(i));
-      if (s.code !== 0) c.failures.push(`exit ${s.code}: ${s.stderr.trim().split("\n")[0]}`);
-      if (i >= o.warmup) c.samples.push(s);
-    }
-  }
-  await done(`${title}: ${total} rounds`);
-}
-
-/** The cases' delivery groups (every run of a mail case, warm-up included). */
-export function caseGroups(section: string, cases: Case[], o: { warmup: number; runs: number }) {
-  return cases.filter((c) => c.mail).map((c): MailGroup => ({
-    id: `${section}.${c.id}`,
-    label: `${section}.${c.id}`,
-    sent: o.warmup + o.runs,
-    failed: c.failures.length,
-  }));
-}
-
 /** A message of about `size` bytes, tagged so its delivery can be counted. */
 export function makeMessage(size: number, tag: string, recipient: string): Uint8Array {
   const head = [
@@ -274,6 +162,30 @@ export function sendmailWrapperCode(rcpt: string): string {
   return [
     `const c = new Deno.Command(${JSON.stringify(SENDMAIL)}, { args: ${argv}, ` +
     `stdin: "inherit", stdout: "inherit", stderr: "inherit" }).spawn();`,
+    "Deno.exit((await c.status).code);",
+    "",
+  ].join("\n");
+}
+
+/**
+ * The bare client of the design floor: parses its options with node:util
+ * parseArgs (as sshsendmail does), spawns ssh on inherited stdio and exits
+ * with ssh's code. The ssh argv is sshsendmail's own (sshArgv of the same
+ * options), worked out here, so the floor cannot drift from the client.
+ */
+export function clientWrapperCode(flags: string[]): string {
+  const { settings } = parseClientArgs(
+    splitClientArgv([...flags, "--", "floor"], "sendmail"),
+    parseArgs,
+  );
+  const [ssh, ...args] = sshArgv(SSH_PATH, settings, settings.hosts[0]!, "rsendmail");
+  return [
+    'import { parseArgs } from "node:util";',
+    'const s = { type: "string" };',
+    "parseArgs({ args: Deno.args, options: " +
+    '{ host: s, port: s, identity: s, "known-hosts": s }, strict: true });',
+    `const c = new Deno.Command(${JSON.stringify(ssh)}, { args: ${JSON.stringify(args)}, ` +
+    'stdin: "inherit", stdout: "inherit", stderr: "inherit" }).spawn();',
     "Deno.exit((await c.status).code);",
     "",
   ].join("\n");

@@ -1,6 +1,6 @@
 /**
  * Section 2 of `deno task bench`, end to end through a private sshd
- * (tests/e2e/_bed.ts): one ~1 KB message with `dist/sshsendmail` against a
+ * (scripts/bench_ssh_bed.ts): one ~1 KB message with `dist/sshsendmail` against a
  * key forced to dist/rsendmail, cold and with `--reuse`, vs upstream's
  * sshsendmail against a key forced to /usr/bin/rsendmail, vs the floor of a
  * cold send measured part by part in the same rounds: the client's Deno
@@ -22,21 +22,13 @@
  * @module
  */
 
-import { ensureUser, type Relay, run, startRelay } from "../tests/e2e/_bed.ts";
-import { SSH_PATH } from "../lib/shared/layout.ts";
-import { parseArgs } from "node:util";
-import { parseClientArgs } from "../lib/client/client_args.ts";
-import { splitClientArgv } from "../lib/client/split_client_argv.ts";
-import { sshArgv } from "../lib/client/ssh_command.ts";
+import { ensureUser } from "../tests/e2e/_bed.ts";
 import {
-  asUser,
   BENCH_USER,
-  caseGroups,
-  caseList,
+  clientWrapperCode,
   DIST_RSENDMAIL,
   DIST_SSHSENDMAIL,
   makeMessage,
-  measure,
   type Options,
   RELAY_USER,
   type SectionResult,
@@ -45,12 +37,12 @@ import {
   sendmailWrapperCode,
   SETPRIV,
   shebangOf,
-  type Spec,
   tagOf,
-  UP_RSENDMAIL,
   UP_SSHSENDMAIL,
   writeScript,
 } from "./bench_common.ts";
+import { asUser, caseGroups, caseList, measure } from "./bench_run.ts";
+import type { SshBed } from "./bench_ssh_bed.ts";
 import {
   caseFindings,
   detail,
@@ -62,120 +54,8 @@ import {
   table,
 } from "./bench_report.ts";
 
-/**
- * The bare client of the design floor: parses its options with node:util
- * parseArgs (as sshsendmail does), spawns ssh on inherited stdio and exits
- * with ssh's code. The ssh argv is sshsendmail's own (sshArgv of the same
- * options), worked out here, so the floor cannot drift from the client.
- */
-function clientWrapperCode(flags: string[]): string {
-  const { settings } = parseClientArgs(
-    splitClientArgv([...flags, "--", "floor"], "sendmail"),
-    parseArgs,
-  );
-  const [ssh, ...args] = sshArgv(SSH_PATH, settings, settings.hosts[0]!, "rsendmail");
-  return [
-    'import { parseArgs } from "node:util";',
-    'const s = { type: "string" };',
-    "parseArgs({ args: Deno.args, options: " +
-    '{ host: s, port: s, identity: s, "known-hosts": s }, strict: true });',
-    `const c = new Deno.Command(${JSON.stringify(ssh)}, { args: ${JSON.stringify(args)}, ` +
-    'stdin: "inherit", stdout: "inherit", stderr: "inherit" }).spawn();',
-    "Deno.exit((await c.status).code);",
-    "",
-  ].join("\n");
-}
-
 /** Issue 15: a cold send within 5% of its floor. The older absolute targets (ms). */
 const GOALS = { coldRatio: 1.05, cold: 330, warm: 120 };
-
-/** The private sshd, its keys and the bench account's ssh config, shared by sections 2 and 4. */
-export interface SshBed {
-  relay: Relay;
-  home: string;
-  sshDir: string;
-  /** A command run as the bench account (setpriv), with extra environment. */
-  asBench(cmd: string, args: string[], stdin?: Uint8Array, env?: Record<string, string>): Spec;
-  /** Options pointing dist/sshsendmail at the relay with a key forced to dist/rsendmail. */
-  oursFlags: string[];
-  /** Closes the ControlPersist masters of the bench account (by their sockets). */
-  closeMasters(): Promise<void>;
-}
-
-/** Starts the sshd, writes the bench account's ssh config, runs fn, stops the sshd. */
-export async function withSshBed<T>(fn: (bed: SshBed) => Promise<T>): Promise<T> {
-  const home = ensureUser(BENCH_USER, "/usr/sbin/nologin");
-  const sshDir = `${home}/.ssh`;
-  await Deno.mkdir(sshDir, { recursive: true, mode: 0o700 });
-  await run("/usr/bin/chown", [`${BENCH_USER}:`, sshDir]);
-  await Deno.chmod(sshDir, 0o700);
-  const relay = await startRelay();
-  const asBench = (cmd: string, args: string[], stdin?: Uint8Array, env?: Record<string, string>) =>
-    asUser(BENCH_USER, home, cmd, args, stdin, env);
-  const closeMasters = async () => {
-    for await (const e of Deno.readDir(sshDir)) {
-      if (!/^(sshsendmail|bench)-/.test(e.name)) continue;
-      const s = asBench("/usr/bin/ssh", [
-        "-S",
-        `${sshDir}/${e.name}`,
-        "-O",
-        "exit",
-        "bench-master",
-      ]);
-      await run(s.cmd, s.args, { check: false, env: s.env });
-    }
-  };
-  try {
-    const keyOurs = await relay.addKey(`restrict,command="${DIST_RSENDMAIL}"`, BENCH_USER);
-    const keyUp = await relay.addKey(`restrict,command="${UP_RSENDMAIL}"`, BENCH_USER);
-    const keyPlain = await relay.addKey("restrict", BENCH_USER);
-    const hostBlock = (alias: string, key: string, reuse: boolean) => [
-      `Host ${alias}`,
-      "  HostName 127.0.0.1",
-      `  Port ${relay.port}`,
-      `  User ${relay.user}`,
-      `  IdentityFile ${key}`,
-      "  IdentitiesOnly yes",
-      "  IdentityAgent none",
-      `  UserKnownHostsFile ${relay.knownHosts}`,
-      "  GlobalKnownHostsFile /dev/null",
-      "  StrictHostKeyChecking yes",
-      "  UpdateHostKeys no",
-      "  BatchMode yes",
-      "  LogLevel ERROR",
-      ...(reuse
-        ? ["  ControlMaster auto", "  ControlPath ~/.ssh/bench-%C", "  ControlPersist 60"]
-        : []),
-      "",
-    ];
-    await Deno.writeTextFile(
-      `${sshDir}/config`,
-      [
-        `# written by scripts/bench_e2e.ts for the relay on port ${relay.port}`,
-        ...hostBlock("rsm-up", keyUp, false),
-        ...hostBlock("rsm-up-reuse", keyUp, true),
-        ...hostBlock("rsm-plain", keyPlain, false),
-        ...hostBlock("rsm-plain-reuse", keyPlain, true),
-      ].join("\n"),
-    );
-    await run("/usr/bin/chown", [`${BENCH_USER}:`, `${sshDir}/config`]);
-    await Deno.chmod(`${sshDir}/config`, 0o600);
-    const oursFlags = [
-      "--host",
-      `${relay.user}@${relay.host}`,
-      "--port",
-      String(relay.port),
-      "--identity",
-      keyOurs,
-      "--known-hosts",
-      relay.knownHosts,
-    ];
-    return await fn({ relay, home, sshDir, asBench, oursFlags, closeMasters });
-  } finally {
-    await closeMasters().catch(() => {});
-    await relay.stop();
-  }
-}
 
 export async function benchE2e(
   o: Options,

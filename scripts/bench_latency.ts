@@ -18,13 +18,11 @@ import {
   done,
   type Options,
   progress,
-  type Sample,
   SENDER,
   SENDMAIL,
-  type Spec,
-  timeOnce,
   UP_SSHSENDMAIL,
 } from "./bench_common.ts";
+import { type Sample, type Spec, timeOnce } from "./bench_run.ts";
 import { fmt, table } from "./bench_report.ts";
 import type { MailGroup } from "./bench_delivery.ts";
 import { DirWatch, type Dist, dist, ID_RE, sendGroup, type ServiceCtx } from "./bench_spool.ts";

@@ -14,13 +14,9 @@
 
 import { ensureUser } from "../tests/e2e/_bed.ts";
 import {
-  asUser,
-  caseGroups,
-  caseList,
   DIST_RSENDMAIL,
   DIST_SSHSENDMAIL,
   makeMessage,
-  measure,
   type Options,
   RELAY_USER,
   type SectionResult,
@@ -28,11 +24,11 @@ import {
   SENDMAIL,
   sendmailWrapperCode,
   shebangOf,
-  type Spec,
   tagOf,
   UP_RSENDMAIL,
   writeScript,
 } from "./bench_common.ts";
+import { asUser, caseGroups, caseList, measure, type Spec } from "./bench_run.ts";
 import {
   caseFindings,
   detail,

@@ -2,12 +2,12 @@
  * How `deno task bench` reports: its goals and their verdicts, Markdown
  * tables, the folded table of every case, medians and quartiles, and the
  * number formats. Shared by the sections (scripts/bench_*.ts); what a
- * section measures and how is in scripts/bench_common.ts.
+ * section measures and how is in scripts/bench_run.ts.
  *
  * @module
  */
 
-import type { Case } from "./bench_common.ts";
+import type { Case } from "./bench_run.ts";
 
 /** One goal of issue 15 (or an older one), as measured in this run. */
 export interface Goal {

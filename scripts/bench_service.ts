@@ -21,24 +21,19 @@
 import { ensureUser, run } from "../tests/e2e/_bed.ts";
 import { type Account, account, startServiceBed } from "../tests/e2e/_service.ts";
 import {
-  asUser,
   baseEnv,
   BENCH_USER,
-  caseGroups,
-  caseList,
   DIST_RSENDMAIL,
   DIST_SSHSENDMAIL,
   makeMessage,
-  measure,
   type Options,
-  type Sample,
   type SectionResult,
   shebangOf,
-  type Spec,
   tagOf,
   UP_RSENDMAIL,
   writeScript,
 } from "./bench_common.ts";
+import { asUser, caseGroups, caseList, measure, type Sample, type Spec } from "./bench_run.ts";
 import { caseFindings, fmt, type Goal, goalTable, table } from "./bench_report.ts";
 import type { MailGroup } from "./bench_delivery.ts";
 import { DirWatch, dist, type ServiceCtx, USERS } from "./bench_spool.ts";

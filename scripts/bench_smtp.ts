@@ -15,7 +15,7 @@
 
 import { run } from "../tests/e2e/_bed.ts";
 import { parseReplies, type Reply, smtpSession } from "../tests/e2e/_smtp.ts";
-import type { SshBed } from "./bench_e2e.ts";
+import type { SshBed } from "./bench_ssh_bed.ts";
 import {
   BENCH_USER,
   countFiles,
@@ -28,17 +28,14 @@ import {
   type Options,
   progress,
   readRssKiB,
-  type Sample,
   type SectionResult,
   SENDER,
   tagOf,
   TIME,
-  timeOnce,
 } from "./bench_common.ts";
-import { fmt, type Goal, goalTable, mib, quantile, table } from "./bench_report.ts";
+import { type Sample, timeOnce } from "./bench_run.ts";
+import { type SeqPass, smtpReport, type SmtpSession } from "./bench_smtp_report.ts";
 import type { MailGroup } from "./bench_delivery.ts";
-
-const SPEEDUP = 5;
 
 /** A message as DATA: CRLF line ends, dot-stuffed, ended by the lone dot. */
 function dataSection(message: Uint8Array): string {
@@ -167,7 +164,7 @@ export async function benchSmtp(
     const vSession = await variant("smtp", false);
     const vCold = await variant("seq-cold", false);
     const vWarm = await variant("seq-warm", true);
-    const sessions: { mode: "step" | "full"; ms: number; sent: number; clientKiB: number }[] = [];
+    const sessions: SmtpSession[] = [];
     const sessionRun = async (mode: "step" | "full", r: number) => {
       await progress(`smtp: ${n}-message -bs session (${mode}), run ${r + 1}/${o.smtpRuns}`);
       const messages = Array.from({ length: n }, (_, i) => msg(`smtp-${mode}`, r * n + i));
@@ -223,7 +220,7 @@ export async function benchSmtp(
       return { id, samples, wallMs: performance.now() - t0 };
     };
     // Round-robin, so that drift in the load hits sessions and sequential sends alike.
-    const seqs: { id: string; samples: Sample[]; wallMs: number }[] = [];
+    const seqs: SeqPass[] = [];
     let opener: Sample | undefined;
     for (let r = 0; r < o.smtpRuns; r++) {
       await sessionRun("step", r);
@@ -280,92 +277,11 @@ export async function benchSmtp(
     }
 
     // Report.
-    const sorted = (xs: number[]) => xs.slice().sort((a, b) => a - b);
-    const sessionMs = (mode: "step" | "full") =>
-      sorted(sessions.filter((s) => s.mode === mode).map((s) => s.ms));
-    const step = sessionMs("step");
-    const full = sessionMs("full");
-    const stepPer = quantile(step, 0.5) / n;
-    const range = (xs: number[]) =>
-      xs.length > 1 ? ` (${xs.map((x) => (x / 1000).toFixed(2)).join(", ")})` : "";
-    const cold = seqs.find((s) => s.id === "seq-cold")!;
-    const warm = seqs.find((s) => s.id === "seq-warm")!;
-    const seqPer = (s: typeof cold) => s.wallMs / n;
-    const seqMed = (s: typeof cold) => quantile(sorted(s.samples.map((x) => x.ms)), 0.5);
-    const goals: Goal[] = (["cold", "warm"] as const).map((label) => {
-      const per = seqPer(label === "cold" ? cold : warm);
-      return {
-        what: `SMTP: a \`-bs\` session vs ${label} command-line sends, per message`,
-        goal: `≥ ${SPEEDUP}× faster`,
-        measured: `${(per / stepPer).toFixed(1)}×`,
-        met: per / stepPer >= SPEEDUP,
-      };
+    const { text, goals } = smtpReport(o, sessions, seqs, {
+      smtp: await readRssAllKiB(`${relayDir}/smtp`),
+      seqCold: await readRssAllKiB(`${relayDir}/seq-cold`),
+      seqWarm: await readRssAllKiB(`${relayDir}/seq-warm`),
     });
-    const seqRow = (s: typeof cold, what: string, g: Goal) => [
-      `ours: ${n} sequential \`sshsendmail -i rcpt\`, ${what}`,
-      (s.wallMs / 1000).toFixed(2),
-      fmt(seqPer(s)),
-      g.measured,
-    ];
-    const rssRow = (
-      label: string,
-      xs: number[],
-    ) => [label, String(xs.length), mib(quantile(xs, 0.5)), mib(xs[xs.length - 1] ?? NaN)];
-    const clientOf = (mode: "step" | "full") =>
-      sorted(sessions.filter((s) => s.mode === mode).map((s) => s.clientKiB));
-    const text = [
-      `## 4. SMTP mode: ${n} ~1 KB messages in one \`sshsendmail -bs\` session vs ${n} command-line sends`,
-      "",
-      table(["client", "wall (s)", "ms per message", "÷ session's ms per message"], [
-        [
-          `ours: ${n} messages in one \`sshsendmail -bs\` session, a reply awaited per message (MAIL/RCPT/DATA pipelined)`,
-          `${(quantile(step, 0.5) / 1000).toFixed(2)}${range(step)}`,
-          fmt(stepPer),
-          "1.00×",
-        ],
-        [
-          `ours: ${n} messages in one \`sshsendmail -bs\` session, whole dialogue written at once`,
-          `${(quantile(full, 0.5) / 1000).toFixed(2)}${range(full)}`,
-          fmt(quantile(full, 0.5) / n),
-          `${(quantile(full, 0.5) / n / stepPer).toFixed(2)}×`,
-        ],
-        seqRow(cold, "cold (`reuse = no`, the default)", goals[0]!),
-        seqRow(warm, "warm (`reuse = yes`, master already open)", goals[1]!),
-      ]),
-      "",
-      `Per message = wall / ${n}; the session's wall runs from spawn to exit of the one ` +
-      `client (greeting to \`221\`), median of ${o.smtpRuns} session${
-        o.smtpRuns === 1 ? "" : "s"
-      } ` +
-      `per mode (each in brackets); the sequential rows are one pass of ${n} sends each ` +
-      `(median per send: cold ${fmt(seqMed(cold))} ms, warm ${
-        fmt(seqMed(warm))
-      } ms, the harness's ` +
-      `gap between sends included in the wall). All as ${BENCH_USER} through setpriv; the ` +
-      `session's client and every relay ran under \`${TIME}\`. Against one cold send, each ` +
-      `further message in a session costs about ${
-        fmt((quantile(step, 0.5) - seqMed(cold)) / (n - 1))
-      } ms.`,
-      "",
-      table(["peak RSS (MiB)", "processes", "median", "max"], [
-        rssRow(
-          `relay rsendmail --batch, one per ${n}-message session`,
-          await readRssAllKiB(`${relayDir}/smtp`),
-        ),
-        rssRow(
-          "relay rsendmail, one per cold command-line send",
-          await readRssAllKiB(`${relayDir}/seq-cold`),
-        ),
-        rssRow(
-          "relay rsendmail, one per warm command-line send",
-          await readRssAllKiB(`${relayDir}/seq-warm`),
-        ),
-        rssRow("client sshsendmail -bs, reply awaited per message", clientOf("step")),
-        rssRow("client sshsendmail -bs, whole dialogue at once", clientOf("full")),
-      ]),
-      "",
-      goalTable(goals),
-    ].join("\n");
     for (const g of goals) if (!g.met) findings.push(`${g.what}: ${g.measured} (goal ${g.goal})`);
     return { key: "smtp", text, groups, goals, findings };
   } finally {

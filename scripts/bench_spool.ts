@@ -11,7 +11,8 @@
 import { run } from "../tests/e2e/_bed.ts";
 import type { Account, ServiceBed } from "../tests/e2e/_service.ts";
 import { dropHex, encodeDropHeader } from "../lib/client/drop.ts";
-import { encoder, type Sample, sleep, type Spec } from "./bench_common.ts";
+import { encoder, sleep } from "./bench_common.ts";
+import type { Sample, Spec } from "./bench_run.ts";
 import { quantile } from "./bench_report.ts";
 import type { MailGroup } from "./bench_delivery.ts";
 
