@@ -40,17 +40,13 @@ export interface SessionEnd {
  */
 export type EndedOutcome = "next-relay" | "deferred";
 
-/**
- * Settles what session `s` left unanswered; `hostIndex` is the host it used.
- * The outcome is known at once, before any deferral is written (the caller
- * records it before a pump can run); `settled` ends when they are.
- */
+/** Settles what session `s` left unanswered; `hostIndex` is the host it used. */
 export function settleEndedSession(
   core: ServiceCore,
   s: EndedSession,
   end: SessionEnd,
   hostIndex: number,
-): { outcome: EndedOutcome; settled: Promise<void> } {
+): EndedOutcome {
   const { ctx } = core;
   // ssh catches the watchdog's SIGTERM and exits 255: the timeout is known by the flag.
   const failure: Failure | undefined = end.garbled || s.timedOut
@@ -68,22 +64,10 @@ export function settleEndedSession(
       item.busy = false;
       item.forced = true;
     }
-    return { outcome: "next-relay", settled: Promise.resolve() };
+    return "next-relay";
   }
-  const settled = deferAll(core, pending, line, s.host, failure?.connectPhase === true);
-  return { outcome: "deferred", settled };
-}
-
-/** Defers `pending`; with `unreachable`, every other message that is due too. */
-async function deferAll(
-  core: ServiceCore,
-  pending: Item[],
-  line: string,
-  host: string,
-  unreachable: boolean,
-): Promise<void> {
-  for (const item of pending) await defer(core, item, line, host);
-  if (!unreachable) return;
+  for (const item of pending) defer(core, item, line, s.host);
+  if (!failure?.connectPhase) return "deferred";
   // No relay can be reached: what is due now would only meet the same
   // failure, one ssh attempt per window. It waits for its backoff.
   const now = Date.now();
@@ -91,9 +75,8 @@ async function deferAll(
     if (item.busy) continue;
     if (item.forced || (item.entry.state?.nextAttempt ?? 0) <= now) {
       item.forced = false;
-      // Busy while its state is written: a pump meanwhile must not send it.
-      item.busy = true;
-      await defer(core, item, line, host);
+      defer(core, item, line, s.host);
     }
   }
+  return "deferred";
 }

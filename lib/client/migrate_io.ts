@@ -39,7 +39,7 @@ export async function migrateOldQueue(spool: string, uid: number, o: DropOptions
       } finally {
         file.close();
       }
-      await queue.remove(h.id);
+      queue.remove(h.id);
       moved++;
     }
   } finally {

@@ -155,15 +155,10 @@ export class Queue {
   }
 
   /** Records a failed attempt. */
-  setState(id: string, state: QueueState): Promise<void> {
-    try {
-      const tmp = `${this.dir}/state/.${id}.tmp`;
-      Deno.writeTextFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
-      Deno.renameSync(tmp, `${this.dir}/state/${id}`);
-      return Promise.resolve();
-    } catch (err) {
-      return Promise.reject(err);
-    }
+  setState(id: string, state: QueueState): void {
+    const tmp = `${this.dir}/state/.${id}.tmp`;
+    Deno.writeTextFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
+    Deno.renameSync(tmp, `${this.dir}/state/${id}`);
   }
 
   /**
@@ -171,43 +166,38 @@ export class Queue {
    * `hasState: false` (a message never deferred) skips its state file, which
    * a first attempt does not have: no failed lookup per delivered message.
    */
-  remove(id: string, o: { hasState?: boolean } = {}): Promise<boolean> {
+  remove(id: string, o: { hasState?: boolean } = {}): boolean {
     if (o.hasState ?? true) removeQuietly(`${this.dir}/state/${id}`);
     try {
       Deno.removeSync(`${this.dir}/new/${id}`);
-      return Promise.resolve(true);
+      return true;
     } catch {
-      return Promise.resolve(false);
+      return false;
     }
   }
 
   /** Moves a message to `failed/`. */
-  fail(id: string): Promise<void> {
+  fail(id: string): void {
     try {
       Deno.renameSync(`${this.dir}/new/${id}`, `${this.dir}/failed/${id}`);
     } catch {
       // Gone already: nothing to move.
     }
     removeQuietly(`${this.dir}/state/${id}`);
-    return Promise.resolve();
   }
 
   /** The message's header section (up to its first empty line, at most 64 KiB). */
-  headersOf(entry: QueueEntry): Promise<string> {
+  headersOf(entry: QueueEntry): string {
+    const file = Deno.openSync(entry.path, { read: true });
     try {
-      const file = Deno.openSync(entry.path, { read: true });
-      try {
-        file.seekSync(entry.bodyOffset, Deno.SeekMode.Start);
-        const buffer = new Uint8Array(CHUNK);
-        const n = file.readSync(buffer) ?? 0;
-        const text = new TextDecoder().decode(buffer.subarray(0, n));
-        const end = text.search(/\r?\n\r?\n/);
-        return Promise.resolve(end < 0 ? text : text.slice(0, end));
-      } finally {
-        file.close();
-      }
-    } catch (err) {
-      return Promise.reject(err);
+      file.seekSync(entry.bodyOffset, Deno.SeekMode.Start);
+      const buffer = new Uint8Array(CHUNK);
+      const n = file.readSync(buffer) ?? 0;
+      const text = new TextDecoder().decode(buffer.subarray(0, n));
+      const end = text.search(/\r?\n\r?\n/);
+      return end < 0 ? text : text.slice(0, end);
+    } finally {
+      file.close();
     }
   }
 

@@ -78,10 +78,7 @@ export class Delivery {
     if (settings.hosts.length === 0) {
       // Accepting mail before `setup` is fine; it waits for a relay.
       const line = `4.3.5 ${core.ctx.program}: no relay configured (host in the config file)`;
-      for (const item of due) {
-        item.busy = true;
-        core.track(defer(core, item, line, "-"));
-      }
+      for (const item of due) defer(core, item, line, "-");
       this.#planRetry(now);
       return;
     }
@@ -198,14 +195,12 @@ export class Delivery {
       return;
     }
     const end = { garbled, status, stderr };
-    const { outcome, settled } = settleEndedSession(this.#core, s, end, this.#hostIndex);
-    if (outcome === "next-relay") {
+    if (settleEndedSession(this.#core, s, end, this.#hostIndex) === "next-relay") {
       this.#hostIndex++;
     } else {
       this.#hostIndex = 0;
       this.#relayDown = true;
     }
-    await settled;
     this.pump();
   }
 
@@ -245,7 +240,7 @@ export class Delivery {
     const { ctx, book, queue } = this.#core;
     const h = item.entry.header;
     if (code === 0) {
-      await queue.remove(h.id, { hasState: item.entry.state !== undefined });
+      queue.remove(h.id, { hasState: item.entry.state !== undefined });
       book.items.delete(h.id);
       if (this.#relayDown) {
         // The relay is back: what waits for its backoff goes now.
@@ -264,7 +259,7 @@ export class Delivery {
       });
       book.settle(h.id, "delivered");
     } else if (isTemporary(code)) {
-      await defer(this.#core, item, line, s.host);
+      defer(this.#core, item, line, s.host);
     } else {
       await giveUp(this.#core, item, line, "failed");
     }

@@ -80,20 +80,20 @@ export class Requests {
       case "list":
         return { ok: true, op: "list", messages: book.mine(uid, ctx.uid).map(listed) };
       case "remove":
-        return await this.#remove(uid, request.id);
+        return this.#remove(uid, request.id);
       case "flush":
         return await this.#flush(uid);
     }
   }
 
-  async #remove(uid: number, id: string): Promise<ServiceReply> {
+  #remove(uid: number, id: string): ServiceReply {
     const { book, ctx, queue } = this.#core;
     // The full id, or mailq's short one (unique among what the caller sees).
     const item = removalTarget(book.mine(uid, ctx.uid), id);
     if (!item) return { ok: true, op: "remove", removed: false };
     if (item.busy) return { ok: false, error: "the message is being delivered right now" };
     const found = item.entry.header.id;
-    await queue.remove(found);
+    queue.remove(found);
     book.items.delete(found);
     book.settle(found, "removed");
     ctx.log("info", { event: "removed", id: found, by: uid });

@@ -22,17 +22,16 @@ import type { ServiceCore } from "./service_context.ts";
 const encoder = new TextEncoder();
 
 /** Records a failed attempt; the message waits for its backoff. */
-export async function defer(
-  core: ServiceCore,
-  item: Item,
-  line: string,
-  host: string,
-): Promise<void> {
+export function defer(core: ServiceCore, item: Item, line: string, host: string): void {
   const { ctx, book, queue } = core;
   const h = item.entry.header;
   const attempts = (item.entry.state?.attempts ?? 0) + 1;
   const state = { attempts, lastError: line, nextAttempt: Date.now() + backoffMs(attempts) };
-  await queue.setState(h.id, state).catch(() => {});
+  try {
+    queue.setState(h.id, state);
+  } catch {
+    // Unrecorded, the attempt is retried at once after a restart: nothing is lost.
+  }
   item.entry.state = state;
   item.busy = false;
   ctx.log("warning", {
@@ -64,7 +63,7 @@ export async function giveUp(
   const { ctx, book, queue } = core;
   const h = item.entry.header;
   if (h.sender !== null && h.sender !== "") await notify(core, item, reason);
-  await queue.fail(h.id);
+  queue.fail(h.id);
   book.items.delete(h.id);
   ctx.log(outcome === "expired" ? "warning" : "err", {
     event: outcome,
@@ -80,7 +79,12 @@ export async function giveUp(
 async function notify(core: ServiceCore, item: Item, reason: string): Promise<void> {
   const { ctx, book, queue } = core;
   const h = item.entry.header;
-  const headers = await queue.headersOf(item.entry).catch(() => "");
+  let headers = "";
+  try {
+    headers = queue.headersOf(item.entry);
+  } catch {
+    // The notice goes without the original's header section.
+  }
   const body = encoder.encode(failureNotice(h, reason, ctx.hostname, headers, new Date()));
   const notice: QueueHeader = {
     v: 1,
