@@ -38,6 +38,7 @@ import {
   sha256Hex,
   sleep,
   startPostfix,
+  takeByToken,
   uidOf,
   waitFor,
 } from "./_bed.ts";
@@ -228,13 +229,20 @@ interface QBed {
  * that the relay may come back there).
  */
 async function startBed(
-  o: { route?: "direct" | "proxy" | "down"; extra?: string[]; label?: string } = {},
+  o: {
+    route?: "direct" | "proxy" | "down";
+    extra?: string[];
+    label?: string;
+    /** More admin options of the relay's forced command. */
+    relay?: string;
+  } = {},
 ): Promise<QBed> {
   const postfix = await startPostfix();
   const label = o.label ?? LABEL;
+  const admin = o.relay === undefined ? "" : ` ${o.relay}`;
   const bed = await startServiceBed({
     deferStart: true,
-    keyOptions: `restrict,command="${RSENDMAIL} --label ${label}"`,
+    keyOptions: `restrict,command="${RSENDMAIL} --label ${label}${admin}"`,
     ...(o.extra === undefined ? {} : { extra: o.extra }),
   });
   let proxy: Proxy | undefined;
@@ -850,6 +858,39 @@ Deno.test("queue: a message older than max_age goes to failed/ and its sender is
     assert.equal(collect.count.size, 0, "expired message delivered");
   } finally {
     await proxy?.close();
+    await q.stop();
+  }
+});
+
+Deno.test("queue: a message the relay refuses for good (5.5.3) goes to failed/ at once, and its sender is told", async () => {
+  const q = await startBed({ relay: "--max-recipients 1" });
+  const who = await account(SENDER_ACCOUNT);
+  const sender = `${SENDER_ACCOUNT}@relay.test`;
+  const collect = new Collector(q.box);
+  await clearBox(q.box);
+  await clearBox(q.senderBox);
+  const tok = `perm${RUN}`;
+  const msg = message(tok, "two recipients, one allowed\n", sender);
+  await collect.expect(tok, msg);
+  try {
+    const res = await q.bed.sendAs(who, ["-f", sender, "--", RCPT, "nobody@relay.test"], msg);
+    assert.deepEqual([res.code, res.stdout, res.stderr], [0, "", ""]);
+    // No retry, no backoff: given up on the relay's first answer.
+    await waitFor(
+      "the message in failed/",
+      async () => (await names(`${q.qdir}/failed`)).length === 1,
+      15_000,
+    );
+    const notice = await takeByToken(q.senderBox, tok);
+    assert.match(notice, /^Return-Path: <>$/m);
+    assert.match(notice, /^Subject: Undelivered Mail Returned to Sender$/m);
+    assert.match(notice, /^Reason: 5\.5\.3 rsendmail: too many recipients$/m);
+    await waitFor("the notice to leave the queue", () => empty(q), 15_000);
+    const list = await q.bed.sendAs(who, ["-bp"]);
+    assert.deepEqual([list.code, list.stdout], [0, "Mail queue is empty\n"], list.stderr);
+    await collect.settle([], 0, 1000);
+    assert.equal(collect.count.size, 0, "refused message delivered");
+  } finally {
     await q.stop();
   }
 });
