@@ -310,6 +310,30 @@ Deno.test("relay: --allow-header-sender refuses a forged From:/Sender: (5.7.1), 
           await expectNoToken(box, tok, 300);
         });
       }
+      // The check reads the first MiB: a header section running past it could hide its From:.
+      const pad = Array.from({ length: 14_000 }, (_, i) => `X-Pad-${i}: ${"x".repeat(70)}`);
+      await step(
+        t,
+        "refuses a From: hidden after 1 MiB of header lines (65, 5.6.0: header section too long)",
+        async () => {
+          const tok = token("hdr-long");
+          const res = await request(argv, words, message(tok, [...pad, "From: boss@bank.example"]));
+          assert.equal(res.code, 65, res.stderr);
+          assert.equal(res.stderr, "5.6.0 rsendmail: header section too long\n");
+          await expectNoToken(box, tok, 300);
+        },
+      );
+      await step(
+        t,
+        "positive control: an allowed From: with a body past 1 MiB is delivered",
+        async () => {
+          const tok = token("hdr-bigbody");
+          const body = `${pad.join("\n")}\n`;
+          const res = await request(argv, words, message(tok, ["From: ok@relay.test"]) + body);
+          assert.equal(res.code, 0, res.stderr);
+          await takeByToken(box, tok);
+        },
+      );
       await step(
         t,
         "positive control: From: and Sender: of the allowed domain are delivered",
