@@ -7,9 +7,12 @@
  */
 
 import assert from "node:assert/strict";
-import { type Account, account, type Mailbox, takeByToken, token } from "./_bed.ts";
+import { Queue } from "../../lib/client/queue_io.ts";
+import { newMessageId } from "../../lib/client/queue_entry.ts";
+import { Sha256 } from "../../lib/shared/sha256.ts";
+import { type Account, account, expectNoToken, type Mailbox, takeByToken, token } from "./_bed.ts";
 import { parseMessage } from "./_standalone.ts";
-import { type ServiceBed, startServiceBed } from "./_service.ts";
+import { names, type ServiceBed, startServiceBed } from "./_service.ts";
 
 /** A service bed, the sender rsmann and the recipient rsmrcpt's mailbox; the bed stops after `fn`. */
 async function withBed(
@@ -232,6 +235,46 @@ Deno.test("service: the first configured relay refuses the connection: the next 
       const mail = parseMessage(await takeByToken(box, tok));
       assert.deepEqual(mail.header("Return-Path"), ["<rsmann@sat.test>"]);
     }
+    const q = await bed.sendAs(ann, [bed.sendmail, "-bp"]);
+    assert.equal(q.stdout, "Mail queue is empty\n", q.stderr);
+  }));
+
+Deno.test("service: a drop left in incoming/ that was queued already (stopped between the two) is removed at start, not queued again: delivered once", () =>
+  withBed(async ({ bed, ann, rcpt, box }) => {
+    await bed.stopService();
+    const tok = token("twice");
+    const res = await bed.sendAs(
+      ann,
+      [`${rcpt.name}@${bed.domain}`],
+      `Subject: t\n\nonce ${tok}\n`,
+    );
+    assert.equal(res.code, 0, res.stderr);
+    const drops = await names(`${bed.spool}/drop`);
+    assert.equal(drops.length, 1, `drop/: ${drops}`);
+    const drop = drops[0]!;
+    // What a service leaves when it stops after queueing the drop and before removing it:
+    // the drop claimed into incoming/ (still the user's), and its message in queue/new.
+    await Deno.rename(`${bed.spool}/drop/${drop}`, `${bed.spool}/incoming/${drop}`);
+    const body = new TextEncoder().encode(
+      `From: ${ann.name}@sat.test\nSubject: t\n\nonce ${tok}\n`,
+    );
+    const path = await new Queue(`${bed.spool}/queue`).enqueue({
+      v: 1,
+      id: newMessageId(crypto.randomUUID()),
+      sender: `${ann.name}@sat.test`,
+      recipients: [`${rcpt.name}@${bed.domain}`],
+      extractRecipients: false,
+      created: Date.now(),
+      size: body.length,
+      sha256: new Sha256().update(body).hex(),
+      uid: ann.uid,
+      drop: drop.slice(1),
+    }, body);
+    await Deno.chown(path, bed.service.uid, bed.service.gid);
+    await bed.start();
+    await takeByToken(box, tok);
+    await expectNoToken(box, tok, 3000);
+    assert.deepEqual(await names(`${bed.spool}/incoming`), []);
     const q = await bed.sendAs(ann, [bed.sendmail, "-bp"]);
     assert.equal(q.stdout, "Mail queue is empty\n", q.stderr);
   }));
