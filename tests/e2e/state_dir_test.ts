@@ -17,6 +17,7 @@ import {
   expectNoToken,
   run,
   runRelayAs,
+  sleep,
   startPostfix,
   takeByToken,
   token,
@@ -37,11 +38,13 @@ async function sharedState(): Promise<{ top: string; state: string }> {
   return { top, state };
 }
 
+/** A fresh message id. */
+const newId = () => `m${crypto.randomUUID().replaceAll("-", "")}`;
+
 /** One message with --size, --sha256 and --id, as the relay account. */
-async function send(state: string, tok: string, admin: string[] = []) {
+async function send(state: string, tok: string, admin: string[] = [], id = newId()) {
   const body = new TextEncoder().encode(`Subject: state\n\n${tok}\n`);
   const sha = new Sha256().update(body).hex();
-  const id = `m${crypto.randomUUID().replaceAll("-", "")}`;
   const request = `sendmail --size=${body.length} --sha256=${sha} --id=${id} -- ${RCPT}@relay.test`;
   const r = await runRelayAs(RELAY_USER, request, [
     "--state-dir",
@@ -144,6 +147,70 @@ Deno.test({
           await takeByToken(box, tok);
           assert.deepEqual(await entries(target), []);
           await Deno.remove(mine);
+        },
+      );
+    } finally {
+      await Deno.remove(top, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "relay: an id's delivery lock left by a relay that died (older than 15 minutes) is broken and the message goes; a live lock holds the retry until it is released",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    ensureUser(RELAY_USER);
+    const postfix = await startPostfix();
+    const box = postfix.mailbox(RCPT);
+    const uid = (await run("/usr/bin/id", ["-u", RELAY_USER])).stdout.trim();
+    const { top, state } = await sharedState();
+    const record = `${state}/rsendmail-${uid}/_`;
+    /** A lock file for `id` as the relay makes it, `ageMs` old. */
+    const plantLock = async (id: string, ageMs: number) => {
+      const lock = `${record}/${id}.lock`;
+      await Deno.writeTextFile(lock, "");
+      await run("/usr/bin/chown", [`${RELAY_USER}:`, lock]);
+      const then = new Date(Date.now() - ageMs);
+      await Deno.utime(lock, then, then);
+      return lock;
+    };
+    try {
+      // The record directory, made by a first delivery.
+      const first = await send(state, token("lockdir"));
+      assert.equal(first.code, 0, first.stderr);
+
+      await t.step(
+        "a lock 20 minutes old (its relay died): broken, delivered at once",
+        async () => {
+          const id = newId();
+          const lock = await plantLock(id, 20 * 60_000);
+          const tok = token("stale");
+          // A relay that waited on it would wait for ever: 10 s is plenty.
+          const r = await Promise.race([send(state, tok, [], id), sleep(10_000)]);
+          assert.ok(r, "the relay waited on a dead relay's lock");
+          assert.equal(r.code, 0, r.stderr);
+          await takeByToken(box, tok);
+          await assert.rejects(Deno.lstat(lock), Deno.errors.NotFound);
+          assert.ok((await entries(record)).includes(id));
+        },
+      );
+
+      await t.step(
+        "control: a live lock (another relay delivering the same id): the retry waits, then goes once it is released",
+        async () => {
+          const id = newId();
+          const lock = await plantLock(id, 0);
+          const tok = token("live");
+          let done = false;
+          const sending = send(state, tok, [], id).finally(() => done = true);
+          await sleep(2000);
+          assert.equal(done, false, "the retry did not wait for the lock");
+          await Deno.remove(lock);
+          const r = await sending;
+          assert.equal(r.code, 0, r.stderr);
+          await takeByToken(box, tok);
         },
       );
     } finally {
