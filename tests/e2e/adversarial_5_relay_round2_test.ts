@@ -220,6 +220,51 @@ Deno.test("relay: --max-sessions 1 refuses a second concurrent session (4.7.0); 
   );
 });
 
+Deno.test("relay: --max-sessions 1 does not count a session file its relay stopped refreshing (it died; removed), but a live one refuses (4.7.0)", async () => {
+  const run1 = crypto.randomUUID().slice(0, 8);
+  await withRelayBed(
+    `--label dead-${run1} --max-sessions 1`,
+    async ({ postfix, box, relay, key }) => {
+      const argv = relay.sshArgv(key);
+      const words = ["-oi", "--", `${ACCOUNT}@${postfix.domain}`];
+      const limitsDir = `/var/tmp/rsendmail-${await uidOfRelay(relay.user)}/dead-${run1}.limits`;
+      try {
+        // A first session makes the key's limits directory.
+        const first = await request(argv, words, message(token("sess-first")));
+        assert.equal(first.code, 0, first.stderr);
+        /** A session file as a relay makes it, last refreshed `ageMs` ago. */
+        const plant = async (name: string, ageMs: number) => {
+          const path = `${limitsDir}/${name}`;
+          await Deno.writeTextFile(path, "");
+          await run("/usr/bin/chown", [`${relay.user}:`, path]);
+          const then = new Date(Date.now() - ageMs);
+          await Deno.utime(path, then, then);
+          return path;
+        };
+        // A relay that died two minutes ago (a live one refreshes its file every 20 s).
+        const dead = await plant("session-1-dead", 120_000);
+        const tok = token("sess-dead");
+        const res = await request(argv, words, message(tok));
+        assert.equal(res.code, 0, res.stderr);
+        await takeByToken(box, tok);
+        await assert.rejects(Deno.lstat(dead), Deno.errors.NotFound);
+        // Control: a session file refreshed just now is a live session, and counts.
+        await plant("session-2-live", 0);
+        const tok2 = token("sess-live");
+        const refused = await request(argv, words, message(tok2));
+        assert.equal(refused.code, 75, refused.stderr);
+        assert.equal(
+          refused.stderr,
+          "4.7.0 rsendmail: too many concurrent sessions for this key\n",
+        );
+        await expectNoToken(box, tok2, 300);
+      } finally {
+        await Deno.remove(limitsDir, { recursive: true }).catch(() => {});
+      }
+    },
+  );
+});
+
 async function uidOfRelay(user: string): Promise<string> {
   const out = await run("/usr/bin/id", ["-u", user]);
   return out.stdout.trim();
