@@ -31,6 +31,7 @@ import {
   account,
   closedPort,
   concat,
+  expectNoToken,
   type Mailbox,
   RSENDMAIL,
   run,
@@ -888,6 +889,19 @@ Deno.test("queue: a message the relay refuses for good (5.5.3) goes to failed/ a
     await waitFor("the notice to leave the queue", () => empty(q), 15_000);
     const list = await q.bed.sendAs(who, ["-bp"]);
     assert.deepEqual([list.code, list.stdout], [0, "Mail queue is empty\n"], list.stderr);
+    // The null sender (a bounce itself) is told nothing: no notice, no bounce loop.
+    const tok2 = `perm-null${RUN}`;
+    const bounce = message(tok2, "a bounce, refused\n", "MAILER-DAEMON@sat.test");
+    const res2 = await q.bed.sendAs(who, ["-f", "", "--", RCPT, "nobody@relay.test"], bounce);
+    assert.deepEqual([res2.code, res2.stdout, res2.stderr], [0, "", ""]);
+    await waitFor(
+      "it in failed/",
+      async () => (await names(`${q.qdir}/failed`)).length === 2,
+      15_000,
+    );
+    await waitFor("an empty queue", () => empty(q), 15_000);
+    await expectNoToken(q.senderBox, tok2, 1000);
+    assert.equal((await names(`${q.qdir}/failed`)).length, 2, "a notice to the null sender");
     await collect.settle([], 0, 1000);
     assert.equal(collect.count.size, 0, "refused message delivered");
   } finally {
