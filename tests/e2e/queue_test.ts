@@ -798,6 +798,33 @@ Deno.test("queue: relay down for the whole first phase, then one flush delivers 
   }
 });
 
+Deno.test("queue: the relay answers again (no flush, no restart): what waits for its backoff goes at once", async () => {
+  const q = await startBed({ route: "down" });
+  const [ann] = q.senders as [Account];
+  const must: string[] = [];
+  let proxy: Proxy | undefined;
+  try {
+    for (let i = 0; i < 3; i++) {
+      const tok = `back${RUN}.${i}`;
+      must.push(tok);
+      await submit(q, ann, message(tok, "waits\n"));
+    }
+    // Each refused once: the next try is a minute away.
+    await waitFor("three deferred", () => settled(q), 30_000);
+    assert.equal((await names(`${q.qdir}/state`)).length, 3);
+    proxy = startProxy(q.bed.relay.port, q.port);
+    // A new message finds the relay up; its delivery sends the three waiting ones too.
+    const tok = `back${RUN}.new`;
+    must.push(tok);
+    await submit(q, ann, message(tok, "finds the relay up\n"));
+    for (const t of must) await takeByToken(q.box, t);
+    await waitFor("an empty queue", () => empty(q), 15_000);
+  } finally {
+    await proxy?.close();
+    await q.stop();
+  }
+});
+
 Deno.test("queue: a message older than max_age goes to failed/ and its sender is told", async () => {
   const q = await startBed({ route: "down", extra: ["max_age = 2s"] });
   const who = await account(SENDER_ACCOUNT);
