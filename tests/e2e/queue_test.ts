@@ -825,6 +825,43 @@ Deno.test("queue: the relay answers again (no flush, no restart): what waits for
   }
 });
 
+Deno.test("queue: --remove by the message's owner takes it out of the queue for good; a second --remove finds nothing (66)", async () => {
+  const q = await startBed({ route: "down" });
+  const [ann] = q.senders as [Account];
+  const collect = new Collector(q.box);
+  let proxy: Proxy | undefined;
+  try {
+    const tok = `rm${RUN}`;
+    await collect.expect(tok, message(tok, "to be removed\n"));
+    await submit(q, ann, message(tok, "to be removed\n"));
+    const kept = `rm-kept${RUN}`;
+    await collect.expect(kept, message(kept, "stays\n"));
+    await submit(q, ann, message(kept, "stays\n"));
+    await waitFor("both deferred", () => settled(q), 30_000);
+    const ids = await names(`${q.qdir}/new`);
+    assert.equal(ids.length, 2);
+    const id = ids.find((i) => !Deno.readTextFileSync(`${q.qdir}/new/${i}`).includes(kept))!;
+    const rm = await q.bed.sendAs(ann, [q.bed.sendmail, "--remove", id]);
+    assert.deepEqual([rm.code, rm.stdout, rm.stderr], [0, "", ""]);
+    assert.deepEqual(await names(`${q.qdir}/new`), ids.filter((i) => i !== id));
+    assert.ok(!(await names(`${q.qdir}/state`)).includes(id), "its retry state stays");
+    const again = await q.bed.sendAs(ann, [q.bed.sendmail, "--remove", id]);
+    assert.deepEqual(
+      [again.code, again.stderr],
+      [66, "sshsendmail: no such message in the queue\n"],
+    );
+    // Control: the relay back, the flush delivers the other one only.
+    proxy = startProxy(q.bed.relay.port, q.port);
+    const res = await flush(q);
+    assert.match(res.stdout, /delivered 1, deferred 0, failed 0, expired 0; 0 waiting/);
+    await collect.settle([kept]);
+    assert.deepEqual([...collect.count.keys()], [kept], "the removed message was delivered");
+  } finally {
+    await proxy?.close();
+    await q.stop();
+  }
+});
+
 Deno.test("queue: a message older than max_age goes to failed/ and its sender is told", async () => {
   const q = await startBed({ route: "down", extra: ["max_age = 2s"] });
   const who = await account(SENDER_ACCOUNT);
