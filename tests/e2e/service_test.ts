@@ -278,3 +278,35 @@ Deno.test("service: a drop left in incoming/ that was queued already (stopped be
     const q = await bed.sendAs(ann, [bed.sendmail, "-bp"]);
     assert.equal(q.stdout, "Mail queue is empty\n", q.stderr);
   }));
+
+Deno.test("service: no relay configured yet (before setup): mail is accepted and waits, saying why; once a relay is configured, it goes", () =>
+  withBed(async ({ bed, ann, rcpt, box }) => {
+    await bed.stopService();
+    const conf = await Deno.readTextFile(bed.conf);
+    await Deno.writeTextFile(bed.conf, conf.replace(/^host = .*\n/m, ""));
+    await bed.start();
+    const tok = token("nohost");
+    const res = await bed.sendAs(
+      ann,
+      [`${rcpt.name}@${bed.domain}`],
+      `Subject: n\n\nwaits ${tok}\n`,
+    );
+    assert.deepEqual([res.code, res.stdout, res.stderr], [0, "", ""]);
+    let list = "";
+    for (let i = 0; i < 100 && !list.includes("no relay configured"); i++) {
+      list = (await bed.sendAs(ann, [bed.sendmail, "-bp"])).stdout;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.match(
+      list,
+      /\(4\.3\.5 sshsendmail: no relay configured \(host in the config file\); 1 attempts?; /,
+    );
+    await expectNoToken(box, tok, 500);
+    // Control: the relay configured (as setup writes it) and the service restarted.
+    await bed.stopService();
+    await Deno.writeTextFile(bed.conf, conf);
+    await bed.start();
+    const flush = await bed.sendAs(ann, [bed.sendmail, "-q"]);
+    assert.equal(flush.code, 0, flush.stderr);
+    await takeByToken(box, tok);
+  }));
