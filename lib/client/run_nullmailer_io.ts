@@ -46,6 +46,8 @@ async function readOptionsBlock(input: ByteReader, cap: number): Promise<string>
   }
 }
 
+const UNREADABLE = "cannot read the message on fd 3";
+
 /**
  * The envelope and message from fd 3, which Deno cannot open itself;
  * cat (inherited fd 3) streams it.
@@ -66,7 +68,11 @@ async function readEnvelope(ctx: ClientContext): Promise<
   const buffer = new Uint8Array(65536);
   while (!(envelope = parseEnvelope(head))) {
     const n = await fd3.read(buffer);
-    if (n === null) throw new DataError("no envelope on fd 3", "5.5.2");
+    if (n === null) {
+      // cat could not read fd 3 (a local fault: nullmailer tries again) or it held no envelope.
+      if (!(await cat.status).success) throw new TempError(UNREADABLE, "4.3.0");
+      throw new DataError("no envelope on fd 3", "5.5.2");
+    }
     const next = new Uint8Array(head.length + n);
     next.set(head);
     next.set(buffer.subarray(0, n), head.length);
@@ -79,7 +85,11 @@ async function readEnvelope(ctx: ClientContext): Promise<
   return { req, body, done: cat.status.then((s) => s.success) };
 }
 
-/** Direct: the message spooled for ssh. */
+/**
+ * The whole message, spooled, and only once cat read fd 3 to its end: a
+ * message cut short by a read error is never handed on (nullmailer sends
+ * it again).
+ */
 async function readMessage(ctx: ClientContext): Promise<{ req: SendmailRequest; spool: Spooled }> {
   const { req, body, done } = await readEnvelope(ctx);
   const spool = await spoolMessage(body, {
@@ -88,7 +98,10 @@ async function readMessage(ctx: ClientContext): Promise<{ req: SendmailRequest; 
     maxSize: LOCAL_MAX_SIZE,
     idleTimeoutMs: LOCAL_IDLE_MS,
   });
-  if (!await done) throw new TempError("cannot read the message on fd 3", "4.3.0");
+  if (!await done) {
+    spool.file.close();
+    throw new TempError(UNREADABLE, "4.3.0");
+  }
   return { req, spool };
 }
 
@@ -102,10 +115,13 @@ export async function runNullmailer(
   if (settings.queue) {
     // Through the satellite service: /etc/sshsendmail.conf names its spool.
     const local = await loadConfig(ctx, undefined, false);
-    const envelope = await readEnvelope(ctx);
-    await submitToService(ctx, local, envelope.req, envelope.body);
-    const status = await envelope.done;
-    if (!status) throw new TempError("cannot read the message on fd 3", "4.3.0");
+    const { req, spool } = await readMessage(ctx);
+    try {
+      await spool.file.seek(0, Deno.SeekMode.Start);
+      await submitToService(ctx, local, req, spool.file);
+    } finally {
+      spool.file.close();
+    }
     return EX_OK;
   }
   // ssh starts now: its handshake overlaps the reading of the message.
