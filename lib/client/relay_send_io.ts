@@ -26,8 +26,6 @@ import type { SendmailRequest } from "../shared/sendmail_args.ts";
 
 /** Options of {@link sendToRelay}. */
 export interface RelaySendOptions {
-  /** The message id the relay records (its duplicate check). */
-  id?: string | undefined;
   /** `-v`: ssh's diagnostics and how it ended go to stderr. */
   verbose?: boolean;
 }
@@ -74,7 +72,8 @@ export async function startDirectSend(
 ): Promise<DirectSend> {
   if (!settings.integrity) {
     return {
-      send: (req, spool, id) => sendToRelay(ctx, settings, req, spool, { ...o, id }),
+      // An upstream relay keeps no record: no id, no size or hash to send.
+      send: (req, spool) => sendToRelay(ctx, settings, req, spool, o),
       close: () => Promise.resolve(),
     };
   }
@@ -113,7 +112,12 @@ function verboseLines(host: string, stderr: string, code: number | string | unde
   }${PROGRAM}: ${host}: ssh exited ${code}\n`;
 }
 
-/** Sends one spooled message, trying each relay in order. Returns undefined on success. */
+/**
+ * Sends one spooled message to an upstream 1.1.4 relay (`integrity = no`):
+ * the request on ssh's command line, the message on its stdin, the relay's
+ * exit code and stderr as the answer; each relay in order. Returns
+ * undefined on success.
+ */
 export async function sendToRelay(
   ctx: ClientContext,
   settings: ClientSettings,
@@ -121,11 +125,7 @@ export async function sendToRelay(
   spool: Spooled,
   o: RelaySendOptions = {},
 ): Promise<Failure | undefined> {
-  const remote = remoteCommand(
-    settings,
-    req,
-    settings.integrity ? { size: spool.size, sha256: spool.sha256, id: o.id } : undefined,
-  );
+  const remote = remoteCommand(settings, req, undefined);
   const controlPath = await controlPathOf(ctx, settings);
   let failure;
   for (const host of settings.hosts) {
@@ -135,7 +135,6 @@ export async function sendToRelay(
       {
         timeoutMs: settings.sshTimeout * 1000,
         env: sshEnv(ctx.env),
-        captureStdout: settings.integrity,
       },
     );
     if (o.verbose) {
@@ -151,16 +150,6 @@ export async function sendToRelay(
         }`,
         sysexit: EX_TEMPFAIL,
         nullmailer: 8,
-        connectPhase: false,
-      };
-    }
-    if (result.code === 0 && result.stdout !== "") {
-      // rsendmail is silent on success: output there is not rsendmail speaking.
-      // Defer (the relay's duplicate record absorbs a repeat if it did deliver).
-      return {
-        line: `4.5.0 ${PROGRAM}: the relay answered with unexpected output`,
-        sysexit: EX_TEMPFAIL,
-        nullmailer: 16,
         connectPhase: false,
       };
     }

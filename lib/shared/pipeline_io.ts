@@ -19,8 +19,6 @@ export interface SpawnResult {
   timedOut: boolean;
   /** The first bytes of the child's stderr, for the log. */
   stderr: string;
-  /** The first bytes of its stdout ("" unless captureStdout). */
-  stdout: string;
 }
 
 /** How to run sendmail. */
@@ -28,8 +26,6 @@ export interface SendmailOptions {
   timeoutMs: number;
   /** The child's whole environment (default SENDMAIL_ENV). */
   env?: Readonly<Record<string, string>>;
-  /** Keep the first bytes of stdout (default: stdout is /dev/null). */
-  captureStdout?: boolean;
   /**
    * The process ends after this child (the relay's one message): its
    * timers are `AbortSignal.timeout` ones, free to start but never cleared.
@@ -74,7 +70,7 @@ export async function runWithSpool(
       clearEnv: true,
       env: { ...(options.env ?? SENDMAIL_ENV) },
       stdin: "piped",
-      stdout: options.captureStdout ? "piped" : "null",
+      stdout: "null",
       stderr: "piped",
       signal,
     }).spawn();
@@ -90,10 +86,9 @@ export async function runWithSpool(
   }
   const feed = feedSpool(spool, child.stdin);
   const stderr = readCapped(child.stderr, STDERR_CAP);
-  const stdout = options.captureStdout ? readCapped(child.stdout, STDERR_CAP) : undefined;
   if (options.onFed) void feed.then(options.onFed);
   let piped = false;
-  const pipes = Promise.all([feed, stderr.done, stdout?.done]).then(() => piped = true);
+  const pipes = Promise.all([feed, stderr.done]).then(() => piped = true);
   const status = await child.status.finally(timeout.clear);
   // The child is gone, but a grandchild it left behind (postdrop, a shell's
   // sleep) may still hold its pipes open: wait a moment for them, never for
@@ -108,7 +103,6 @@ export async function runWithSpool(
     signal: status.signal ?? undefined,
     timedOut: signal.aborted,
     stderr: stderr.text(),
-    stdout: stdout?.text() ?? "",
   };
 }
 
