@@ -83,12 +83,13 @@ export async function recordHostKey(
     host,
     "true",
   ]);
-  if (
-    /Could not resolve|Connection refused|timed out|IDENTIFICATION HAS CHANGED|No route/i.test(
-      r.stderr,
-    )
-  ) {
-    throw new ConfigError(`cannot reach the relay: ${firstLine(r.stderr)}`);
+  const unreachable =
+    /Could not resolve|Connection refused|timed out|IDENTIFICATION HAS CHANGED|No route/i;
+  if (unreachable.test(r.stderr)) {
+    // The line that says why: ssh frames a changed host key's warning in rows of @.
+    const why = r.stderr.split("\n").map((l) => l.replace(/^[@\s]+|[@\s]+$/g, ""))
+      .find((l) => unreachable.test(l));
+    throw new ConfigError(`cannot reach the relay: ${firstLine(why ?? r.stderr)}`);
   }
   const name = host.slice(host.indexOf("@") + 1);
   const pattern = s.port && s.port !== 22 ? `[${name}]:${s.port}` : name;

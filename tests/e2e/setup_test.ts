@@ -9,7 +9,7 @@
  * @module
  */
 
-import { match, ok, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, match, notStrictEqual, ok, strictEqual } from "node:assert/strict";
 import {
   removeInstalledKeys,
   run,
@@ -97,6 +97,21 @@ Deno.test({
           });
           strictEqual(r.code, 75);
           match(r.stdout, /FAILED: 4\.7\.0 .*host key verification failed/);
+          // setup run again refuses too, saying why, and installs and writes nothing.
+          const before = [
+            await Deno.readTextFile(installed),
+            await Deno.readTextFile(env.SSHSENDMAIL_CONFIG),
+          ];
+          const again = await run(SSHSENDMAIL, setupArgs(relay, dir, admin), { check: false, env });
+          notStrictEqual(again.code, 0);
+          match(
+            again.stdout + again.stderr,
+            /cannot reach the relay: WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!\n/,
+          );
+          deepStrictEqual(
+            [await Deno.readTextFile(installed), await Deno.readTextFile(env.SSHSENDMAIL_CONFIG)],
+            before,
+          );
           await Deno.writeTextFile(kh, text);
         },
       );
