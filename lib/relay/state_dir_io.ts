@@ -27,7 +27,7 @@ export async function privateStateDir(stateDir: string, name: string): Promise<s
   const dir = `${top}/${name}`;
   try {
     for (const d of [top, dir]) {
-      let info = await lstatIfAny(d);
+      let info = await Deno.lstat(d).catch(() => undefined);
       if (info === undefined) {
         // The admin's --state-dir itself, if it is missing (as before: made whole).
         if (d === top) await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
@@ -45,14 +45,4 @@ export async function privateStateDir(stateDir: string, name: string): Promise<s
     return undefined;
   }
   return dir;
-}
-
-/** lstat(2), or undefined when nothing has that name. */
-async function lstatIfAny(path: string): Promise<Deno.FileInfo | undefined> {
-  try {
-    return await Deno.lstat(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return undefined;
-    throw err;
-  }
 }
