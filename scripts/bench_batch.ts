@@ -27,10 +27,9 @@ import {
   progress,
   type SectionResult,
   SENDER,
-  SENDMAIL,
   tagOf,
 } from "./bench_common.ts";
-import { type Sample, timeOnce } from "./bench_run.ts";
+import { directSendmail, type Sample, timeOnce } from "./bench_run.ts";
 import { busyShare, chainCpu, cpuPerMessage, cpuTicks } from "./bench_batch_cpu.ts";
 import { batchReport, PARALLEL, type Pass, type Run } from "./bench_batch_report.ts";
 import { DirWatch, writeDrop } from "./bench_spool.ts";
@@ -102,12 +101,7 @@ export async function benchBatch(
       const f0 = performance.now();
       for (let i = 0; i < n; i++) {
         samples.push(
-          await timeOnce({
-            cmd: SENDMAIL,
-            args: ["-oi", "-f", SENDER, "--", rcpt],
-            env: baseEnv(),
-            stdin: msg("floor", r * n + i),
-          }),
+          await timeOnce(directSendmail(rcpt, msg("floor", r * n + i))),
         );
       }
       floor.push({ wall: performance.now() - f0, samples, busy: busyShare(c0, await cpuTicks()) });
@@ -120,12 +114,7 @@ export async function benchBatch(
         await Promise.all(Array.from({ length: p }, async () => {
           for (let i = next++; i < n; i = next++) {
             samples.push(
-              await timeOnce({
-                cmd: SENDMAIL,
-                args: ["-oi", "-f", SENDER, "--", rcpt],
-                env: baseEnv(),
-                stdin: msg(`ceiling${p}`, r * n + i),
-              }),
+              await timeOnce(directSendmail(rcpt, msg(`ceiling${p}`, r * n + i))),
             );
           }
         }));

@@ -11,8 +11,8 @@
  * @module
  */
 
-import { baseEnv, done, type Options, progress, SENDER, SENDMAIL } from "./bench_common.ts";
-import { asUser, type Sample, timeOnce } from "./bench_run.ts";
+import { done, type Options, progress } from "./bench_common.ts";
+import { asUser, directSendmail, type Sample, timeOnce } from "./bench_run.ts";
 import { fmt, type Goal, table } from "./bench_report.ts";
 import type { MailGroup } from "./bench_delivery.ts";
 import { dist, sendGroup, type ServiceCtx, writeDrop } from "./bench_spool.ts";
@@ -49,12 +49,7 @@ export async function benchBurst(
   const f0 = performance.now();
   for (let i = 0; i < burstN; i++) {
     floorSamples.push(
-      await timeOnce({
-        cmd: SENDMAIL,
-        args: ["-oi", "-f", SENDER, "--", rcpt],
-        env: baseEnv(),
-        stdin: msg("floor-sendmail", i),
-      }),
+      await timeOnce(directSendmail(rcpt, msg("floor-sendmail", i))),
     );
   }
   const floorWall = performance.now() - f0;

@@ -13,16 +13,14 @@
  */
 
 import {
-  baseEnv,
   BENCH_USER,
   done,
   type Options,
   progress,
   SENDER,
-  SENDMAIL,
   UP_SSHSENDMAIL,
 } from "./bench_common.ts";
-import { type Sample, type Spec, timeOnce } from "./bench_run.ts";
+import { directSendmail, type Sample, type Spec, timeOnce } from "./bench_run.ts";
 import { fmt, table } from "./bench_report.ts";
 import type { MailGroup } from "./bench_delivery.ts";
 import { DirWatch, type Dist, dist, ID_RE, sendGroup, type ServiceCtx } from "./bench_spool.ts";
@@ -107,12 +105,7 @@ export async function benchLatency(ctx: LatencyCtx, o: Options): Promise<Latency
     }
     // The relay's own sendmail, interleaved message by message.
     floorSamples.push(
-      await timeOnce({
-        cmd: SENDMAIL,
-        args: ["-oi", "-f", SENDER, "--", rcpt],
-        env: baseEnv(),
-        stdin: msg("relay-sendmail", i),
-      }),
+      await timeOnce(directSendmail(rcpt, msg("relay-sendmail", i))),
     );
     if (i % o.coldEvery !== 0) continue;
     const up = as(bench, UP_SSHSENDMAIL, ["--host", "rsm-up-svc", "-f", SENDER, rcpt]);

@@ -7,7 +7,17 @@
  * @module
  */
 
-import { decoder, done, LOGIN_PATH, progress, SETPRIV, sleep } from "./bench_common.ts";
+import {
+  baseEnv,
+  decoder,
+  done,
+  LOGIN_PATH,
+  progress,
+  SENDER,
+  SENDMAIL,
+  SETPRIV,
+  sleep,
+} from "./bench_common.ts";
 import type { MailGroup } from "./bench_delivery.ts";
 
 /** One command to time. */
@@ -28,6 +38,14 @@ export async function readAll(stream: ReadableStream<Uint8Array>): Promise<strin
   let text = "";
   for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
   return text;
+}
+
+/**
+ * The relay's sendmail run directly on one message (as root, the bench's
+ * environment): the floors of sections 3 and 5 and section 3's ceilings.
+ */
+export function directSendmail(rcpt: string, stdin: Uint8Array): Spec {
+  return { cmd: SENDMAIL, args: ["-oi", "-f", SENDER, "--", rcpt], env: baseEnv(), stdin };
 }
 
 /** Times spawn → exit. stderr is read concurrently (a ControlPersist master may hold it). */
