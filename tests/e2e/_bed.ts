@@ -106,6 +106,18 @@ export async function run(
 }
 
 /**
+ * An empty file at `path`, owned by `user` and last modified `ageMs` ago: a
+ * relay's lock or session file, as one that is alive or died left it.
+ */
+export async function plantAged(path: string, user: string, ageMs: number): Promise<string> {
+  await Deno.writeTextFile(path, "");
+  await run("/usr/bin/chown", [`${user}:`, path]);
+  const then = new Date(Date.now() - ageMs);
+  await Deno.utime(path, then, then);
+  return path;
+}
+
+/**
  * The BUILT dist/rsendmail as a forced command of `user`: `request` in
  * SSH_ORIGINAL_COMMAND, the rest of the environment cleared (as its
  * launcher leaves it), `admin` as the key's options, `stdin` the peer's.

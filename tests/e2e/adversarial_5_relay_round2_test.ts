@@ -14,6 +14,7 @@ import { quoteWords } from "../../lib/shared/words.ts";
 import {
   expectNoToken,
   type Mailbox,
+  plantAged,
   type Postfix,
   type Relay,
   RSENDMAIL,
@@ -233,14 +234,8 @@ Deno.test("relay: --max-sessions 1 does not count a session file its relay stopp
         const first = await request(argv, words, message(token("sess-first")));
         assert.equal(first.code, 0, first.stderr);
         /** A session file as a relay makes it, last refreshed `ageMs` ago. */
-        const plant = async (name: string, ageMs: number) => {
-          const path = `${limitsDir}/${name}`;
-          await Deno.writeTextFile(path, "");
-          await run("/usr/bin/chown", [`${relay.user}:`, path]);
-          const then = new Date(Date.now() - ageMs);
-          await Deno.utime(path, then, then);
-          return path;
-        };
+        const plant = (name: string, ageMs: number) =>
+          plantAged(`${limitsDir}/${name}`, relay.user, ageMs);
         // A relay that died two minutes ago (a live one refreshes its file every 20 s).
         const dead = await plant("session-1-dead", 120_000);
         const tok = token("sess-dead");

@@ -15,6 +15,7 @@ import assert from "node:assert/strict";
 import {
   ensureUser,
   expectNoToken,
+  plantAged,
   run,
   runRelayAs,
   sleep,
@@ -168,14 +169,8 @@ Deno.test({
     const { top, state } = await sharedState();
     const record = `${state}/rsendmail-${uid}/_`;
     /** A lock file for `id` as the relay makes it, `ageMs` old. */
-    const plantLock = async (id: string, ageMs: number) => {
-      const lock = `${record}/${id}.lock`;
-      await Deno.writeTextFile(lock, "");
-      await run("/usr/bin/chown", [`${RELAY_USER}:`, lock]);
-      const then = new Date(Date.now() - ageMs);
-      await Deno.utime(lock, then, then);
-      return lock;
-    };
+    const plantLock = (id: string, ageMs: number) =>
+      plantAged(`${record}/${id}.lock`, RELAY_USER, ageMs);
     try {
       // The record directory, made by a first delivery.
       const first = await send(state, token("lockdir"));
