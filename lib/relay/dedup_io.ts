@@ -6,6 +6,8 @@
  *
  * Layout: `STATE_DIR/rsendmail-<uid>/<label>/<id>` holding the message's
  * SHA-256; the directory is 0700 and must belong to the relay account.
+ * Beside the ids, `.lock-00` … `.lock-3f`: the delivery locks, made once and
+ * kept (ids never start with a dot).
  *
  * @module
  */
@@ -32,8 +34,22 @@ export interface DeliveryRecord {
 const PRUNE_EVERY_MS = 3_600_000;
 const PRUNE_MARKER = ".pruned";
 
-/** A lock older than this belongs to a relay that died: it is broken. */
-const STALE_LOCK_MS = 15 * 60_000;
+/** How many lock files the ids share. */
+const LOCK_FILES = 64;
+
+/**
+ * The lock file an id's delivery holds (flock(2), exclusive): one of
+ * {@link LOCK_FILES}, chosen by a hash of the id (FNV-1a). Two ids that
+ * share one only wait for each other; a lock file is never removed, so no
+ * file is made and unlinked per message, and the kernel releases the lock
+ * the moment its relay exits, however it ends: a relay that died leaves
+ * nothing that holds a retry.
+ */
+export function lockFileOf(id: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193) >>> 0;
+  return `.lock-${(h % LOCK_FILES).toString(16).padStart(2, "0")}`;
+}
 
 /**
  * Opens (creating if needed) the record for `label`. Returns undefined when
@@ -63,34 +79,41 @@ export async function openDeliveryRecord(
       }
     },
     async claim(id) {
-      const lock = `${dir}/${id}.lock`;
-      for (;;) {
-        try {
-          (await Deno.open(lock, { write: true, createNew: true, mode: 0o600 })).close();
-          return async () => {
-            await Deno.remove(lock).catch(() => {});
-          };
-        } catch (err) {
-          if (!(err instanceof Deno.errors.AlreadyExists)) return async () => {};
-          const info = await Deno.lstat(lock).catch(() => undefined);
-          if (info && Date.now() - (info.mtime?.getTime() ?? 0) > STALE_LOCK_MS) {
-            await Deno.remove(lock).catch(() => {});
-            continue;
-          }
-          await new Promise((resolve) => setTimeout(resolve, 50));
-        }
+      // Each claim opens its own description of the file: two claims of one
+      // process exclude each other as two processes do. Closing releases.
+      // A lock that cannot be taken costs a possible duplicate, never a message.
+      let file: Deno.FsFile;
+      try {
+        file = await Deno.open(`${dir}/${lockFileOf(id)}`, {
+          write: true,
+          create: true,
+          mode: 0o600,
+        });
+      } catch {
+        return async () => {};
       }
+      try {
+        await file.lock(true);
+      } catch {
+        file.close();
+        return async () => {};
+      }
+      return () => {
+        file.close();
+        return Promise.resolve();
+      };
     },
     async prune(now) {
       // A full scan costs one lstat per record: at most once per PRUNE_EVERY_MS,
-      // told by the mtime of a marker (ids never start with a dot).
+      // told by the mtime of a marker. The marker and the lock files start
+      // with a dot, as no id does, and stay.
       const marker = `${dir}/${PRUNE_MARKER}`;
       const last = (await Deno.lstat(marker).catch(() => undefined))?.mtime?.getTime();
       if (last !== undefined && last <= now && now - last < PRUNE_EVERY_MS) return;
       try {
         await Deno.writeTextFile(marker, "", { mode: 0o600 });
         for await (const entry of Deno.readDir(dir)) {
-          if (entry.name === PRUNE_MARKER) continue;
+          if (entry.name.startsWith(".")) continue;
           const path = `${dir}/${entry.name}`;
           const info = await Deno.lstat(path);
           if ((info.mtime?.getTime() ?? now) < now - retentionMs) await Deno.remove(path);

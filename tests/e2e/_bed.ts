@@ -128,7 +128,25 @@ export function runRelayAs(
   admin: string[],
   stdin: string | Uint8Array,
 ): Promise<RunResult> {
-  return run("/usr/bin/setpriv", [
+  return run("/usr/bin/setpriv", relayAsArgs(user, request, admin), { stdin, check: false });
+}
+
+/**
+ * {@link runRelayAs}'s relay, left running: its stdin is the test's to
+ * write and close (a peer that stalls), its output discarded. The pid is
+ * the relay's own (setpriv and env exec it).
+ */
+export function spawnRelayAs(user: string, request: string, admin: string[]): Deno.ChildProcess {
+  return new Deno.Command("/usr/bin/setpriv", {
+    args: relayAsArgs(user, request, admin),
+    stdin: "piped",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+
+function relayAsArgs(user: string, request: string, admin: string[]): string[] {
+  return [
     `--reuid=${user}`,
     `--regid=${user}`,
     "--init-groups",
@@ -138,7 +156,7 @@ export function runRelayAs(
     "SSH_CONNECTION=127.0.0.1 40000 127.0.0.1 22",
     RSENDMAIL,
     ...admin,
-  ], { stdin, check: false });
+  ];
 }
 
 function runSync(cmd: string, args: string[], check = true): RunResult {

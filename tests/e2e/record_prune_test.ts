@@ -3,7 +3,8 @@
  * dist/rsendmail in batch mode, as the relay account, with its own
  * `--state-dir`. The scan (one lstat per record) runs at most hourly, told
  * by a marker's mtime, and after the replies: a batch holding no frame
- * still prunes before it exits.
+ * still prunes before it exits. The delivery lock files (`.lock-XX`) are
+ * not records: an unlinked lock file would let two relays hold "the" lock.
  *
  * @module
  */
@@ -48,6 +49,8 @@ Deno.test("relay: the id record forgets a delivery past --dedup-days (7) and kee
   const { top, dir, state } = await stateWith([
     { name: "old-id", ageMs: 8 * DAY_MS },
     { name: "fresh-id", ageMs: 6 * DAY_MS },
+    // A delivery lock, made long ago and never touched since: it is no record.
+    { name: ".lock-2a", ageMs: 30 * DAY_MS },
   ]);
   try {
     await t.step("a batch with no frame prunes before it exits, silently", async () => {
@@ -56,6 +59,7 @@ Deno.test("relay: the id record forgets a delivery past --dedup-days (7) and kee
       assert.equal(await exists(`${dir}/old-id`), false, "the 8-day-old record is gone");
       assert.equal(await exists(`${dir}/fresh-id`), true, "the 6-day-old record stays");
       assert.equal(await exists(`${dir}/.pruned`), true, "the marker is written");
+      assert.equal(await exists(`${dir}/.lock-2a`), true, "a lock file stays, however old");
     });
     await t.step("within the hour of the last scan, an old record waits for the next", async () => {
       const path = `${dir}/old-again`;

@@ -15,15 +15,17 @@ import assert from "node:assert/strict";
 import {
   ensureUser,
   expectNoToken,
-  plantAged,
   run,
   runRelayAs,
   sleep,
+  spawnRelayAs,
   startPostfix,
   takeByToken,
   token,
+  waitFor,
 } from "./_bed.ts";
 import { Sha256 } from "../../lib/shared/sha256.ts";
+import { lockFileOf } from "../../lib/relay/dedup_io.ts";
 
 const RELAY_USER = "rsmrelay";
 const SQUATTER = "rsmbench";
@@ -158,7 +160,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "relay: an id's delivery lock left by a relay that died (older than 15 minutes) is broken and the message goes; a live lock holds the retry until it is released",
+    "relay: a relay killed (-9) while it holds an id's delivery lock leaves nothing that holds the retry; a live relay's lock holds the retry until that relay ends",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn(t) {
@@ -168,44 +170,75 @@ Deno.test({
     const uid = (await run("/usr/bin/id", ["-u", RELAY_USER])).stdout.trim();
     const { top, state } = await sharedState();
     const record = `${state}/rsendmail-${uid}/_`;
-    /** A lock file for `id` as the relay makes it, `ageMs` old. */
-    const plantLock = (id: string, ageMs: number) =>
-      plantAged(`${record}/${id}.lock`, RELAY_USER, ageMs);
+    /**
+     * A relay delivering `id` whose peer stalls halfway through the
+     * message: it has taken the id's lock (before reading the message) and
+     * holds it until it ends. Resolves once the lock is held.
+     */
+    const stalledRelay = async (id: string) => {
+      const body = new TextEncoder().encode(`Subject: stalled\n\n${"x".repeat(500)}\n`);
+      const sha = new Sha256().update(body).hex();
+      const relay = spawnRelayAs(
+        RELAY_USER,
+        `sendmail --size=${body.length} --sha256=${sha} --id=${id} -- ${RCPT}@relay.test`,
+        ["--state-dir", state, "--syslog-socket", `${state}/no-syslog`],
+      );
+      const peer = relay.stdin.getWriter();
+      await peer.write(body.subarray(0, 100));
+      const lock = `${record}/${lockFileOf(id)}`;
+      // flock(1) would make a missing file (as root): look for the relay's first.
+      await waitFor(
+        "the stalled relay's lock",
+        async () =>
+          await Deno.lstat(lock).then(() => true, () => false) &&
+          (await run("/usr/bin/flock", ["-n", lock, "/bin/true"], { check: false })).code !== 0,
+      );
+      return { relay, peer };
+    };
     try {
       // The record directory, made by a first delivery.
       const first = await send(state, token("lockdir"));
       assert.equal(first.code, 0, first.stderr);
 
       await t.step(
-        "a lock 20 minutes old (its relay died): broken, delivered at once",
+        "attack: the relay holding the lock is killed (OOM, an admin's kill -9): the retry is delivered at once",
         async () => {
           const id = newId();
-          const lock = await plantLock(id, 20 * 60_000);
-          const tok = token("stale");
-          // A relay that waited on it would wait for ever: 10 s is plenty.
+          const { relay, peer } = await stalledRelay(id);
+          relay.kill("SIGKILL");
+          await relay.status;
+          await peer.close().catch(() => {});
+          const tok = token("killed");
+          // A relay that waited on the dead relay's lock would wait for ever: 10 s is plenty.
           const r = await Promise.race([send(state, tok, [], id), sleep(10_000)]);
-          assert.ok(r, "the relay waited on a dead relay's lock");
+          assert.ok(r, "the retry waited on a dead relay's lock");
           assert.equal(r.code, 0, r.stderr);
           await takeByToken(box, tok);
-          await assert.rejects(Deno.lstat(lock), Deno.errors.NotFound);
           assert.ok((await entries(record)).includes(id));
+          assert.ok(
+            !(await entries(record)).some((n) => n.endsWith(".lock")),
+            "no lock file per id",
+          );
         },
       );
 
       await t.step(
-        "control: a live lock (another relay delivering the same id): the retry waits, then goes once it is released",
+        "control: the relay holding the lock is alive (another session delivering the same id): the retry waits, then goes once that relay ends",
         async () => {
           const id = newId();
-          const lock = await plantLock(id, 0);
+          const { relay, peer } = await stalledRelay(id);
           const tok = token("live");
           let done = false;
           const sending = send(state, tok, [], id).finally(() => done = true);
           await sleep(2000);
           assert.equal(done, false, "the retry did not wait for the lock");
-          await Deno.remove(lock);
+          // The stalled peer hangs up: that relay delivers nothing and ends.
+          await peer.close();
+          assert.notEqual((await relay.status).code, 0);
           const r = await sending;
           assert.equal(r.code, 0, r.stderr);
           await takeByToken(box, tok);
+          await expectNoToken(box, "stalled");
         },
       );
     } finally {
