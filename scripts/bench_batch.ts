@@ -9,7 +9,8 @@
  * know `--parallel` refuses the option, which is detected first and shown
  * as n/a. "Accepted" is the relay's duplicate record of each id
  * (`/var/tmp/rsendmail-<uid>/<label>/<id>`, written once its sendmail
- * exited), watched by inotify. The floor is the relay's sendmail run N
+ * exited), timed by each record's mtime: nothing watches the record while
+ * the chain runs (bench_spool.ts's RecordTimes). The floor is the relay's sendmail run N
  * times one after another. Every round runs the floor and each variant
  * once, round-robin; medians over the rounds.
  *
@@ -32,7 +33,7 @@ import {
 import { directSendmail, type Sample, timeOnce } from "./bench_run.ts";
 import { busyShare, chainCpu, cpuPerMessage, cpuTicks } from "./bench_batch_cpu.ts";
 import { batchReport, PARALLEL, type Pass, type Run } from "./bench_batch_report.ts";
-import { DirWatch, writeDrop } from "./bench_spool.ts";
+import { RecordTimes, writeDrop } from "./bench_spool.ts";
 
 /**
  * Whether dist/rsendmail knows `--parallel`: an unknown admin option ends
@@ -71,7 +72,7 @@ export async function benchBatch(
   const relayUid = (await account(bed.relay.user)).uid;
   const sender: Account = await account(BENCH_USER);
   const keys = new Map<string, string>([["default", bed.key]]);
-  const watches = new Map<string, DirWatch>();
+  const watches = new Map<string, RecordTimes>();
   const runs = new Map<string, Run[]>(variants.map((v) => [v.id, []]));
   const floor: Pass[] = [];
   /** The machine's ceiling: the same sendmail runs, P at once, nothing else (P = 2, 4). */
@@ -91,7 +92,7 @@ export async function benchBatch(
           ),
         );
       }
-      watches.set(v.id, await DirWatch.record(relayUid, label(v.id)));
+      watches.set(v.id, await RecordTimes.record(relayUid, label(v.id)));
     }
     const msg = (id: string, i: number) => makeMessage(1024, tagOf(runId, "batch", id, i), rcpt);
     for (let r = 0; r < o.batchRounds; r++) {
@@ -129,14 +130,15 @@ export async function benchBatch(
           await writeDrop(bed, sender, ["-oi", "--", rcpt], msg(v.id, r * n + i))
             .catch(() => failed++);
         }
-        const before = watch.count();
+        const before = await watch.count();
         const c0 = await cpuTicks();
         const t0 = performance.now();
         await bed.start();
-        const first = await watch.nth(before + 1, 60_000);
-        const last = await watch.nth(before + n - failed, 600_000);
+        await watch.times(before + n - failed, [], 600_000);
         const busy = busyShare(c0, await cpuTicks());
         const chain = await chainCpu(bed.pid()!, label(v.id));
+        const at = await watch.times(before + n - failed, [before + 1, before + n - failed], 0);
+        const [first, last] = [at[0]!, at[1]!];
         await bed.stopService();
         runs.get(v.id)!.push({
           wall: last - t0,

@@ -170,7 +170,9 @@ export function batchReport(o: Options, m: BatchRounds): SectionResult {
     "starts it; it takes them into its queue and streams them over one `rsendmail --batch` " +
     `session (ssh as the service account to \`${RELAY_USER}\`). The wall runs from the ` +
     "service's start to the relay's last record; msg/s counts from the relay's first record " +
-    "to its last (the service's start-up and the ssh handshake left out); medians of " +
+    "to its last (the service's start-up and the ssh handshake left out), each record timed " +
+    "by its mtime: the bench watches nothing while the chain runs, it lists the record a few " +
+    "times a second; medians of " +
     `${o.batchRounds} round${o.batchRounds === 1 ? "" : "s"}, each running the floor and every ` +
     "variant once. The floor runs as root straight from the bench (no setpriv), one after " +
     "another: what a relay that runs its sendmail once per message, one at a time, can reach. " +

@@ -108,6 +108,65 @@ export class DirWatch {
   }
 }
 
+/**
+ * The relay's record of one key label, read without watching it: when the
+ * n-th id was recorded is the n-th oldest record's mtime (the relay writes
+ * each once), on performance.now()'s clock. For the throughput runs: an
+ * inotify watch wakes the bench for every event of every message, and on a
+ * machine of 2 CPUs that is CPU the chain being measured goes without
+ * (section 3's ceiling rows have no watcher). It lists the directory a few
+ * times a second while it waits, and stats the records once at the end.
+ */
+export class RecordTimes {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /** Watches nothing: the record's directory, made as {@link DirWatch.record} makes it. */
+  static async record(relayUid: number, label: string): Promise<RecordTimes> {
+    const w = await DirWatch.record(relayUid, label);
+    await w.close(false);
+    return new RecordTimes(w.dir);
+  }
+
+  async #names(): Promise<string[]> {
+    const names: string[] = [];
+    for await (const e of Deno.readDir(this.dir)) if (ID_RE.test(e.name)) names.push(e.name);
+    return names;
+  }
+
+  async count(): Promise<number> {
+    return (await this.#names()).length;
+  }
+
+  /**
+   * Waits until at least `n` ids are recorded (listing every `pollMs`), then
+   * the times the `nths` ids were recorded (1-based), oldest first.
+   */
+  async times(n: number, nths: number[], timeoutMs: number, pollMs = 100): Promise<number[]> {
+    const deadline = Date.now() + timeoutMs;
+    let names = await this.#names();
+    while (names.length < n) {
+      if (Date.now() > deadline) {
+        throw new Error(`relay recorded ${names.length} of ${n} within ${timeoutMs} ms`);
+      }
+      await sleep(pollMs);
+      names = await this.#names();
+    }
+    const mtimes = await Promise.all(
+      names.map(async (name) => (await Deno.lstat(`${this.dir}/${name}`)).mtime!.getTime()),
+    );
+    mtimes.sort((a, b) => a - b);
+    return nths.map((k) => mtimes[k - 1]! - performance.timeOrigin);
+  }
+
+  async close(remove: boolean): Promise<void> {
+    if (remove) await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}
+
 /** VmRSS, VmHWM and RssAnon of a process in KiB, and its open fds (Deno wants --allow-all for /proc: ask cat). */
 export async function memoryOf(
   pid: number,
