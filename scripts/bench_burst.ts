@@ -13,7 +13,7 @@
 
 import { done, type Options, progress } from "./bench_common.ts";
 import { asUser, directSendmail, type Sample, timeOnce } from "./bench_run.ts";
-import { fmt, type Goal, table } from "./bench_report.ts";
+import { exitFindings, fmt, type Goal, table } from "./bench_report.ts";
 import type { MailGroup } from "./bench_delivery.ts";
 import { dist, sendGroup, type ServiceCtx, writeDrop } from "./bench_spool.ts";
 
@@ -142,17 +142,10 @@ export async function benchBurst(
     `\`--parallel\`); the empty-script floor is what starting ${burstN} Deno submitters costs ` +
     `on ${navigator.hardwareConcurrency} CPUs before any mail work.`,
   ].join("\n");
-  const findings: string[] = [];
-  for (
-    const [what, xs] of [["burst sends", burstFlat], ["serial sendmail floor", floorSamples], [
-      "empty-script floor",
-      emptySamples,
-    ]] as const
-  ) {
-    const bad = xs.filter((s) => s.code !== 0);
-    if (bad.length > 0) {
-      findings.push(`service ${what}: ${bad.length} exited non-zero, e.g. exit ${bad[0]!.code}`);
-    }
-  }
+  const findings = exitFindings("service", [
+    ["burst sends", burstFlat],
+    ["serial sendmail floor", floorSamples],
+    ["empty-script floor", emptySamples],
+  ]);
   return { text, groups, goals, findings };
 }

@@ -20,7 +20,7 @@ import {
   UP_SSHSENDMAIL,
 } from "./bench_common.ts";
 import { directSendmail, type Sample, type Spec, timeOnce } from "./bench_run.ts";
-import { fmt, table } from "./bench_report.ts";
+import { exitFindings, fmt, table } from "./bench_report.ts";
 import type { MailGroup } from "./bench_delivery.ts";
 import { DirWatch, type Dist, dist, ID_RE, sendGroup, type ServiceCtx } from "./bench_spool.ts";
 import type { Account } from "../tests/e2e/_service.ts";
@@ -187,21 +187,11 @@ export async function benchLatency(ctx: LatencyCtx, o: Options): Promise<Latency
     "interleaved, so that drift in the load hits all alike; a cold client exits once the " +
     "relay answered, so its wall time is its submit → accepted.",
   ].join("\n");
-  const findings: string[] = [];
-  for (
-    const [what, xs] of [["S2 sends", latSamples], ["upstream cold sends", upSamples], [
-      "queue = no cold sends",
-      directSamples,
-    ], ["S2 sendmail floor", floorSamples]] as const
-  ) {
-    const bad = xs.filter((s) => s.code !== 0);
-    if (bad.length > 0) {
-      findings.push(
-        `service ${what}: ${bad.length} exited non-zero, e.g. exit ${bad[0]!.code}: ${
-          bad[0]!.stderr.trim().split("\n")[0]
-        }`,
-      );
-    }
-  }
+  const findings = exitFindings("service", [
+    ["S2 sends", latSamples],
+    ["upstream cold sends", upSamples],
+    ["queue = no cold sends", directSamples],
+    ["S2 sendmail floor", floorSamples],
+  ]);
   return { figures: { lat, sub, aft, up, fl }, text, groups, findings };
 }

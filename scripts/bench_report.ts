@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Case } from "./bench_run.ts";
+import type { Case, Sample } from "./bench_run.ts";
 
 /** One goal of issue 15 (or an older one), as measured in this run. */
 export interface Goal {
@@ -72,6 +72,26 @@ export function caseFindings(section: string, cases: Case[]): string[] {
   return cases.filter((c) => c.failures.length > 0).map((c) =>
     `${section} ${c.id}: ${c.failures.length} failed runs, e.g. ${c.failures[0]}`
   );
+}
+
+/**
+ * One finding per group of runs in which some exited non-zero: how many,
+ * the first one's code and the first line of its stderr.
+ */
+export function exitFindings(
+  section: string,
+  groups: readonly (readonly [string, readonly Sample[]])[],
+): string[] {
+  return groups.flatMap(([what, xs]) => {
+    const bad = xs.filter((s) => s.code !== 0);
+    if (bad.length === 0) return [];
+    const why = bad[0]!.stderr.trim().split("\n")[0];
+    return [
+      `${section} ${what}: ${bad.length} exited non-zero, e.g. exit ${bad[0]!.code}${
+        why ? `: ${why}` : ""
+      }`,
+    ];
+  });
 }
 
 /** A table of goals: what, goal, measured, met/missed. */

@@ -107,7 +107,7 @@ export async function run(
 
 /**
  * An empty file at `path`, owned by `user` and last modified `ageMs` ago: a
- * relay's lock or session file, as one that is alive or died left it.
+ * relay's session file (`--max-sessions`), as one that is alive or died left it.
  */
 export async function plantAged(path: string, user: string, ageMs: number): Promise<string> {
   await Deno.writeTextFile(path, "");
