@@ -862,6 +862,43 @@ Deno.test("queue: --remove by the message's owner takes it out of the queue for 
   }
 });
 
+Deno.test("queue: --remove of a message being delivered right now is refused for now (75), and nothing is removed; once the delivery ended unanswered, --remove takes it", async () => {
+  const q = await startBed({ route: "down" });
+  const [ann] = q.senders as [Account];
+  // Where the relay should be, a listener that accepts and never answers:
+  // the service's ssh waits for the relay's banner with the message handed over.
+  const hole = Deno.listen({ hostname: "127.0.0.1", port: q.port });
+  const held: Deno.Conn[] = [];
+  const holding = (async () => {
+    for await (const conn of hole) held.push(conn);
+  })();
+  try {
+    const tok = `rm-busy${RUN}`;
+    await submit(q, ann, message(tok, "on its way\n"));
+    await waitFor("the service's ssh at the relay's address", () => held.length > 0, 30_000);
+    const [id] = await names(`${q.qdir}/new`);
+    assert.ok(id, "the message is queued");
+    const busy = await q.bed.sendAs(ann, [q.bed.sendmail, "--remove", id]);
+    assert.deepEqual(
+      [busy.code, busy.stdout, busy.stderr],
+      [75, "", "sshsendmail: the message is being delivered right now\n"],
+    );
+    assert.deepEqual(await names(`${q.qdir}/new`), [id], "the message is still queued");
+    // The connection dies unanswered: the message waits for its retry.
+    for (const conn of held.splice(0)) conn.close();
+    await waitFor("the delivery deferred", () => settled(q), 30_000);
+    const rm = await q.bed.sendAs(ann, [q.bed.sendmail, "--remove", id]);
+    assert.deepEqual([rm.code, rm.stdout, rm.stderr], [0, "", ""]);
+    assert.deepEqual(await names(`${q.qdir}/new`), []);
+    await expectNoToken(q.box, tok);
+  } finally {
+    hole.close();
+    for (const conn of held) conn.close();
+    await holding.catch(() => {});
+    await q.stop();
+  }
+});
+
 Deno.test("queue: a message older than max_age goes to failed/ and its sender is told", async () => {
   const q = await startBed({ route: "down", extra: ["max_age = 2s"] });
   const who = await account(SENDER_ACCOUNT);
