@@ -105,7 +105,7 @@ const rsendmail: Page = {
           p: "The request `rsendmail --batch` (sent by the satellite service, `sshsendmail --serve`, by `-bs` sessions and by every direct send) reads framed messages on one connection, each with its envelope, size, SHA-256 and id, and answers each on its own line.",
         },
         {
-          p: `Every message may carry an id; the relay records what it delivered per key label (\`${STATE_DIR}/rsendmail-\`«UID»\`/\`«LABEL»\`/\`, kept \`--dedup-days\`) and answers "already delivered" to a repeat, so a connection cut after delivery never sends a message twice. While it delivers an id it holds that id's lock (flock(2) on one of 64 \`.lock-\`«XX» files beside the record, shared by hash), so a retry racing the cut session's relay waits for it; the kernel releases the lock when that relay ends, however it ends, so a relay that was killed holds nothing.`,
+          p: `Every message may carry an id; the relay records what it delivered per key label (\`${STATE_DIR}/rsendmail-\`«UID»\`/\`«LABEL»\`/\`, kept \`--dedup-days\`) and answers "already delivered" to a repeat, so a connection cut after delivery never sends a message twice. While it delivers an id it holds that id's lock (flock(2) on one of 256 \`.lock-\`«XX» files beside the record, shared by hash), so a retry racing the cut session's relay waits for it; the kernel releases the lock when that relay ends, however it ends, so a relay that was killed holds nothing.`,
         },
       ],
     },

@@ -6,7 +6,7 @@
  *
  * Layout: `STATE_DIR/rsendmail-<uid>/<label>/<id>` holding the message's
  * SHA-256; the directory is 0700 and must belong to the relay account.
- * Beside the ids, `.lock-00` … `.lock-3f`: the delivery locks, made once and
+ * Beside the ids, `.lock-00` … `.lock-ff`: the delivery locks, made once and
  * kept (ids never start with a dot).
  *
  * @module
@@ -35,15 +35,17 @@ const PRUNE_EVERY_MS = 3_600_000;
 const PRUNE_MARKER = ".pruned";
 
 /** How many lock files the ids share. */
-const LOCK_FILES = 64;
+const LOCK_FILES = 256;
 
 /**
  * The lock file an id's delivery holds (flock(2), exclusive): one of
- * {@link LOCK_FILES}, chosen by a hash of the id (FNV-1a). Two ids that
- * share one only wait for each other; a lock file is never removed, so no
- * file is made and unlinked per message, and the kernel releases the lock
- * the moment its relay exits, however it ends: a relay that died leaves
- * nothing that holds a retry.
+ * {@link LOCK_FILES}, chosen by a hash of the id (FNV-1a). A lock file is
+ * never removed, so no file is made and unlinked per message, and the
+ * kernel releases the lock the moment its relay exits, however it ends: a
+ * relay that died leaves nothing that holds a retry. Two ids that share a
+ * file only wait for each other; the lock is held from before the message
+ * is read until it is recorded, so a slow upload holds its file that long
+ * (1 in 256 of the label's other deliveries meanwhile would wait for it).
  */
 export function lockFileOf(id: string): string {
   let h = 0x811c9dc5;
