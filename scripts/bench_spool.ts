@@ -101,8 +101,13 @@ export class DirWatch {
     }
   }
 
+  /** Stops watching (again is harmless); with `remove`, removes the directory. */
   async close(remove: boolean): Promise<void> {
-    this.#watcher.close();
+    try {
+      this.#watcher.close();
+    } catch {
+      // closed before
+    }
     await this.#loop;
     if (remove) await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
