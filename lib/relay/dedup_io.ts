@@ -43,9 +43,9 @@ const LOCK_FILES = 256;
  * never removed, so no file is made and unlinked per message, and the
  * kernel releases the lock the moment its relay exits, however it ends: a
  * relay that died leaves nothing that holds a retry. Two ids that share a
- * file only wait for each other; the lock is held from before the message
- * is read until it is recorded, so a slow upload holds its file that long
- * (1 in 256 of the label's other deliveries meanwhile would wait for it).
+ * file only wait for each other, and only while one of them is with
+ * sendmail: the relay takes the lock once the message is read
+ * (lib/relay/session_io.ts's admit).
  */
 export function lockFileOf(id: string): string {
   let h = 0x811c9dc5;

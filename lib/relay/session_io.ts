@@ -1,7 +1,7 @@
 /**
  * One request on the relay, whichever way it came (alone on stdin, or a
- * batch frame): the session it runs in, its admission (policy, the id's
- * delivery lock, the duplicate check, the spool and its verification) and
+ * batch frame): the session it runs in, its admission (policy, the spool
+ * and its verification, the id's delivery lock, the duplicate check) and
  * its delivery by sendmail. Used by server.ts's one-message path and by
  * batch_io.ts.
  *
@@ -242,10 +242,11 @@ export type Admitted =
 
 /**
  * One request, whichever way it came (alone on stdin, or a batch frame), up
- * to sendmail: policy, the id's delivery lock, the duplicate check, the
- * spool and its verification. A ready request holds the id's lock until
+ * to sendmail: policy, the spool and its verification, the id's delivery
+ * lock, the duplicate check. A ready request holds the id's lock until
  * `finish` (sendmail, then the record) is done, so no other frame or
- * session can deliver the same id meanwhile.
+ * session can deliver the same id meanwhile. The lock is taken once the
+ * message is read: a peer's upload, however slow, holds no lock.
  */
 export async function admit(
   session: Session,
@@ -258,17 +259,28 @@ export async function admit(
   // The state directory was not the relay's own (lib/relay/state_dir_io.ts): no record.
   if (req.id !== undefined && record === undefined) fields.record = "unusable";
   checkPolicy(req, session.config);
-  const release = record && req.id ? await record.claim(req.id) : undefined;
   let spool: Spooled;
   try {
-    if (await isDuplicate(record, req)) {
-      fields.event = "duplicate";
-      await release?.();
-      return { kind: "duplicate" };
-    }
     spool = await prepare(session, req, input, fields);
   } catch (err) {
+    // A repeat of a delivered id is "already delivered" even when its bytes
+    // were damaged or cut short in transit: the record holds their SHA-256.
+    if (err instanceof MailError && await isDuplicate(record, req)) return duplicate(fields);
+    throw err;
+  }
+  // A relay still delivering the same id (the cut session's) is waited for;
+  // its record then answers this one.
+  let release: (() => Promise<void>) | undefined;
+  try {
+    release = record && req.id ? await record.claim(req.id) : undefined;
+    if (await isDuplicate(record, req)) {
+      await release?.();
+      spool.file.close();
+      return duplicate(fields);
+    }
+  } catch (err) {
     await release?.();
+    spool.file.close();
     throw err;
   }
   return {
@@ -282,4 +294,9 @@ export async function admit(
       }
     },
   };
+}
+
+function duplicate(fields: LogFields): Admitted {
+  fields.event = "duplicate";
+  return { kind: "duplicate" };
 }

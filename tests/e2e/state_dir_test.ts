@@ -160,7 +160,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "relay: a relay killed (-9) while it holds an id's delivery lock leaves nothing that holds the retry; a live relay's lock holds the retry until that relay ends",
+    "relay: an id's delivery lock: a peer stalled mid-message holds none; a holder killed (-9) leaves nothing that holds the retry; a live holder holds it until it lets go",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn(t) {
@@ -170,30 +170,33 @@ Deno.test({
     const uid = (await run("/usr/bin/id", ["-u", RELAY_USER])).stdout.trim();
     const { top, state } = await sharedState();
     const record = `${state}/rsendmail-${uid}/_`;
+    const isHeld = async (lock: string) =>
+      await Deno.lstat(lock).then(() => true, () => false) &&
+      (await run("/usr/bin/flock", ["-n", lock, "/bin/true"], { check: false })).code !== 0;
     /**
-     * A relay delivering `id` whose peer stalls halfway through the
-     * message: it has taken the id's lock (before reading the message) and
-     * holds it until it ends. Resolves once the lock is held.
+     * The id's lock held as another relay delivering it would hold it
+     * (flock(1) as the relay account, the lock kept by flock itself), until
+     * the process is killed. Resolves once the lock is held.
      */
-    const stalledRelay = async (id: string) => {
-      const body = new TextEncoder().encode(`Subject: stalled\n\n${"x".repeat(500)}\n`);
-      const sha = new Sha256().update(body).hex();
-      const relay = spawnRelayAs(
-        RELAY_USER,
-        `sendmail --size=${body.length} --sha256=${sha} --id=${id} -- ${RCPT}@relay.test`,
-        ["--state-dir", state, "--syslog-socket", `${state}/no-syslog`],
-      );
-      const peer = relay.stdin.getWriter();
-      await peer.write(body.subarray(0, 100));
+    const holder = async (id: string) => {
       const lock = `${record}/${lockFileOf(id)}`;
-      // flock(1) would make a missing file (as root): look for the relay's first.
-      await waitFor(
-        "the stalled relay's lock",
-        async () =>
-          await Deno.lstat(lock).then(() => true, () => false) &&
-          (await run("/usr/bin/flock", ["-n", lock, "/bin/true"], { check: false })).code !== 0,
-      );
-      return { relay, peer };
+      const child = new Deno.Command("/usr/bin/setpriv", {
+        args: [
+          `--reuid=${RELAY_USER}`,
+          `--regid=${RELAY_USER}`,
+          "--init-groups",
+          "/usr/bin/flock",
+          "--close",
+          lock,
+          "/bin/sleep",
+          "60",
+        ],
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      await waitFor("the holder's lock", () => isHeld(lock));
+      return child;
     };
     try {
       // The record directory, made by a first delivery.
@@ -201,17 +204,42 @@ Deno.test({
       assert.equal(first.code, 0, first.stderr);
 
       await t.step(
-        "attack: the relay holding the lock is killed (OOM, an admin's kill -9): the retry is delivered at once",
+        "attack: a peer that stalls mid-message (a slow link, or on purpose) holds no lock: the same id from another session is delivered at once, and the stalled one delivers nothing",
         async () => {
           const id = newId();
-          const { relay, peer } = await stalledRelay(id);
-          relay.kill("SIGKILL");
-          await relay.status;
-          await peer.close().catch(() => {});
-          const tok = token("killed");
-          // A relay that waited on the dead relay's lock would wait for ever: 10 s is plenty.
+          const body = new TextEncoder().encode(`Subject: stalled\n\n${"x".repeat(500)}\n`);
+          const sha = new Sha256().update(body).hex();
+          const stalled = spawnRelayAs(
+            RELAY_USER,
+            `sendmail --size=${body.length} --sha256=${sha} --id=${id} -- ${RCPT}@relay.test`,
+            ["--state-dir", state, "--syslog-socket", `${state}/no-syslog`],
+          );
+          const peer = stalled.stdin.getWriter();
+          await peer.write(body.subarray(0, 100));
+          await sleep(500); // it has read what it got, and waits for the rest
+          const tok = token("retry");
+          // A retry held by the stalled upload would wait for its idle timeout: 10 s is plenty.
           const r = await Promise.race([send(state, tok, [], id), sleep(10_000)]);
-          assert.ok(r, "the retry waited on a dead relay's lock");
+          assert.ok(r, "the retry waited for a stalled upload");
+          assert.equal(r.code, 0, r.stderr);
+          await takeByToken(box, tok);
+          await peer.close();
+          assert.notEqual((await stalled.status).code, 0);
+          await expectNoToken(box, "stalled");
+        },
+      );
+
+      await t.step(
+        "attack: the lock's holder is killed (OOM, an admin's kill -9, as a relay can be): the retry is delivered at once",
+        async () => {
+          const id = newId();
+          const held = await holder(id);
+          held.kill("SIGKILL");
+          await held.status;
+          const tok = token("killed");
+          // A relay that waited on a dead holder's lock would wait for ever: 10 s is plenty.
+          const r = await Promise.race([send(state, tok, [], id), sleep(10_000)]);
+          assert.ok(r, "the retry waited on a dead holder's lock");
           assert.equal(r.code, 0, r.stderr);
           await takeByToken(box, tok);
           assert.ok((await entries(record)).includes(id));
@@ -223,22 +251,20 @@ Deno.test({
       );
 
       await t.step(
-        "control: the relay holding the lock is alive (another session delivering the same id): the retry waits, then goes once that relay ends",
+        "control: the lock's holder is alive (another session delivering the same id): the retry waits, then goes once it lets go",
         async () => {
           const id = newId();
-          const { relay, peer } = await stalledRelay(id);
+          const held = await holder(id);
           const tok = token("live");
           let done = false;
           const sending = send(state, tok, [], id).finally(() => done = true);
           await sleep(2000);
           assert.equal(done, false, "the retry did not wait for the lock");
-          // The stalled peer hangs up: that relay delivers nothing and ends.
-          await peer.close();
-          assert.notEqual((await relay.status).code, 0);
+          held.kill("SIGTERM");
+          await held.status;
           const r = await sending;
           assert.equal(r.code, 0, r.stderr);
           await takeByToken(box, tok);
-          await expectNoToken(box, "stalled");
         },
       );
     } finally {

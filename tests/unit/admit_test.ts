@@ -62,18 +62,18 @@ const sessionOf = (record: DeliveryRecord): Session => ({
   shortLived: false,
 });
 
-Deno.test("admit: a repeat of a delivered id is a duplicate even when its bytes were damaged in transit (the record holds its SHA-256); the lock is released", async () => {
+Deno.test("admit: a repeat of a delivered id is a duplicate even when its bytes were damaged in transit (the record holds its SHA-256); no lock is taken", async () => {
   const { record, events } = recordOf(new Map([[ID, SHA]]));
   const damaged = MESSAGE.slice();
   damaged[0] = 0x73; // "s"
   const fields = {};
   const admitted = await admit(sessionOf(record), request(), readerOf(damaged), fields);
   assert.equal(admitted.kind, "duplicate");
-  assert.deepEqual(events, [`claim ${ID}`, `release ${ID}`]);
+  assert.deepEqual(events, []);
   assert.equal((fields as { event?: string }).event, "duplicate");
 });
 
-Deno.test("admit (control): the same damaged bytes under an id not delivered are refused (5.6.0), and the lock released", async () => {
+Deno.test("admit (control): the same damaged bytes under an id not delivered are refused (5.6.0), and no lock is taken", async () => {
   const { record, events } = recordOf(new Map());
   const damaged = MESSAGE.slice();
   damaged[0] = 0x73;
@@ -81,7 +81,7 @@ Deno.test("admit (control): the same damaged bytes under an id not delivered are
     admit(sessionOf(record), request(), readerOf(damaged), {}),
     (err) => err instanceof MailError && err.status === "5.6.0",
   );
-  assert.deepEqual(events, [`claim ${ID}`, `release ${ID}`]);
+  assert.deepEqual(events, []);
 });
 
 Deno.test("admit: an id delivered with other bytes (another SHA-256) is no duplicate: ready, the lock held until finish", async () => {
@@ -89,4 +89,44 @@ Deno.test("admit: an id delivered with other bytes (another SHA-256) is no dupli
   const admitted = await admit(sessionOf(record), request(), readerOf(MESSAGE), {});
   assert.equal(admitted.kind, "ready");
   assert.deepEqual(events, [`claim ${ID}`]);
+});
+
+Deno.test("admit: the id's lock is taken once the message is read (a peer's upload, however slow, holds none), then the record is asked again", async () => {
+  const { record, events } = recordOf(new Map());
+  const asked: string[] = [];
+  const watched: DeliveryRecord = {
+    ...record,
+    has: (id, sha) => {
+      asked.push(`has after ${events.length} events`);
+      return record.has(id, sha);
+    },
+  };
+  const input = readerOf(MESSAGE);
+  const reader: ByteReader = {
+    async read(p) {
+      const n = await input.read(p);
+      if (n === null) events.push("read to the end");
+      return n;
+    },
+  };
+  const admitted = await admit(sessionOf(watched), request(), reader, {});
+  assert.equal(admitted.kind, "ready");
+  assert.deepEqual(events, ["read to the end", `claim ${ID}`]);
+  assert.deepEqual(asked, ["has after 2 events"]);
+});
+
+Deno.test("admit: a relay that delivered the id while this one read it (the lock waited for it) makes this a duplicate; the lock is released", async () => {
+  const delivered = new Map<string, string>();
+  const { record, events } = recordOf(delivered);
+  const racing: DeliveryRecord = {
+    ...record,
+    claim(id) {
+      // The other relay records the id, then lets go of the lock.
+      delivered.set(id, SHA);
+      return record.claim(id);
+    },
+  };
+  const admitted = await admit(sessionOf(racing), request(), readerOf(MESSAGE), {});
+  assert.equal(admitted.kind, "duplicate");
+  assert.deepEqual(events, [`claim ${ID}`, `release ${ID}`]);
 });
