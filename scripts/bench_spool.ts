@@ -19,6 +19,19 @@ import type { MailGroup } from "./bench_delivery.ts";
 /** A message id of the batch protocol: the names of the relay's duplicate record. */
 export const ID_RE = /^m[0-9a-f]{32}$/;
 
+/** The relay's record of `label`, made as the relay makes it (0700 at each level, the relay's). */
+async function recordDir(relayUid: number, label: string): Promise<string> {
+  const top = `/var/tmp/rsendmail-${relayUid}`;
+  const dir = `${top}/${label}`;
+  for (const d of [top, dir]) {
+    if (await Deno.lstat(d).then(() => true, () => false)) continue;
+    await Deno.mkdir(d, { mode: 0o700 });
+    await Deno.chmod(d, 0o700);
+    await Deno.chown(d, relayUid, null);
+  }
+  return dir;
+}
+
 /**
  * A directory watched (inotify): the time (performance.now()) each name
  * matching `re` first appears, in order. On the relay's duplicate record of
@@ -50,17 +63,9 @@ export class DirWatch {
     })();
   }
 
-  /** Makes the record's directory as the relay would (0700, the relay's) and watches it. */
+  /** Makes the record's directory as the relay would ({@link recordDir}) and watches it. */
   static async record(relayUid: number, label: string): Promise<DirWatch> {
-    const top = `/var/tmp/rsendmail-${relayUid}`;
-    const dir = `${top}/${label}`;
-    for (const d of [top, dir]) {
-      if (await Deno.lstat(d).then(() => true, () => false)) continue;
-      await Deno.mkdir(d, { mode: 0o700 });
-      await Deno.chmod(d, 0o700);
-      await Deno.chown(d, relayUid, null);
-    }
-    return new DirWatch(dir, ID_RE);
+    return new DirWatch(await recordDir(relayUid, label), ID_RE);
   }
 
   #seen(name: string, t: number): void {
@@ -129,11 +134,9 @@ export class RecordTimes {
     this.dir = dir;
   }
 
-  /** Watches nothing: the record's directory, made as {@link DirWatch.record} makes it. */
+  /** Makes the record's directory as the relay would ({@link recordDir}); watches nothing. */
   static async record(relayUid: number, label: string): Promise<RecordTimes> {
-    const w = await DirWatch.record(relayUid, label);
-    await w.close(false);
-    return new RecordTimes(w.dir);
+    return new RecordTimes(await recordDir(relayUid, label));
   }
 
   async #names(): Promise<string[]> {
