@@ -10,9 +10,9 @@
  * as n/a. "Accepted" is the relay's duplicate record of each id
  * (`/var/tmp/rsendmail-<uid>/<label>/<id>`, written once its sendmail
  * exited), timed by each record's mtime: nothing watches the record while
- * the chain runs (bench_spool.ts's RecordTimes). The floor is the relay's sendmail run N
- * times one after another. Every round runs the floor and each variant
- * once, round-robin; medians over the rounds.
+ * the chain runs (bench_spool.ts's RecordTimes). The floor is the relay's
+ * sendmail run N times one after another. Every round runs the floor and
+ * each variant once, round-robin; medians over the rounds.
  *
  * @module
  */
@@ -134,10 +134,10 @@ export async function benchBatch(
         const c0 = await cpuTicks();
         const t0 = performance.now();
         await bed.start();
-        await watch.times(before + n - failed, [], 600_000);
+        await watch.until(before + n - failed, 600_000);
         const busy = busyShare(c0, await cpuTicks());
         const chain = await chainCpu(bed.pid()!, label(v.id));
-        const at = await watch.times(before + n - failed, [before + 1, before + n - failed], 0);
+        const at = await watch.times([before + 1, before + n - failed]);
         const [first, last] = [at[0]!, at[1]!];
         await bed.stopService();
         runs.get(v.id)!.push({

@@ -33,7 +33,10 @@ export async function benchBurst(
   await ctx.watch.close(false);
   const record = new RecordTimes(ctx.watch.dir);
   /** When the n-th record (1-based) was written, once there are n. */
-  const nth = async (n: number) => (await record.times(n, [n], 300_000))[0]!;
+  const nth = async (n: number) => {
+    await record.until(n, 300_000);
+    return (await record.times([n]))[0]!;
+  };
   const burstN = users.length * o.perUser;
   const burstBefore = await record.count();
   const b0 = performance.now();

@@ -3,10 +3,10 @@
  * accepted, the service warm (its batch session open from the message
  * before), messages one after another. "Accepted" is the relay's duplicate
  * record of the id (bench_spool.ts's DirWatch); the stages in between are
- * seen the same way (drop/, incoming/, queue/new/). Interleaved with them: after every message the relay's own
- * `/usr/sbin/sendmail -oi` of a message (the floor of the relay's part),
- * and every `coldEvery` messages one cold send of upstream 1.1.4 and one of
- * ours with `queue = no`.
+ * seen the same way (drop/, incoming/, queue/new/). Interleaved with
+ * them: after every message the relay's own `/usr/sbin/sendmail -oi` of a
+ * message (the floor of the relay's part), and every `coldEvery` messages
+ * one cold send of upstream 1.1.4 and one of ours with `queue = no`.
  *
  * @module
  */

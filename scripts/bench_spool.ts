@@ -149,22 +149,23 @@ export class RecordTimes {
     return (await this.#names()).length;
   }
 
-  /**
-   * Waits until at least `n` ids are recorded (listing every `pollMs`), then
-   * the times the `nths` ids were recorded (1-based), oldest first.
-   */
-  async times(n: number, nths: number[], timeoutMs: number, pollMs = 100): Promise<number[]> {
+  /** Waits until at least `n` ids are recorded, listing the record every `pollMs`. */
+  async until(n: number, timeoutMs: number, pollMs = 100): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    let names = await this.#names();
-    while (names.length < n) {
+    for (let got = await this.count(); got < n; got = await this.count()) {
       if (Date.now() > deadline) {
-        throw new Error(`relay recorded ${names.length} of ${n} within ${timeoutMs} ms`);
+        throw new Error(`relay recorded ${got} of ${n} within ${timeoutMs} ms`);
       }
       await sleep(pollMs);
-      names = await this.#names();
     }
+  }
+
+  /** When the `nths` ids (1-based) were recorded: one lstat per record, so call it after the run. */
+  async times(nths: number[]): Promise<number[]> {
     const mtimes = await Promise.all(
-      names.map(async (name) => (await Deno.lstat(`${this.dir}/${name}`)).mtime!.getTime()),
+      (await this.#names()).map(async (name) =>
+        (await Deno.lstat(`${this.dir}/${name}`)).mtime!.getTime()
+      ),
     );
     mtimes.sort((a, b) => a - b);
     return nths.map((k) => mtimes[k - 1]! - performance.timeOrigin);
