@@ -1,13 +1,18 @@
 /**
  * Section 3 of `deno task bench`, the batch: N queued messages through one
- * relay batch session, driven the way the satellite service drives it. The
- * bench writes N drops (as a submitter writes them) while the service is
- * stopped, then starts the service (tests/e2e/_service.ts): it takes them
- * into its queue and streams them over one `rsendmail --batch` session. The
- * relay's key is forced to `rsendmail --label L` (default), or to
- * `rsendmail --parallel P --label L` for P = 1, 2, 4; a relay that does not
- * know `--parallel` refuses the option, which is detected first and shown
- * as n/a. "Accepted" is the relay's duplicate record of each id
+ * relay batch session, driven the way the satellite service drives it
+ * (tests/e2e/_service.ts). Issue 15's case, "N queued messages, one
+ * `--flush`": the bench writes N drops (as a submitter writes them) while
+ * the relay is away (the config names none), so the service queues and
+ * defers each; then the relay is configured again, the service restarted,
+ * and one `sendmail -q` asks it to run the queue, which it streams over one
+ * `rsendmail --batch` session. The relay's key is forced to
+ * `rsendmail --label L` (default), or to `rsendmail --parallel P --label L`
+ * for P = 1, 2, 4; a relay that does not know `--parallel` refuses the
+ * option, which is detected first and shown as n/a. One more row keeps the
+ * earlier measure: the drops written while the service is stopped, then
+ * the service started, so that it takes them in while it delivers.
+ * "Accepted" is the relay's duplicate record of each id
  * (`/var/tmp/rsendmail-<uid>/<label>/<id>`, written once its sendmail
  * exited), timed by each record's mtime: nothing watches the record while
  * the chain runs (bench_spool.ts's RecordTimes). The floor is the relay's
@@ -17,7 +22,7 @@
  * @module
  */
 
-import { type Account, account, startServiceBed } from "../tests/e2e/_service.ts";
+import { type Account, account, type ServiceBed, startServiceBed } from "../tests/e2e/_service.ts";
 import {
   baseEnv,
   BENCH_USER,
@@ -31,9 +36,36 @@ import {
   tagOf,
 } from "./bench_common.ts";
 import { directSendmail, type Sample, timeOnce } from "./bench_run.ts";
-import { busyShare, chainCpu, cpuPerMessage, cpuTicks } from "./bench_batch_cpu.ts";
+import { busyShare, chainCpu, cpuPerMessage, cpuTicks, processCpuMs } from "./bench_batch_cpu.ts";
 import { batchReport, PARALLEL, type Pass, type Run } from "./bench_batch_report.ts";
 import { RecordTimes, writeDrop } from "./bench_spool.ts";
+
+/** How a variant's messages reach the queue before the relay gets them. */
+type Mode = "flush" | "intake";
+
+/**
+ * The relay away: the service's config without its `host` line, so that
+ * the service queues what it takes in and defers it ("no relay configured").
+ */
+async function relayAway(bed: ServiceBed): Promise<void> {
+  const text = await Deno.readTextFile(bed.conf);
+  await Deno.writeTextFile(
+    bed.conf,
+    text.split("\n").filter((line) => !line.startsWith("host =")).join("\n"),
+  );
+}
+
+/** Waits until `dir` holds `n` names (dot names not counted). */
+async function untilNames(dir: string, n: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let k = 0;
+    for await (const e of Deno.readDir(dir)) if (!e.name.startsWith(".")) k++;
+    if (k >= n) return;
+    if (Date.now() > deadline) throw new Error(`${dir}: ${k} of ${n} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 /**
  * Whether dist/rsendmail knows `--parallel`: an unknown admin option ends
@@ -61,9 +93,12 @@ export async function benchBatch(
   const n = o.batchN;
   const parallel = await relayHasParallel();
   const label = (v: string) => `bench-${runId}-batch-${v}`;
-  const variants = [
-    { id: "default", admin: "" },
-    ...(parallel ? PARALLEL.map((p) => ({ id: `p${p}`, admin: `--parallel ${p} ` })) : []),
+  const variants: { id: string; admin: string; mode: Mode }[] = [
+    { id: "default", admin: "", mode: "flush" },
+    ...(parallel
+      ? PARALLEL.map((p) => ({ id: `p${p}`, admin: `--parallel ${p} `, mode: "flush" as const }))
+      : []),
+    { id: "intake", admin: "", mode: "intake" },
   ];
   const bed = await startServiceBed({
     keyOptions: `restrict,command="${DIST_RSENDMAIL} --label ${label("default")}"`,
@@ -79,6 +114,8 @@ export async function benchBatch(
   const ceiling = new Map<number, Pass[]>(
     PARALLEL.filter((p) => p > 1).map((p) => [p, []]),
   );
+  /** A `sendmail -q` that did not end in 0 (the flush rows). */
+  const flushFailures: string[] = [];
   /** Drops that could not be written, per variant over the rounds. */
   const unwritten = new Map<string, number>(variants.map((v) => [v.id, 0]));
   try {
@@ -124,21 +161,43 @@ export async function benchBatch(
       for (const v of variants) {
         await progress(`batch: round ${r + 1}/${o.batchRounds}, ${v.id}`);
         const watch = watches.get(v.id)!;
-        await bed.writeConfig([`identity = ${keys.get(v.id)}`]);
+        if (v.mode === "flush") await relayAway(bed);
+        else await bed.writeConfig([`identity = ${keys.get(v.id)}`]);
         let failed = 0;
         for (let i = 0; i < n; i++) {
           await writeDrop(bed, sender, ["-oi", "--", rcpt], msg(v.id, r * n + i))
             .catch(() => failed++);
         }
+        let flush: Promise<{ code: number; stderr: string }> | undefined;
+        let service0 = 0;
+        if (v.mode === "flush") {
+          // Queued and deferred while the relay is away; then the relay is
+          // back, the service starts again (reading its queue) and one
+          // `sendmail -q` runs the queue.
+          await bed.start();
+          await untilNames(`${bed.spool}/queue/state`, n - failed, 600_000);
+          await bed.stopService();
+          await bed.writeConfig([`identity = ${keys.get(v.id)}`]);
+          await bed.start();
+          service0 = (await processCpuMs(bed.pid()!)) ?? 0;
+        }
         const before = await watch.count();
         const c0 = await cpuTicks();
         const t0 = performance.now();
-        await bed.start();
+        if (v.mode === "flush") flush = bed.sendAs(sender, ["-q"]);
+        else await bed.start();
         await watch.until(before + n - failed, 600_000);
         const busy = busyShare(c0, await cpuTicks());
         const chain = await chainCpu(bed.pid()!, label(v.id));
+        if (chain) chain.service -= service0;
         const at = await watch.times([before + 1, before + n - failed]);
         const [first, last] = [at[0]!, at[1]!];
+        const flushed = await flush;
+        if (flushed && flushed.code !== 0) {
+          flushFailures.push(
+            `${v.id}: \`sendmail -q\` exited ${flushed.code}: ${flushed.stderr.split("\n")[0]}`,
+          );
+        }
         await bed.stopService();
         runs.get(v.id)!.push({
           wall: last - t0,
@@ -156,5 +215,5 @@ export async function benchBatch(
     await bed.stop();
     for (const w of watches.values()) await w.close(true);
   }
-  return batchReport(o, { parallel, variants, runs, floor, ceiling, unwritten });
+  return batchReport(o, { parallel, variants, runs, floor, ceiling, unwritten, flushFailures });
 }

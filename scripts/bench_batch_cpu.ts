@@ -33,6 +33,11 @@ export const busyShare = (a: { busy: number; total: number }, b: { busy: number;
 export const cpuPerMessage = (busy: number, wallMs: number, messages: number) =>
   busy * CPUS * wallMs / Math.max(1, messages);
 
+/** One process's CPU time so far (user + system, ms); undefined when it is gone. */
+export async function processCpuMs(pid: number): Promise<number | undefined> {
+  return (await procStat(pid))?.cpuMs;
+}
+
 /** One process's parent, name and CPU time so far (user + system, ms). */
 async function procStat(
   pid: number,
@@ -167,8 +172,9 @@ export function cpuTables(c: CpuFigures): string[] {
     ),
     "",
     "Each process's own user and system time (/proc/<pid>/stat), read just before the " +
-    "service stops, over the run's messages; the service's includes taking the drops into its " +
-    "queue, ssh's and sshd's the handshake. The rest is the whole machine's CPU per message " +
-    "less these four.",
+    "service stops, over the run's messages: the service's from the flush on (its start and " +
+    "its reading of the queue left out; in the intake row, from its start, taking the drops " +
+    "in included), ssh's and sshd's with the handshake. The rest is the whole machine's CPU " +
+    "per message less these four.",
   ];
 }
