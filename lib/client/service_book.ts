@@ -63,30 +63,42 @@ export class ItemBook {
 }
 
 /**
- * What a pump does with the idle messages: `expired` are older than
- * `maxAgeMs`; `due` (oldest first) are forced or past their backoff.
+ * What a pump does with the idle messages, in the book's order (the order
+ * they were queued: oldest first): `expired` are older than `maxAgeMs`;
+ * `due` are forced or past their backoff, at most `limit` of them (what the
+ * session's window has room for); `more` tells that another due message
+ * waits beyond the limit. The scan stops there: what follows a message
+ * queued within `maxAgeMs` was queued later and has not expired either, so
+ * a pump with a full window looks at the messages in flight and one more,
+ * however long the queue (a flush of thousands).
  *
  * @example Usage
  * ```ts
  * import { deepStrictEqual } from "node:assert/strict";
  * import { planPump } from "./service_book.ts";
- * deepStrictEqual(planPump([], 0, 1000), { expired: [], due: [] });
+ * deepStrictEqual(planPump([], 0, 1000), { expired: [], due: [], more: false });
  * ```
  */
 export function planPump(
   items: Iterable<Item>,
   now: number,
   maxAgeMs: number,
-): { expired: Item[]; due: Item[] } {
+  limit = Infinity,
+): { expired: Item[]; due: Item[]; more: boolean } {
   const expired: Item[] = [];
   const due: Item[] = [];
+  let more = false;
   for (const item of items) {
+    const young = item.entry.header.created + maxAgeMs >= now;
+    if (more && young) break;
     if (item.busy) continue;
-    if (item.entry.header.created + maxAgeMs < now) expired.push(item);
-    else if (item.forced || (item.entry.state?.nextAttempt ?? 0) <= now) due.push(item);
+    if (!young) expired.push(item);
+    else if (item.forced || (item.entry.state?.nextAttempt ?? 0) <= now) {
+      if (due.length < limit) due.push(item);
+      else more = true;
+    }
   }
-  due.sort((a, b) => a.entry.header.created - b.entry.header.created);
-  return { expired, due };
+  return { expired, due, more };
 }
 
 /**

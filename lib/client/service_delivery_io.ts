@@ -70,7 +70,19 @@ export class Delivery {
     if (core.stopping) return;
     const now = Date.now();
     const settings = core.ctx.settings;
-    const { expired, due } = planPump(core.book.items.values(), now, settings.maxAgeMs);
+    const s0 = this.#session;
+    // What the window has room for (all of it, to defer, with no relay).
+    const room = settings.hosts.length === 0
+      ? Infinity
+      : s0?.ending
+      ? 0
+      : WINDOW - (s0?.inflight.length ?? 0);
+    const { expired, due, more } = planPump(
+      core.book.items.values(),
+      now,
+      settings.maxAgeMs,
+      room,
+    );
     for (const item of expired) {
       item.busy = true;
       core.track(expire(core, item).then(() => this.pump()));
@@ -79,24 +91,34 @@ export class Delivery {
       // Accepting mail before `setup` is fine; it waits for a relay.
       const line = `4.3.5 ${core.ctx.program}: no relay configured (host in the config file)`;
       for (const item of due) defer(core, item, line, "-");
-      this.#planRetry(now);
+      this.#planRetry(now, false);
       return;
     }
-    let s = this.#session;
+    let s = s0;
+    let left = more;
     for (const item of due) {
-      if (s && (s.ending || s.inflight.length >= WINDOW)) break;
+      if (s && (s.ending || s.inflight.length >= WINDOW)) {
+        left = true;
+        break;
+      }
       if (!s) s = this.#openSession();
       this.#send(s, item);
       if (s.written >= FRAMES_PER_SESSION || Date.now() - s.opened > SESSION_MAX_AGE_MS) {
         this.#endSession(s);
       }
     }
-    this.#planRetry(now);
+    this.#planRetry(now, left);
   }
 
-  #planRetry(now: number): void {
+  /**
+   * Arms the retry timer for the next message due or expiring. Not needed
+   * while a session runs with due messages left (`dueLeft`): its next
+   * reply pumps again, and no scan of the whole book is made per reply.
+   */
+  #planRetry(now: number, dueLeft: boolean): void {
     if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
+    if (dueLeft && this.#session) return;
     const core = this.#core;
     const next = nextRetryAt(core.book.items.values(), now, core.ctx.settings.maxAgeMs);
     if (next === Infinity || (this.#session && next <= now)) return;

@@ -46,13 +46,14 @@ function item(
 
 const ids = (items: Item[]) => items.map((i) => i.entry.header.id);
 
-Deno.test("planPump() sends what is due oldest first, expires what is too old, skips busy ones", async (t) => {
+Deno.test("planPump() sends what is due in the book's order, expires what is too old, skips busy ones", async (t) => {
   const now = 10 * DAY;
   const maxAge = 5 * DAY;
-  await t.step("new messages are due, oldest first", () => {
-    const p = planPump([item("b", now - 2), item("a", now - 5), item("c", now - 1)], now, maxAge);
+  await t.step("new messages are due, in the order they were queued", () => {
+    const p = planPump([item("a", now - 5), item("b", now - 2), item("c", now - 1)], now, maxAge);
     deepStrictEqual(ids(p.due), ["a", "b", "c"]);
     deepStrictEqual(p.expired, []);
+    strictEqual(p.more, false);
   });
   await t.step("one waiting for its backoff is not due; forced it is", () => {
     const state = { attempts: 1, lastError: "4.4.2 x", nextAttempt: now + 60_000 };
@@ -78,7 +79,50 @@ Deno.test("planPump() sends what is due oldest first, expires what is too old, s
   });
   await t.step("busy items are neither due nor expired", () => {
     const p = planPump([item("x", 0, { busy: true }), item("y", now, { busy: true })], now, maxAge);
-    deepStrictEqual(p, { expired: [], due: [] });
+    deepStrictEqual(p, { expired: [], due: [], more: false });
+  });
+  await t.step("at most `limit` are due; `more` tells another one waits", () => {
+    const queued = [item("a", now - 3), item("b", now - 2), item("c", now - 1)];
+    const two = planPump(queued, now, maxAge, 2);
+    deepStrictEqual([ids(two.due), two.more], [["a", "b"], true]);
+    const three = planPump(queued, now, maxAge, 3);
+    deepStrictEqual([ids(three.due), three.more], [["a", "b", "c"], false]);
+    const none = planPump(queued, now, maxAge, 0);
+    deepStrictEqual([ids(none.due), none.more], [[], true]);
+  });
+  await t.step("a message waiting for its backoff is not `more`", () => {
+    const state = { attempts: 1, lastError: "x", nextAttempt: now + 60_000 };
+    const p = planPump([item("a", now - 2), item("w", now - 1, { state })], now, maxAge, 1);
+    deepStrictEqual([ids(p.due), p.more], [["a"], false]);
+  });
+  await t.step("past the limit the scan stops: a pump reads a few, not the queue", () => {
+    // A flush of 100 000 messages, 31 in flight and room for one more: the
+    // pump reads the 31 busy ones, the one it sends and the next, not 100 000.
+    let read = 0;
+    function* book(): Generator<Item> {
+      for (let i = 0; i < 100_000; i++) {
+        read++;
+        yield item(`m${i}`, now - 100_000 + i, { busy: i < 31, forced: true });
+      }
+    }
+    const p = planPump(book(), now, maxAge, 1);
+    deepStrictEqual([ids(p.due), p.more], [["m31"], true]);
+    strictEqual(read, 34);
+  });
+  await t.step("the expired ones, queued first, are all found before the scan stops", () => {
+    const p = planPump(
+      [
+        item("old1", now - maxAge - 2),
+        item("old2", now - maxAge - 1, { forced: true }),
+        item("a", now - 2),
+        item("b", now - 1),
+        item("c", now),
+      ],
+      now,
+      maxAge,
+      1,
+    );
+    deepStrictEqual([ids(p.expired), ids(p.due), p.more], [["old1", "old2"], ["a"], true]);
   });
 });
 
