@@ -125,7 +125,7 @@ export async function sendToRelay(
   spool: Spooled,
   o: RelaySendOptions = {},
 ): Promise<Failure | undefined> {
-  const remote = remoteCommand(settings, req, undefined);
+  const remote = remoteCommand(settings, req);
   const controlPath = await controlPathOf(ctx, settings);
   let failure;
   for (const host of settings.hosts) {

@@ -69,28 +69,14 @@ export function sshArgv(
   return argv;
 }
 
-/** Integrity data of a spooled message, and its id for the relay's duplicate record. */
-export interface Integrity {
-  size: number;
-  sha256: string;
-  id?: string | undefined;
-}
-
 /**
- * The remote command: `rsendmail -oi [-f S] [-t] [--size=N --sha256=H] -- RCPT…`,
- * every word quoted for both the relay's tokenizer and a POSIX shell.
+ * The remote command for an upstream 1.1.4 relay (`integrity = no`):
+ * `rsendmail -oi [-f S] [-t] -- RCPT…`, every word quoted for both the
+ * relay's tokenizer and a POSIX shell. (Our relay gets its requests as
+ * batch frames, with their size, SHA-256 and id.)
  */
-export function remoteCommand(
-  settings: ClientSettings,
-  req: SendmailRequest,
-  integrity: Integrity | undefined,
-): string {
-  return encodeCommand(settings.relayCommand, {
-    ...req,
-    size: integrity?.size,
-    sha256: integrity?.sha256,
-    id: integrity?.id,
-  });
+export function remoteCommand(settings: ClientSettings, req: SendmailRequest): string {
+  return encodeCommand(settings.relayCommand, req);
 }
 
 /** Why a send did not succeed, and what each caller makes of it. */
