@@ -15,7 +15,9 @@
  * "Accepted" is the relay's duplicate record of each id
  * (`/var/tmp/rsendmail-<uid>/<label>/<id>`, written once its sendmail
  * exited), timed by each record's mtime: nothing watches the record while
- * the chain runs (bench_spool.ts's RecordTimes). The floor is the relay's
+ * the chain runs (bench_spool.ts's RecordTimes); the bench waits for
+ * `sendmail -q` to end, and lists the record then (the intake row lists it
+ * a few times a second meanwhile). The floor is the relay's
  * sendmail run N times one after another. Every round runs the floor and
  * each variant once, round-robin; medians over the rounds.
  *
@@ -186,13 +188,16 @@ export async function benchBatch(
         const t0 = performance.now();
         if (v.mode === "flush") flush = bed.sendAs(sender, ["-q"]);
         else await bed.start();
+        // `sendmail -q` ends once the service's run is over: the bench waits
+        // for it and lists the record only then. (The intake row has nothing
+        // to wait for: the bench lists the record a few times a second.)
+        const flushed = await flush;
         await watch.until(before + n - failed, 600_000);
         const busy = busyShare(c0, await cpuTicks());
         const chain = await chainCpu(bed.pid()!, label(v.id));
         if (chain) chain.service -= service0;
         const at = await watch.times([before + 1, before + n - failed]);
         const [first, last] = [at[0]!, at[1]!];
-        const flushed = await flush;
         if (flushed && flushed.code !== 0) {
           flushFailures.push(
             `${v.id}: \`sendmail -q\` exited ${flushed.code}: ${flushed.stderr.split("\n")[0]}`,

@@ -184,9 +184,9 @@ export function batchReport(o: Options, m: BatchRounds): SectionResult {
     "service started, so that it takes them into its queue while it delivers them. The wall " +
     "runs from `sendmail -q` (the intake row: the service's start) to the relay's last " +
     "record; msg/s counts from the relay's first record to its last (the ssh handshake left " +
-    "out), each record timed by its mtime: the bench watches nothing while the chain runs, it " +
-    "lists the record a few " +
-    "times a second; medians of " +
+    "out), each record timed by its mtime: the bench watches nothing while the chain runs (it " +
+    "waits for `sendmail -q` to end; in the intake row it lists the record a few times a " +
+    "second); medians of " +
     `${o.batchRounds} round${o.batchRounds === 1 ? "" : "s"}, each running the floor and every ` +
     "variant once. The floor runs as root straight from the bench (no setpriv), one after " +
     "another: what a relay that runs its sendmail once per message, one at a time, can reach. " +
