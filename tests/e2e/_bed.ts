@@ -211,8 +211,12 @@ export async function procFile(pid: number, name: string): Promise<Uint8Array> {
   return out.stdout;
 }
 
-/** True while `pid` runs (a zombie counts as gone). */
-async function pidAlive(pid: number): Promise<boolean> {
+/**
+ * True while `pid` runs (a zombie counts as gone). Read through cat(1):
+ * Deno's own `Deno.stat("/proc/<pid>")` needs --allow-all and fails
+ * otherwise, which would read as "gone" at once.
+ */
+export async function pidAlive(pid: number): Promise<boolean> {
   const stat = decoder.decode(await procFile(pid, "stat"));
   // Field 3 (after the parenthesised comm) is the state; Z = zombie.
   const close = stat.lastIndexOf(")");

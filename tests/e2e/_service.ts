@@ -17,6 +17,7 @@ import {
   type Account,
   account,
   type Mailbox,
+  pidAlive,
   type Relay,
   ROOT,
   RSENDMAIL,
@@ -148,15 +149,10 @@ export async function startServiceBed(o: ServiceBedOptions = {}): Promise<Servic
   // As the packages do: root makes the spool (the top root's, the parts the account's).
   await run(SSHSENDMAIL, ["--init-spool", "--config", conf], { env: { PATH } });
 
-  const alive = async () => {
-    if (pid === undefined) return false;
-    try {
-      await Deno.stat(`/proc/${pid}`);
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  // Through cat(1) (pidAlive): Deno.stat of /proc/<pid> needs --allow-all,
+  // and failing, made every stop return before the service had ended (its
+  // last act, removing reply/alive, then raced the next service's start).
+  const alive = () => pid === undefined ? Promise.resolve(false) : pidAlive(pid);
 
   /** setpriv's arguments for running `sendmail ARGS` (or another argv) as `user`. */
   const argvAs = (user: Account, args: string[]) => [
