@@ -1,9 +1,11 @@
 /**
  * The satellite service's delivery: one pipelined batch session to the
  * relay at a time, frames written up to a window ahead of the replies,
- * replies read in order; retries with backoff, expiry with a notice to the
- * sender (lib/client/undelivered_io.ts), the next relay when one cannot be
- * reached (lib/client/ended_session_io.ts). Effectful edge module.
+ * replies read in order; a delivered message out of the queue
+ * (lib/client/mark_delivered_io.ts); retries with backoff, expiry with a
+ * notice to the sender (lib/client/undelivered_io.ts), the next relay when
+ * one cannot be reached (lib/client/ended_session_io.ts). Effectful edge
+ * module.
  *
  * @module
  */
@@ -12,8 +14,9 @@ import { frameHeader, parseReply } from "../shared/batch.ts";
 import { collectGarbage } from "../shared/collect_garbage_io.ts";
 import { isTemporary } from "../shared/exit_codes.ts";
 import { type BatchSession, spawnBatchSession } from "./batch_session_io.ts";
-import { formatAge, frameWordsOf } from "./queue_entry.ts";
+import { frameWordsOf } from "./queue_entry.ts";
 import { type EndedSession, settleEndedSession } from "./ended_session_io.ts";
+import { markDelivered } from "./mark_delivered_io.ts";
 import { type Item, nextRetryAt, planPump, replyFits, retryDelayMs } from "./service_book.ts";
 import type { ServiceCore } from "./service_context.ts";
 import { defer, expire, giveUp } from "./undelivered_io.ts";
@@ -259,27 +262,13 @@ export class Delivery {
   }
 
   async #handleReply(s: Session, item: Item, code: number, line: string): Promise<void> {
-    const { ctx, book, queue } = this.#core;
-    const h = item.entry.header;
     if (code === 0) {
-      queue.remove(h.id, { hasState: item.entry.state !== undefined });
-      book.items.delete(h.id);
+      markDelivered(this.#core, item, line, s.host);
       if (this.#relayDown) {
         // The relay is back: what waits for its backoff goes now.
         this.#relayDown = false;
-        for (const other of book.items.values()) if (!other.busy) other.forced = true;
+        for (const other of this.#core.book.items.values()) if (!other.busy) other.forced = true;
       }
-      ctx.log("info", {
-        event: line.includes("already delivered") ? "duplicate" : "delivered",
-        id: h.id,
-        uid: h.uid ?? "-",
-        host: s.host,
-        relay: line,
-        sender: `<${h.sender ?? ""}>`,
-        size: h.size,
-        delay: formatAge(Date.now() - h.created),
-      });
-      book.settle(h.id, "delivered");
     } else if (isTemporary(code)) {
       defer(this.#core, item, line, s.host);
     } else {
