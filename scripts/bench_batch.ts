@@ -24,7 +24,14 @@
  * @module
  */
 
-import { type Account, account, type ServiceBed, startServiceBed } from "../tests/e2e/_service.ts";
+import {
+  type Account,
+  account,
+  names,
+  type ServiceBed,
+  startServiceBed,
+} from "../tests/e2e/_service.ts";
+import { waitFor } from "../tests/e2e/_bed.ts";
 import {
   baseEnv,
   BENCH_USER,
@@ -55,18 +62,6 @@ async function relayAway(bed: ServiceBed): Promise<void> {
     bed.conf,
     text.split("\n").filter((line) => !line.startsWith("host =")).join("\n"),
   );
-}
-
-/** Waits until `dir` holds `n` names (dot names not counted). */
-async function untilNames(dir: string, n: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    let k = 0;
-    for await (const e of Deno.readDir(dir)) if (!e.name.startsWith(".")) k++;
-    if (k >= n) return;
-    if (Date.now() > deadline) throw new Error(`${dir}: ${k} of ${n} after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 /**
@@ -177,7 +172,13 @@ export async function benchBatch(
           // back, the service starts again (reading its queue) and one
           // `sendmail -q` runs the queue.
           await bed.start();
-          await untilNames(`${bed.spool}/queue/state`, n - failed, 600_000);
+          await waitFor(
+            "every drop queued and deferred",
+            async () =>
+              (await names(`${bed.spool}/queue/state`)).filter((x) => !x.startsWith(".")).length >=
+                n - failed,
+            600_000,
+          );
           await bed.stopService();
           await bed.writeConfig([`identity = ${keys.get(v.id)}`]);
           await bed.start();
