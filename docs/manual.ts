@@ -99,7 +99,7 @@ const rsendmail: Page = {
           p: "The request comes from `SSH_ORIGINAL_COMMAND`. Without a forced command (`ssh relay rsendmail -f a@b c@d` with an unrestricted key) the request is the argv after the admin options. No request at all (`ssh relay`) is a usage error at once; stdin is never waited on.",
         },
         {
-          p: `stdin is spooled, counted and hashed: a message of less than 64 KiB is held in memory, a larger one goes to a 0600 file in \`${SPOOL_DIR}\` that is unlinked the moment it is created (it cannot linger, even after \`kill -9\`); the size limit and the idle timeout apply while reading; the declared size and SHA-256 are checked; only then does sendmail start, with a cleared environment (\`PATH=/usr/sbin:/usr/bin:/sbin:/bin\`, \`LANG=C\`: no \`MAIL_CONFIG\`, no \`LD_*\`) and the spool on its stdin. The relay runs exactly «SENDMAIL» \`-oi\` [\`-f\` «SENDER»] [\`-t\`] \`--\` «RCPT»…`,
+          p: `stdin is spooled, counted and hashed: a message of less than 4 MiB is held in memory (at most \`--parallel\` + 1 of them in a batch), a larger one goes to a 0600 file in \`${SPOOL_DIR}\` that is unlinked the moment it is created (it cannot linger, even after \`kill -9\`); the size limit and the idle timeout apply while reading; the declared size and SHA-256 are checked; only then does sendmail start, with a cleared environment (\`PATH=/usr/sbin:/usr/bin:/sbin:/bin\`, \`LANG=C\`: no \`MAIL_CONFIG\`, no \`LD_*\`) and the spool on its stdin. The relay runs exactly «SENDMAIL» \`-oi\` [\`-f\` «SENDER»] [\`-t\`] \`--\` «RCPT»…`,
         },
         {
           p: "The request `rsendmail --batch` (sent by the satellite service, `sshsendmail --serve`, by `-bs` sessions and by every direct send) reads framed messages on one connection, each with its envelope, size, SHA-256 and id, and answers each on its own line.",
@@ -287,7 +287,7 @@ const rsendmail: Page = {
         { tp: `\`${SENDMAIL_PATH}\``, body: ["The relay's real sendmail."] },
         {
           tp: `\`${SPOOL_DIR}/rsendmail-\`*`,
-          body: ["The spool of one message of 64 KiB or more, unlinked at creation."],
+          body: ["The spool of one message of 4 MiB or more, unlinked at creation."],
         },
         {
           tp: `\`${STATE_DIR}/rsendmail-\`«UID»\`/\``,

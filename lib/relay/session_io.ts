@@ -26,6 +26,12 @@ import { checkPolicy, type RelayConfig } from "../shared/relay_config.ts";
 import { type SendmailRequest, toSendmailArgv } from "../shared/sendmail_args.ts";
 
 const DAY_MS = 86_400_000;
+/**
+ * A message up to this size is held in memory (no spool file; hashed by the
+ * native digest); a larger one goes to an unlinked file. A batch holds at
+ * most `--parallel` + 1 of them at once.
+ */
+const MEMORY_SPOOL_MAX = 4 * 1024 * 1024;
 
 /** The key's delivery record (`--state-dir`, `--dedup-days`), or undefined when unusable. */
 export function openRecord(config: RelayConfig): Promise<DeliveryRecord | undefined> {
@@ -73,6 +79,7 @@ async function prepare(
     minRate: config.minRate,
     shortLived: session.shortLived,
     inMemory: true,
+    memoryMax: MEMORY_SPOOL_MAX,
   });
   try {
     fields.size = spool.size;

@@ -994,8 +994,8 @@ Deno.test("rsendmail without a request refuses at once without reading stdin", a
 Deno.test("rsendmail's spool file has no name in /tmp even while it is being written", async () => {
   const { keys, box1 } = await bed();
   const subject = `spool-${RUN}`;
-  // Over the 64 KiB a relay holds in memory: this one becomes a file.
-  const body = "spooled\n".repeat(10_000);
+  // Over the 4 MiB a relay holds in memory: this one becomes a file.
+  const body = "spooled\n".repeat(600_000);
   const msg = message(subject, { body });
   const s = await openSsh(keys.spool, ["sendmail", "-oi", R1]);
   /** The relay's pids (the forced command carries this run's label) and its open spool files. */
@@ -1010,8 +1010,8 @@ Deno.test("rsendmail's spool file has no name in /tmp even while it is being wri
     return { pids, spool };
   };
   try {
-    // The first 4 000 bytes: held in memory, no file at all yet.
-    await s.writer.write(msg.subarray(0, 4000));
+    // The first 3 MB: held in memory, no file at all yet.
+    await s.writer.write(msg.subarray(0, 3_000_000));
     const deadline = Date.now() + 5000;
     let now = await relayFds();
     while (now.pids.length === 0 && Date.now() < deadline) {
@@ -1021,8 +1021,8 @@ Deno.test("rsendmail's spool file has no name in /tmp even while it is being wri
     assert.ok(now.pids.length > 0, "the relay runs");
     await sleep(300);
     assert.deepEqual((await relayFds()).spool, [], "a message that fits in memory has no file");
-    // Past 64 KiB: now a file, already unlinked.
-    await s.writer.write(msg.subarray(4000, 70_000));
+    // Past 4 MiB: now a file, already unlinked.
+    await s.writer.write(msg.subarray(3_000_000, 4_300_000));
     const spoolFds: string[] = [];
     while (spoolFds.length === 0 && Date.now() < deadline + 5000) {
       await sleep(100);
@@ -1031,7 +1031,7 @@ Deno.test("rsendmail's spool file has no name in /tmp even while it is being wri
     assert.ok(spoolFds.length > 0, "the relay holds its spool file open");
     for (const l of spoolFds) assert.match(l, / \(deleted\)$/, "already unlinked");
     await assertNoSpoolLeftovers();
-    await s.writer.write(msg.subarray(70_000));
+    await s.writer.write(msg.subarray(4_300_000));
     await s.close();
     assertSilentSuccess(await s.done, "spooled send");
     const mail = deliveredOnce(await collect(box1, [subject], 300), subject);

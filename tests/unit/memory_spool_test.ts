@@ -129,3 +129,23 @@ Deno.test("MemoryFile: seek from start, current and end; before the start is an 
   await rejects(file.seek(-5, Deno.SeekMode.End), RangeError);
   deepStrictEqual(await file.read(new Uint8Array(0)), 0);
 });
+
+Deno.test("in-memory spool with memoryMax: a message of 1 MiB stays in memory and hashes the same", async () => {
+  const data = bytes(1 << 20, 13);
+  const spool = await spoolMessage(chunked(data, [BUFFER, 17, 300_000]), {
+    ...OPTIONS,
+    memoryMax: 4 << 20,
+  });
+  strictEqual(spool.file instanceof MemoryFile, true);
+  deepStrictEqual([spool.size, spool.sha256], [data.length, sha256(data)]);
+  deepStrictEqual(await readAll(spool), data);
+});
+
+Deno.test("in-memory spool with memoryMax: a message that reaches it becomes a file (here: refused)", async () => {
+  await rejects(
+    spoolMessage(chunked(bytes(1 << 20)), { ...OPTIONS, memoryMax: 1 << 19 }),
+    /cannot spool message/,
+  );
+  // The default is one buffer: 64 KiB and more asks for a file.
+  await rejects(spoolMessage(chunked(bytes(BUFFER)), OPTIONS), /cannot spool message/);
+});
