@@ -168,6 +168,32 @@ export function sendmailWrapperCode(rcpt: string): string {
 }
 
 /**
+ * The wrapper that reads the message first: the whole message from stdin
+ * into memory, then the same sendmail with it on a pipe and its stderr
+ * kept (both Web streams in Deno), as any relay must that checks a message
+ * before sendmail gets a byte of it. No check is made: only the reading
+ * and the pipes are paid.
+ */
+export function readFirstWrapperCode(rcpt: string): string {
+  const argv = JSON.stringify(["-oi", "-f", SENDER, "--", rcpt]);
+  return [
+    "let buf = new Uint8Array(65536), held = 0, n;",
+    "while ((n = await Deno.stdin.read(buf.subarray(held))) !== null) {",
+    "  held += n;",
+    "  if (held === buf.length) { const b = new Uint8Array(buf.length * 2); b.set(buf); buf = b; }",
+    "}",
+    `const c = new Deno.Command(${JSON.stringify(SENDMAIL)}, { args: ${argv}, ` +
+    `stdin: "piped", stdout: "null", stderr: "piped" }).spawn();`,
+    "const w = c.stdin.getWriter();",
+    "await w.write(buf.subarray(0, held));",
+    "await w.close();",
+    "for await (const _ of c.stderr);",
+    "Deno.exit((await c.status).code);",
+    "",
+  ].join("\n");
+}
+
+/**
  * The bare client of the design floor: parses its options with node:util
  * parseArgs (as sshsendmail does), spawns ssh on inherited stdio and exits
  * with ssh's code. The ssh argv is sshsendmail's own (sshArgv of the same
