@@ -484,7 +484,7 @@ const sshsendmail: Page = {
       title: "SECURITY",
       blocks: [
         {
-          p: `The program runs in Deno's permission sandbox (flags in its first line): it may run only \`${SSH_PATH}\`, \`${CAT_PATH}\` (nullmailer's fd 3) and \`${LOGGER_PATH}\` (the service's syslog lines), and write only its temporary spool in \`${SPOOL_DIR}\` (a message past 64 KiB, unlinked as soon as it is made; root keeps every message in memory instead, and creates nothing where other accounts write), \`${SPOOL_ROOT}\`, \`/etc/sshsendmail\` and \`/etc/sshsendmail.conf\`. The service runs as its own account, and \`sshsendmail.service\` adds systemd's sandbox: a read-only system but for the spool, a private \`/tmp\` and \`/dev\`, no home directories, no capabilities, only Unix and IP sockets. The relay side decides what the key may do; see \`rsendmail\`(8).`,
+          p: `The program runs in Deno's permission sandbox (flags in its first line): it may run only \`${SSH_PATH}\`, \`${CAT_PATH}\` (nullmailer's fd 3) and \`${LOGGER_PATH}\` (the service's syslog lines), and write only its temporary spool in \`${SPOOL_DIR}\` (a message of 4 MiB or more, unlinked as soon as it is made; root keeps every message in memory instead, and creates nothing where other accounts write), \`${SPOOL_ROOT}\`, \`/etc/sshsendmail\` and \`/etc/sshsendmail.conf\`. The service runs as its own account, and \`sshsendmail.service\` adds systemd's sandbox: a read-only system but for the spool, a private \`/tmp\` and \`/dev\`, no home directories, no capabilities, only Unix and IP sockets. The relay side decides what the key may do; see \`rsendmail\`(8).`,
         },
       ],
     },

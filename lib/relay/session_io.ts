@@ -20,18 +20,13 @@ import {
   isTemporary,
 } from "../shared/exit_codes.ts";
 import { type LogFields } from "../shared/log_line.ts";
+import { MEMORY_SPOOL_MAX } from "../shared/layout.ts";
 import { runWithSpool } from "../shared/pipeline_io.ts";
 import { type ByteReader, type Spooled, spoolMessage } from "../shared/spool_io.ts";
 import { checkPolicy, type RelayConfig } from "../shared/relay_config.ts";
 import { type SendmailRequest, toSendmailArgv } from "../shared/sendmail_args.ts";
 
 const DAY_MS = 86_400_000;
-/**
- * A message up to this size is held in memory (no spool file; hashed by the
- * native digest); a larger one goes to an unlinked file. A batch holds at
- * most `--parallel` + 1 of them at once.
- */
-const MEMORY_SPOOL_MAX = 4 * 1024 * 1024;
 
 /** The key's delivery record (`--state-dir`, `--dedup-days`), or undefined when unusable. */
 export function openRecord(config: RelayConfig): Promise<DeliveryRecord | undefined> {
@@ -78,6 +73,7 @@ async function prepare(
     deadlineMs: config.messageTimeoutMs,
     minRate: config.minRate,
     shortLived: session.shortLived,
+    // A batch holds at most `--parallel` + 1 messages at once.
     inMemory: true,
     memoryMax: MEMORY_SPOOL_MAX,
   });

@@ -12,6 +12,12 @@ export const RELAY_PROGRAM = "rsendmail";
 export const SENDMAIL_PATH = "/usr/sbin/sendmail";
 /** Where the relay spools a message before handing it to sendmail. */
 export const SPOOL_DIR = "/tmp";
+/**
+ * A message under this many bytes is held in memory (and hashed by Web
+ * Crypto's native digest) by the relay and a client sending directly; a
+ * larger one goes to an unlinked file in {@link SPOOL_DIR}.
+ */
+export const MEMORY_SPOOL_MAX = 4 * 1024 * 1024;
 /** Where the relay keeps its duplicate record (survives a reboot, unlike /tmp). */
 export const STATE_DIR = "/var/tmp";
 /** The syslog socket. */

@@ -1,9 +1,10 @@
 /**
- * Messages past the relay's first read buffer, through the BUILT
- * dist/rsendmail: up to 4 MiB it holds a message in memory and hashes it
+ * Messages past the first read buffer, through the BUILT dist/rsendmail and
+ * dist/sshsendmail: up to 4 MiB each holds a message in memory and hashes it
  * with the native digest; past that it spools to an unlinked file in /tmp,
- * hashing as it reads. Either way sendmail gets every byte, the declared
- * SHA-256 is checked against all of them, and a changed byte is refused.
+ * hashing as it reads. Either way sendmail gets every byte, the SHA-256 the
+ * client declares is that of all of them and the relay checks it, and a
+ * byte changed in transit is refused.
  *
  * @module
  */
@@ -50,6 +51,30 @@ for (const [name, size] of SIZES) {
         });
         assertOutcome(c, outcome);
       });
+    } finally {
+      await bed.close();
+    }
+  });
+}
+
+for (const [name, size] of SIZES) {
+  Deno.test(`client (Postfix pipe): a message of ${name} is framed with its size and SHA-256 and delivered whole`, async () => {
+    const stdin = message(size);
+    const bed = await Bed.open();
+    try {
+      const { c, outcome } = await bed.run({
+        args: ["--host", "relay.example", "--", "b@example.org"],
+        stdin,
+        exitCode: 0,
+        stderr: "",
+        ssh: [{
+          command: "rsendmail --batch",
+          stdin: "MSG -oi --size={{size}} --sha256={{sha256}} --id=m[WILDLINE] -- b@example.org\n" +
+            "[WILDCARD]",
+        }],
+        sendmail: [{ argv: ["/usr/sbin/sendmail", "-oi", "--", "b@example.org"], stdin }],
+      });
+      assertOutcome(c, outcome);
     } finally {
       await bed.close();
     }
