@@ -125,11 +125,23 @@ export function batchReport(o: Options, m: BatchRounds): SectionResult {
     const per = (k: keyof ChainCpu) => median(rs.map((r) => r.chain![k] / r.accepted));
     return { service: per("service"), ssh: per("ssh"), sshd: per("sshd"), relay: per("relay") };
   };
+  // The goal's figure: the relay as installed (`--parallel` 4 by default, so
+  // the default and the `--parallel 4` rows are one configuration, pooled),
+  // each run over the serial floor of its own round (paired: a round's
+  // machine state hits both alike), the median of those ratios. The older
+  // figure, the better of two rows' medians, picked the luckier row.
+  const paired = ["default", "p4"].flatMap((id) =>
+    (runs.get(id) ?? []).flatMap((x, r) => {
+      const f = floor[r];
+      return f === undefined ? [] : [x.rate / (n / (f.wall / 1000))];
+    })
+  );
+  const pairedRatio = median(paired);
   const goals: Goal[] = [{
-    what: "batch: best of `--parallel 2` / `4` ÷ the serial sendmail floor",
+    what: "batch: the default relay (`--parallel 4`), each run ÷ its round's serial floor, median",
     goal: `≥ ${GOAL_RATE.toFixed(1)}×`,
-    measured: parallel ? `${(best / floorRate).toFixed(2)}×` : NA,
-    met: parallel ? best / floorRate >= GOAL_RATE : undefined,
+    measured: parallel ? `${pairedRatio.toFixed(2)}× (${paired.length} runs)` : NA,
+    met: parallel ? pairedRatio >= GOAL_RATE : undefined,
   }];
   if (!parallel) findings.push(`batch: ${NA}; only the default row was measured`);
   else if (!goals[0]!.met) {
@@ -219,6 +231,13 @@ export function batchReport(o: Options, m: BatchRounds): SectionResult {
     `The machine's ceiling (the better of sendmail 2 or 4 at once) is ` +
     `${(ceilingRate / floorRate).toFixed(2)}× the serial floor; the best relay row reaches ` +
     `${parallel ? `${(best / ceilingRate).toFixed(2)}×` : NA} of that ceiling.`,
+    "",
+    "The goal's figure pools the default row and the `--parallel 4` row (the same relay: " +
+    "`--parallel` is 4 by default) and divides each run by the serial floor of its own round, " +
+    `then takes the median: ${
+      paired.map((x) => `${x.toFixed(2)}×`).join(", ")
+    }. The better of the \`--parallel 2\` and \`4\` rows' medians, the figure this goal ` +
+    `used before, is ${parallel ? `${(best / floorRate).toFixed(2)}×` : NA} in this run.`,
     "",
     goalTable(goals),
   ].join("\n");

@@ -44,6 +44,9 @@ import {
   verdict,
 } from "./bench_report.ts";
 
+/** A difference in ms with its sign (+1.2, −0.3). */
+const signed = (d: number) => `${d >= 0 ? "+" : "−"}${fmt(Math.abs(d))}`;
+
 /** Issue 15: ours within 15% of the bare Deno wrapper (one 1 KB message). */
 const GOAL_WRAPPER = 1.15;
 
@@ -182,7 +185,7 @@ export async function benchRelay(
     size.name,
     fmt(med(wrapper)),
     fmt(med(readFirst)),
-    `+${fmt(med(readFirst) - med(wrapper))}`,
+    signed(med(readFirst) - med(wrapper)),
     fmt(med(ours)),
     ratio(med(ours), med(readFirst)),
   ]);
@@ -238,7 +241,7 @@ export async function benchRelay(
       ["start-up probe: one-line script, same shebang", "ms", "vs empty script"],
       probes.map((p) => {
         const d = med(p.c) - med(p.which === "server" ? floorServer : floorClient);
-        return [p.label, fmt(med(p.c)), `${d >= 0 ? "+" : ""}${fmt(d)}`];
+        return [p.label, fmt(med(p.c)), signed(d)];
       }),
     ),
     "",
