@@ -124,6 +124,12 @@ export async function startServiceBed(o: ServiceBedOptions = {}): Promise<Servic
   await Deno.symlink(SSHSENDMAIL, sendmail);
   let pid: number | undefined;
   const pidFile = `${dir}/service.pid`;
+  // The unit's DENO_DIR=/tmp/deno is safe under its PrivateTmp=yes; the bed
+  // has no private /tmp, so Deno's caches go to a directory of the bed's own,
+  // never a name in the shared /tmp that another account could make first.
+  const denoDir = `${dir}/deno`;
+  await Deno.mkdir(denoDir, { mode: 0o700 });
+  await run("/usr/bin/chown", [`${service.uid}:${service.gid}`, denoDir]);
 
   const writeConfig = async (extra: string[] = [], port = relay.port) => {
     await Deno.writeTextFile(
@@ -190,7 +196,7 @@ export async function startServiceBed(o: ServiceBedOptions = {}): Promise<Servic
         "PATH=/usr/bin:/bin",
         `HOME=${service.home}`,
         "LANG=C.UTF-8",
-        ...env,
+        ...env.map((e) => e.startsWith("DENO_DIR=") ? `DENO_DIR=${denoDir}` : e),
         "/sbin/start-stop-daemon",
         "--start",
         "--background",
