@@ -40,4 +40,12 @@ if [ -d /mnt ]; then
 fi
 /usr/bin/mount --bind "$fakes/fake_sendmail.sh" /usr/sbin/sendmail
 /usr/bin/mount --bind "$fakes/fake_ssh.sh" /usr/bin/ssh
+# Deno keeps its caches in the home of the account it runs as, and nobody's
+# is /nonexistent: the program (on the host, the user running the tests,
+# root in CI) would make /nonexistent/.cache. A private /etc/passwd gives
+# nobody the bed's own directory instead (shared by the bed's cases).
+home=${case_dir%/*}/home
+/usr/bin/mkdir -p "$home"
+/usr/bin/sed "s#^\(nobody:[^:]*:65534:65534:[^:]*:\)[^:]*:#\1$home:#" /etc/passwd >"$fakes/passwd"
+/usr/bin/mount --bind "$fakes/passwd" /etc/passwd
 exec /usr/bin/unshare --user --map-user=65534 --map-group=65534 -- "$@"
