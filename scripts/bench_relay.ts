@@ -121,38 +121,20 @@ export async function benchRelay(
       makeMessage(size.bytes, tagOf(runId, "relay", id, i), rcpt);
     const c = (id: string, spec: (msg: Uint8Array) => Spec) =>
       mk(`${id}-${size.bytes}`, true, (i) => spec(m(`${id}-${size.bytes}`)(i)));
+    /** A forced command run as sshd runs it: the request in SSH_ORIGINAL_COMMAND. */
+    const forced = (id: string, program: string, request: string) =>
+      c(id, (msg) =>
+        as(program, [], msg, {
+          SSH_ORIGINAL_COMMAND: `${request} -f ${SENDER} ${rcpt}`,
+          ...peer,
+        }));
     return {
       size,
       direct: c("direct", (msg) => as(SENDMAIL, ["-oi", "-f", SENDER, "--", rcpt], msg)),
-      wrapper: c(
-        "wrapper",
-        (msg) =>
-          as(wrapper, [], msg, { SSH_ORIGINAL_COMMAND: `sendmail -f ${SENDER} ${rcpt}`, ...peer }),
-      ),
-      readFirst: c(
-        "readfirst",
-        (msg) =>
-          as(readFirst, [], msg, {
-            SSH_ORIGINAL_COMMAND: `sendmail -f ${SENDER} ${rcpt}`,
-            ...peer,
-          }),
-      ),
-      ours: c(
-        "ours",
-        (msg) =>
-          as(DIST_RSENDMAIL, [], msg, {
-            SSH_ORIGINAL_COMMAND: `sendmail -f ${SENDER} ${rcpt}`,
-            ...peer,
-          }),
-      ),
-      up: c(
-        "upstream",
-        (msg) =>
-          as(UP_RSENDMAIL, [], msg, {
-            SSH_ORIGINAL_COMMAND: `rsendmail -f ${SENDER} ${rcpt}`,
-            ...peer,
-          }),
-      ),
+      wrapper: forced("wrapper", wrapper, "sendmail"),
+      readFirst: forced("readfirst", readFirst, "sendmail"),
+      ours: forced("ours", DIST_RSENDMAIL, "sendmail"),
+      up: forced("upstream", UP_RSENDMAIL, "rsendmail"),
     };
   });
   try {
