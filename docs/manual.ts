@@ -540,7 +540,7 @@ const sshsendmail: Page = {
         {
           tp: `\`${SPOOL_ROOT}/\``,
           body: [
-            `The service's spool, made by \`--init-spool\`: the top directory root's (0755); \`drop/\` (the account's, 1733) where users hand in mail; \`root/\` (root's, group \`${SERVICE_USER}\`, 0750) where root hands in its own; the account's private \`incoming/\`, \`queue/\` and \`hold/\` (0700); \`reply/\` (0711: answers to \`mailq\` and \`--flush\`, and \`alive\`, the service's pid, refreshed every 5 s).`,
+            `The service's spool, made by \`--init-spool\`: the top directory root's (0755); \`drop/\` (the account's, 1733) where users hand in mail; \`root/\` (root's, group \`${SERVICE_USER}\`, 0750) where root hands in its own; the account's private \`incoming/\`, \`queue/\` and \`hold/\` (0700); \`reply/\` (0711: answers to \`mailq\` and \`--flush\`, and \`alive\`, the service's pid, refreshed every 5 s); \`.cache/\` (the account's, 0700): the top is the account's home, and Deno keeps its caches there for what the account runs outside the unit, such as the Postfix pipe.`,
           ],
         },
         {

@@ -108,12 +108,14 @@ sshsendmail_as_account() {
 # True when the spool may still hold mail: a file in the drop, the claim
 # area, the held drops, some new/, tmp/ or failed/ (the queue, or an old
 # per-user queue), or a drop of root's not taken yet; also when the
-# account cannot tell (no account, an old queue it cannot read).
+# account cannot tell (no account, an old queue it cannot read). Deno's
+# cache (.cache/) holds no mail.
 sshsendmail_spool_has_mail() {
   s=$SSHSENDMAIL_SPOOL
   if [ -L "$s" ] || [ ! -d "$s" ]; then return 1; fi
   if ! getent passwd "$SSHSENDMAIL_ACCOUNT" >/dev/null; then return 0; fi
-  if ! found=$(sshsendmail_as_account find "$s" -mindepth 2 -type f \( -path "$s/drop/*" \
+  if ! found=$(sshsendmail_as_account find "$s" -mindepth 2 -path "$s/.cache/*" -prune -o \
+    -type f \( -path "$s/drop/*" \
     -o -path "$s/incoming/*" -o -path "$s/hold/*" -o -path "$s/*/new/*" \
     -o -path "$s/*/tmp/*" -o -path "$s/*/failed/*" \
     -o \( -path "$s/root/*" -size +0c \) \) -print -quit 2>/dev/null); then
@@ -141,7 +143,7 @@ sshsendmail_remove_spool() {
   if [ -d "$s/root" ] && [ ! -L "$s/root" ] && [ "$(stat -c %u:%a "$s/root")" = 0:750 ]; then
     find "$s/root" -mindepth 1 -maxdepth 1 -type f -delete
   fi
-  for part in drop root incoming queue hold reply; do
+  for part in drop root incoming queue hold reply .cache; do
     if [ -d "$s/$part" ] && [ ! -L "$s/$part" ]; then rmdir "$s/$part" 2>/dev/null || true; fi
   done
   if ! rmdir "$s" 2>/dev/null; then

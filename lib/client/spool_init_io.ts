@@ -11,6 +11,7 @@
 import { MailError } from "../shared/errors.ts";
 import { EX_CONFIG, EX_TEMPFAIL } from "../shared/exit_codes.ts";
 import {
+  CACHE_PART,
   partIds,
   partProblem,
   SPOOL_PARTS,
@@ -39,7 +40,7 @@ async function checkParent(top: string): Promise<void> {
 
 /**
  * Makes the spool: the top root's 0755, then each part with its owner and
- * mode. A part that is something else (a symlink or a directory another
+ * mode, and the account's Deno cache directory. A part that is something else (a symlink or a directory another
  * account planted while the old layout's top was 1777) is renamed aside
  * first. Returns one line per change.
  */
@@ -58,7 +59,7 @@ export async function initSpool(top: string, ids: SpoolIds, now: number): Promis
     await Deno.chmod(top, SPOOL_TOP_MODE);
     done.push(`${top}: mode ${SPOOL_TOP_MODE.toString(8)}`);
   }
-  for (const part of SPOOL_PARTS) {
+  for (const part of [...SPOOL_PARTS, CACHE_PART]) {
     const path = `${top}/${part.name}`;
     let st = await Deno.lstat(path).catch(() => undefined);
     const owned = partIds(part, ids);

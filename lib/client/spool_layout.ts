@@ -13,6 +13,9 @@
  * - `incoming/`, `queue/`, `hold/`: the service's private directories.
  * - `reply/`: replies to users' requests under unguessable names
  *   (traversable, not listable), and `alive` (the service's pid).
+ * - `.cache/`: the account's home is the top, and Deno keeps its caches in
+ *   `$HOME/.cache/deno`; without it each program the account runs outside
+ *   the unit (the Postfix pipe) parses and compiles its bundle afresh.
  *
  * @module
  */
@@ -41,6 +44,18 @@ export const SPOOL_PARTS: readonly SpoolPart[] = [
   { name: "hold", owner: "service", group: "service", mode: 0o700 },
   { name: "reply", owner: "service", group: "service", mode: 0o711 },
 ];
+
+/**
+ * Deno's cache directory for the account's own runs ({@link SPOOL_PARTS}'
+ * companion: `--init-spool` makes it, the service does not require it, so a
+ * spool made before it still serves).
+ */
+export const CACHE_PART: SpoolPart = {
+  name: ".cache",
+  owner: "service",
+  group: "service",
+  mode: 0o700,
+};
 
 /** The file in `reply/` whose mtime says the service runs (it holds the pid). */
 export const ALIVE_FILE = "reply/alive";

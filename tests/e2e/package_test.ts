@@ -128,6 +128,7 @@ async function assertLayout(): Promise<void> {
     ["queue", "sshsendmail:sshsendmail 700"],
     ["hold", "sshsendmail:sshsendmail 700"],
     ["reply", "sshsendmail:sshsendmail 711"],
+    [".cache", "sshsendmail:sshsendmail 700"],
   ];
   for (const [part, want] of parts) assert.equal(await ownerMode(`${SPOOL}/${part}`), want, part);
 }
@@ -712,6 +713,24 @@ Deno.test("Debian packages: debhelper build, reproducible, lintian, install, del
       const uid = Number(pw[2]);
       assert.ok(uid > 0 && uid < 1000, `a system account (uid ${uid})`);
       await assertLayout();
+      // What the account runs outside the unit (the Postfix pipe: pipe(8)
+      // sets HOME to the account's home, the spool) keeps Deno's caches in
+      // .cache/, so the next start neither parses nor compiles afresh.
+      await run("/usr/bin/env", [
+        "-i",
+        "PATH=/usr/bin:/bin",
+        `HOME=${SPOOL}`,
+        "/usr/bin/setpriv",
+        `--reuid=${SERVICE}`,
+        `--regid=${SERVICE}`,
+        "--clear-groups",
+        "/usr/sbin/sshsendmail",
+        "--version",
+      ]);
+      assert.ok(
+        await exists(`${SPOOL}/.cache/deno/v8_code_cache_v2`),
+        "Deno's code cache is in the account's .cache",
+      );
       // The user's old queue was migrated as its owner: its message is a
       // drop of that uid, and the directory it emptied is gone.
       assert.ok(!(await exists(`${SPOOL}/${old.uid}`)), "the old queue is taken over");
