@@ -40,9 +40,10 @@ async function checkParent(top: string): Promise<void> {
 
 /**
  * Makes the spool: the top root's 0755, then each part with its owner and
- * mode, and the account's Deno cache directory. A part that is something else (a symlink or a directory another
- * account planted while the old layout's top was 1777) is renamed aside
- * first. Returns one line per change.
+ * mode, and the account's Deno cache directory. A part that is something
+ * else (a symlink or a directory another account planted while the old
+ * layout's top was 1777) is renamed aside first. Returns one line per
+ * change.
  */
 export async function initSpool(top: string, ids: SpoolIds, now: number): Promise<string[]> {
   const done: string[] = [];

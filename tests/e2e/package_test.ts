@@ -716,14 +716,11 @@ Deno.test("Debian packages: debhelper build, reproducible, lintian, install, del
       // What the account runs outside the unit (the Postfix pipe: pipe(8)
       // sets HOME to the account's home, the spool) keeps Deno's caches in
       // .cache/, so the next start neither parses nor compiles afresh.
-      await run("/usr/bin/env", [
+      await asService([
+        "/usr/bin/env",
         "-i",
         "PATH=/usr/bin:/bin",
         `HOME=${SPOOL}`,
-        "/usr/bin/setpriv",
-        `--reuid=${SERVICE}`,
-        `--regid=${SERVICE}`,
-        "--clear-groups",
         "/usr/sbin/sshsendmail",
         "--version",
       ]);
