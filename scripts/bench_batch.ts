@@ -13,7 +13,7 @@
  * earlier measure: the drops written while the service is stopped, then
  * the service started, so that it takes them in while it delivers.
  * "Accepted" is the relay's duplicate record of each id
- * (`/var/tmp/rsendmail-<uid>/<label>/<id>`, written once its sendmail
+ * (`<state-dir>/rsendmail-<uid>/<label>/<id>`, written once its sendmail
  * exited), timed by each record's mtime: nothing watches the record while
  * the chain runs (bench_spool.ts's RecordTimes); the bench waits for
  * `sendmail -q` to end, and lists the record then (the intake row lists it
@@ -101,7 +101,6 @@ export async function benchBatch(
     keyOptions: `restrict,command="${DIST_RSENDMAIL} --label ${label("default")}"`,
     deferStart: true,
   });
-  const relayUid = (await account(bed.relay.user)).uid;
   const sender: Account = await account(BENCH_USER);
   const keys = new Map<string, string>([["default", bed.key]]);
   const watches = new Map<string, RecordTimes>();
@@ -126,7 +125,7 @@ export async function benchBatch(
           ),
         );
       }
-      watches.set(v.id, await RecordTimes.record(relayUid, label(v.id)));
+      watches.set(v.id, await RecordTimes.record(bed.relay, label(v.id)));
     }
     const msg = (id: string, i: number) => makeMessage(1024, tagOf(runId, "batch", id, i), rcpt);
     for (let r = 0; r < o.batchRounds; r++) {

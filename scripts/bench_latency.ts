@@ -179,7 +179,7 @@ export async function benchLatency(ctx: LatencyCtx, o: Options): Promise<Latency
     `As ${BENCH_USER} through setpriv. The warm messages go one after another (the next is ` +
     "spawned when the relay recorded the one before), over the service's one batch session, " +
     "opened by an untimed message first. The relay's rsendmail writes " +
-    "`/var/tmp/rsendmail-<uid>/<label>/<id>` right after its `/usr/sbin/sendmail` exited " +
+    "`<state-dir>/rsendmail-<uid>/<label>/<id>` right after its `/usr/sbin/sendmail` exited " +
     "(lib/relay/dedup_io.ts); the bench watches that directory (inotify through Deno.watchFs) " +
     "and takes the time it sees the id. After each warm message the bench runs the relay's " +
     "sendmail itself (as root, straight from the bench) on a message of the same size: the " +

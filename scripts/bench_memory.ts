@@ -62,7 +62,7 @@ export async function benchMemory(
   const bed = await startServiceBed({
     keyOptions: `restrict,command="${DIST_RSENDMAIL} --label ${label}"`,
   });
-  const watch = await DirWatch.record((await account(bed.relay.user)).uid, label);
+  const watch = await DirWatch.record(bed.relay, label);
   const rows: Row[] = [];
   let written = 0;
   let failed = 0;

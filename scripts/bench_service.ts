@@ -59,9 +59,8 @@ export async function benchService(
   const bed = await startServiceBed({
     keyOptions: `restrict,command="${DIST_RSENDMAIL} --label ${label}"`,
   });
-  const relayUid = (await account(bed.relay.user)).uid;
-  const watch = await DirWatch.record(relayUid, label);
-  const watchDirect = await DirWatch.record(relayUid, directLabel);
+  const watch = await DirWatch.record(bed.relay, label);
+  const watchDirect = await DirWatch.record(bed.relay, directLabel);
   const tmp = await Deno.makeTempDir({ prefix: "rsm-bench-svc-" });
   await Deno.chmod(tmp, 0o755);
   const groups: MailGroup[] = [];

@@ -136,7 +136,7 @@ export async function benchSmtp(
   // Every variant's forced command appends the relay's peak RSS to its own file.
   const variant = async (name: string, reuse: boolean) => {
     const key = await relay.addKey(
-      `restrict,command="${TIME} -a -f %M -o ${relayDir}/${name} ${DIST_RSENDMAIL}"`,
+      `restrict,command="${TIME} -a -f %M -o ${relayDir}/${name} ${DIST_RSENDMAIL} --state-dir ${relay.stateDir}"`,
       BENCH_USER,
     );
     const conf = `${dir}/${name}.conf`;

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { run } from "../tests/e2e/_bed.ts";
+import { type Relay, relayStatePath, run } from "../tests/e2e/_bed.ts";
 import type { Account, ServiceBed } from "../tests/e2e/_service.ts";
 import { dropHex, encodeDropHeader } from "../lib/client/drop.ts";
 import { encoder, sleep } from "./bench_common.ts";
@@ -19,15 +19,24 @@ import type { MailGroup } from "./bench_delivery.ts";
 /** A message id of the batch protocol: the names of the relay's duplicate record. */
 export const ID_RE = /^m[0-9a-f]{32}$/;
 
-/** The relay's record of `label`, made as the relay makes it (0700 at each level, the relay's). */
-async function recordDir(relayUid: number, label: string): Promise<string> {
-  const top = `/var/tmp/rsendmail-${relayUid}`;
-  const dir = `${top}/${label}`;
-  for (const d of [top, dir]) {
-    if (await Deno.lstat(d).then(() => true, () => false)) continue;
-    await Deno.mkdir(d, { mode: 0o700 });
-    await Deno.chmod(d, 0o700);
-    await Deno.chown(d, relayUid, null);
+/**
+ * The relay's record of `label` in the bed relay's state, made as the relay
+ * makes it: by the relay account, 0700 (the bed made its private top).
+ */
+async function recordDir(relay: Relay, label: string): Promise<string> {
+  const dir = await relayStatePath(relay, label);
+  if (!(await Deno.lstat(dir).then(() => true, () => false))) {
+    await run("/usr/bin/setpriv", [
+      `--reuid=${relay.user}`,
+      `--regid=${relay.user}`,
+      "--clear-groups",
+      "--",
+      "/bin/mkdir",
+      "-m",
+      "700",
+      "--",
+      dir,
+    ]);
   }
   return dir;
 }
@@ -64,8 +73,8 @@ export class DirWatch {
   }
 
   /** Makes the record's directory as the relay would ({@link recordDir}) and watches it. */
-  static async record(relayUid: number, label: string): Promise<DirWatch> {
-    return new DirWatch(await recordDir(relayUid, label), ID_RE);
+  static async record(relay: Relay, label: string): Promise<DirWatch> {
+    return new DirWatch(await recordDir(relay, label), ID_RE);
   }
 
   #seen(name: string, t: number): void {
@@ -135,8 +144,8 @@ export class RecordTimes {
   }
 
   /** Makes the record's directory as the relay would ({@link recordDir}); watches nothing. */
-  static async record(relayUid: number, label: string): Promise<RecordTimes> {
-    return new RecordTimes(await recordDir(relayUid, label));
+  static async record(relay: Relay, label: string): Promise<RecordTimes> {
+    return new RecordTimes(await recordDir(relay, label));
   }
 
   async #names(): Promise<string[]> {

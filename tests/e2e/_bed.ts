@@ -407,9 +407,17 @@ export interface Relay {
   /** Path of sshd's own log (`-E`), useful when a login fails. */
   log: string;
   /**
+   * The `--state-dir` of this relay's forced commands ({@link Relay.addKey}
+   * adds it to dist/rsendmail's when they name none): the relay's
+   * duplicate record and limits, `<stateDir>/rsendmail-<uid>/<label>`,
+   * stay in the bed and go with it, never in the machine's /var/tmp.
+   */
+  stateDir: string;
+  /**
    * Adds a fresh ed25519 client key with these authorized_keys options (e.g.
    * `restrict,command="/path/x --label k1"`, or "" for none) and returns the
-   * private key path. sshd re-reads authorized_keys per connection, so keys
+   * private key path. A command of dist/rsendmail without `--state-dir`
+   * gets `--state-dir` {@link Relay.stateDir} first. sshd re-reads authorized_keys per connection, so keys
    * can be added while it runs. With `owner`, the key pair is chowned to that
    * local account (for an ssh client that runs as, e.g., `mail`).
    */
@@ -497,6 +505,14 @@ async function launchRelay(
   const authorizedKeys = `${dir}/authorized_keys`;
   await Deno.writeTextFile(authorizedKeys, "");
   await Deno.chmod(authorizedKeys, 0o644);
+  // The relay's state: root's directory, holding only the relay account's
+  // private top (made here, so no one creates inside a directory of another).
+  const stateDir = `${dir}/state`;
+  await Deno.mkdir(stateDir, { mode: 0o711 });
+  await Deno.chmod(stateDir, 0o711);
+  const stateTop = `${stateDir}/rsendmail-${await uidOf(RELAY_USER)}`;
+  await Deno.mkdir(stateTop, { mode: 0o700 });
+  await Deno.chown(stateTop, await uidOf(RELAY_USER), null);
   const pidFile = `${dir}/sshd.pid`;
   const log = `${dir}/sshd.log`;
   const config = `${dir}/sshd_config`;
@@ -587,12 +603,13 @@ async function launchRelay(
     pid,
     knownHosts,
     log,
+    stateDir,
     async addKey(options: string, owner?: string): Promise<string> {
       const n = ++keyCount;
       const key = `${dir}/client_key_${n}`;
       await keygen(key, `rsm-test-${n}`);
       const pub = (await Deno.readTextFile(`${key}.pub`)).trim();
-      const line = options === "" ? pub : `${options} ${pub}`;
+      const line = options === "" ? pub : `${withStateDir(options, stateDir)} ${pub}`;
       await Deno.writeTextFile(authorizedKeys, `${line}\n`, { append: true });
       if (owner !== undefined) {
         runSync("/usr/bin/chown", [owner, key, `${key}.pub`]);
@@ -641,6 +658,26 @@ async function launchRelay(
   };
 }
 
+/** `<stateDir>/rsendmail-<uid>/<name>`: a label's record, or its `<label>.limits`, in this relay's state. */
+export async function relayStatePath(
+  relay: Pick<Relay, "stateDir" | "user">,
+  name: string,
+): Promise<string> {
+  return `${relay.stateDir}/rsendmail-${await uidOf(relay.user)}/${name}`;
+}
+
+/**
+ * `options` with `--state-dir stateDir` first in dist/rsendmail's forced
+ * command, unless it names a state directory itself or runs something else.
+ */
+export function withStateDir(options: string, stateDir: string): string {
+  const forced = `command="${RSENDMAIL}`;
+  const end = options.indexOf(forced) + forced.length;
+  if (end < forced.length || options.includes("--state-dir")) return options;
+  if (options[end] !== " " && options[end] !== '"') return options;
+  return `${options.slice(0, end)} --state-dir ${stateDir}${options.slice(end)}`;
+}
+
 /** `rsendmail-*` names in `dir` (the relay's spool must never leave one in /tmp). */
 export async function spoolNames(dir = "/tmp"): Promise<string[]> {
   const names: string[] = [];
@@ -651,15 +688,23 @@ export async function spoolNames(dir = "/tmp"): Promise<string[]> {
 /**
  * Removes the lines `sshsendmail setup --install-with` added (their comment
  * is `sshsendmail@…`) from the relay account's ~/.ssh/authorized_keys, which
- * every bed relay reads besides its own file.
+ * every bed relay reads besides its own file, and the state their labels
+ * left in the default state directory (such a line names none): removed as
+ * the relay account, whose directory it is.
  */
 export async function removeInstalledKeys(relay: Pick<Relay, "user">): Promise<void> {
   const installed = `/home/${relay.user}/.ssh/authorized_keys`;
-  const text = await Deno.readTextFile(installed).catch(() => "");
-  await Deno.writeTextFile(
-    installed,
-    text.split("\n").filter((l) => !l.includes("sshsendmail@")).join("\n"),
-  ).catch(() => {});
+  const lines = (await Deno.readTextFile(installed).catch(() => "")).split("\n");
+  const ours = (l: string) => l.includes("sshsendmail@");
+  await Deno.writeTextFile(installed, lines.filter((l) => !ours(l)).join("\n")).catch(() => {});
+  const top = `/var/tmp/rsendmail-${await uidOf(relay.user)}`;
+  const state = lines.filter(ours).flatMap((l) => {
+    const label = / --label ([A-Za-z0-9_-][A-Za-z0-9._-]*) /.exec(l)?.[1];
+    return label === undefined ? [] : [`${top}/${label}`, `${top}/${label}.limits`];
+  });
+  if (state.length === 0) return;
+  const as = [`--reuid=${relay.user}`, `--regid=${relay.user}`, "--clear-groups", "--"];
+  await run("/usr/bin/setpriv", [...as, "/bin/rm", "-rf", "--", ...state], { check: false });
 }
 
 // ------------------------------------------------------ ssh to a relay

@@ -17,6 +17,7 @@ import {
   plantAged,
   type Postfix,
   type Relay,
+  relayStatePath,
   RSENDMAIL,
   run,
   type RunResult,
@@ -189,7 +190,7 @@ Deno.test("relay: --max-sessions 1 refuses a second concurrent session (4.7.0); 
       // The first session: a batch that stays open (no END yet).
       const { child: first, writer } = batchSession(argv, `${ACCOUNT}@${postfix.domain}`);
       // Wait until the relay runs it (its session file exists).
-      const limitsDir = `/var/tmp/rsendmail-${await uidOfRelay(relay.user)}/sess-${run1}.limits`;
+      const limitsDir = await relayStatePath(relay, `sess-${run1}.limits`);
       const deadline = Date.now() + 10_000;
       while (!(await sessionCount(limitsDir))) {
         if (Date.now() > deadline) throw new Error("first session never registered");
@@ -228,7 +229,7 @@ Deno.test("relay: --max-sessions 1 does not count a session file its relay stopp
     async ({ postfix, box, relay, key }) => {
       const argv = relay.sshArgv(key);
       const words = ["-oi", "--", `${ACCOUNT}@${postfix.domain}`];
-      const limitsDir = `/var/tmp/rsendmail-${await uidOfRelay(relay.user)}/dead-${run1}.limits`;
+      const limitsDir = await relayStatePath(relay, `dead-${run1}.limits`);
       try {
         // A first session makes the key's limits directory.
         const first = await request(argv, words, message(token("sess-first")));
@@ -259,11 +260,6 @@ Deno.test("relay: --max-sessions 1 does not count a session file its relay stopp
     },
   );
 });
-
-async function uidOfRelay(user: string): Promise<string> {
-  const out = await run("/usr/bin/id", ["-u", user]);
-  return out.stdout.trim();
-}
 
 async function sessionCount(dir: string): Promise<number> {
   try {

@@ -12,11 +12,13 @@ import assert from "node:assert/strict";
 import {
   clearMailbox,
   expectNoMail,
+  RSENDMAIL,
   run,
   startPostfix,
   startRelay,
   startSyslog,
   takeMail,
+  withStateDir,
 } from "./_bed.ts";
 
 const decoder = new TextDecoder();
@@ -76,6 +78,27 @@ Deno.test("relay: forced command runs and gets SSH_ORIGINAL_COMMAND", async () =
     await relay.stop();
   }
   assert.equal(await Deno.stat(relay.dir).then(() => true, () => false), false);
+});
+
+Deno.test("relay: dist/rsendmail's forced commands keep their state in the bed", () => {
+  const S = "/tmp/bed/state";
+  const cases: [string, string][] = [
+    [`restrict,command="${RSENDMAIL}"`, `restrict,command="${RSENDMAIL} --state-dir ${S}"`],
+    [
+      `restrict,command="${RSENDMAIL} --label k1"`,
+      `restrict,command="${RSENDMAIL} --state-dir ${S} --label k1"`,
+    ],
+    // A test that names its own state directory keeps it.
+    [
+      `restrict,command="${RSENDMAIL} --state-dir /x --label k1"`,
+      `restrict,command="${RSENDMAIL} --state-dir /x --label k1"`,
+    ],
+    // Other programs, and a longer name that starts the same, are left alone.
+    ['restrict,command="/usr/bin/env"', 'restrict,command="/usr/bin/env"'],
+    [`restrict,command="${RSENDMAIL}2 -x"`, `restrict,command="${RSENDMAIL}2 -x"`],
+    ["", ""],
+  ];
+  for (const [options, want] of cases) assert.equal(withStateDir(options, S), want, options);
 });
 
 Deno.test("postfix: local sendmail delivers into the Maildir", async () => {

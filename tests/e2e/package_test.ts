@@ -225,7 +225,7 @@ async function assertDelivery(sbin: string, label: string): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "rsm-pkg-" });
   try {
     const key = await relay.addKey(
-      `restrict,command="${sbin}/rsendmail --label ${label} --require-integrity"`,
+      `restrict,command="${sbin}/rsendmail --label ${label} --require-integrity --state-dir ${relay.stateDir}"`,
     );
     const conf = `${dir}/sshsendmail.conf`;
     await Deno.writeTextFile(

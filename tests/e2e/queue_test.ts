@@ -33,6 +33,7 @@ import {
   concat,
   expectNoToken,
   type Mailbox,
+  relayStatePath,
   RSENDMAIL,
   run,
   type RunResult,
@@ -384,8 +385,8 @@ async function checkQueue(q: QBed, collect: Collector): Promise<Map<string, stri
 }
 
 /** Ids among `ids` that the relay recorded as delivered for `label`. */
-async function recorded(relayUid: number, label: string, ids: string[]): Promise<string[]> {
-  const done = new Set(await names(`/var/tmp/rsendmail-${relayUid}/${label}`));
+async function recorded(q: QBed, ids: string[]): Promise<string[]> {
+  const done = new Set(await names(await relayStatePath(q.bed.relay, q.label)));
   return ids.filter((id) => done.has(id));
 }
 
@@ -415,7 +416,6 @@ Deno.test("queue: fault injection, 200 cuts over a batch, 0 partial, 0 lost", as
   const TRIALS = 200;
   const SIZES = [300, 1500, 6000, 66_000, 20_000, 1_000_000, 90_000, 400, 140_000, 3000];
   const fill = SIZES.map((s, i) => filler(s, 1000 + i));
-  const relayUid = await uidOfRelay();
   /**
    * Each worker has its own service, relay and proxy, its key its own label:
    * its own duplicate record, its own relay processes.
@@ -475,7 +475,7 @@ Deno.test("queue: fault injection, 200 cuts over a batch, 0 partial, 0 lost", as
           await q.resetProxy();
           for (let i = 0; i < 1000 && (await relayProcesses(q.label)) > 0; i++) await sleep(20);
           // (read before adding: the workers run at once)
-          const delivered = await recorded(relayUid, q.label, left);
+          const delivered = await recorded(q, left);
           unheard += delivered.length;
         } else if ((await relayProcesses(q.label)) > conns.filter((c) => !c.cut).length) {
           relayStillRunning++;
@@ -516,7 +516,6 @@ Deno.test("queue: kill -9 during enqueue (sendmail) and during intake and delive
   const q = await startBed({ route: "down" });
   const collect = new Collector(q.box);
   await clearBox(q.box);
-  const relayUid = await uidOfRelay();
   const random = rng(777);
   const must = new Set<string>();
   let n = 0;
@@ -644,7 +643,7 @@ Deno.test("queue: kill -9 during enqueue (sendmail) and during intake and delive
       if (copying > 0) at.copying++;
       if (mine > 0) at.queued++;
       if (waiting.length + claimed.length + copying + mine === 0) at.none++;
-      for (const id of await recorded(relayUid, q.label, [...queued.values()])) {
+      for (const id of await recorded(q, [...queued.values()])) {
         unheardAtKill.add(id);
       }
       await sending; // sendmail needs no running service: every submission succeeds
