@@ -194,10 +194,11 @@ export function readFirstWrapperCode(rcpt: string): string {
 }
 
 /**
- * The bare client of the design floor: parses its options with node:util
- * parseArgs (as sshsendmail does), spawns ssh on inherited stdio and exits
- * with ssh's code. The ssh argv is sshsendmail's own (sshArgv of the same
- * options), worked out here, so the floor cannot drift from the client.
+ * The bare client of the design floor: spawns ssh on inherited stdio and
+ * exits with ssh's code. It parses nothing, and loads no node:util:
+ * sshsendmail reads these plain options without it (plain_own_values.ts).
+ * The ssh argv is sshsendmail's own (sshArgv of the same options), worked
+ * out here, so the floor cannot drift from the client.
  */
 export function clientWrapperCode(flags: string[]): string {
   const { settings } = parseClientArgs(
@@ -206,10 +207,6 @@ export function clientWrapperCode(flags: string[]): string {
   );
   const [ssh, ...args] = sshArgv(SSH_PATH, settings, settings.hosts[0]!, "rsendmail");
   return [
-    'import { parseArgs } from "node:util";',
-    'const s = { type: "string" };',
-    "parseArgs({ args: Deno.args, options: " +
-    '{ host: s, port: s, identity: s, "known-hosts": s }, strict: true });',
     `const c = new Deno.Command(${JSON.stringify(ssh)}, { args: ${JSON.stringify(args)}, ` +
     'stdin: "inherit", stdout: "inherit", stderr: "inherit" }).spawn();',
     "Deno.exit((await c.status).code);",

@@ -8,10 +8,10 @@
  * relay's Deno start (an empty script under rsendmail's shebang, as the
  * relay account) and the relay's `/usr/sbin/sendmail -oi` (as the relay
  * account). Beside it, the floor of the design measured whole: a bare
- * client (sshsendmail's shebang, `node:util` parseArgs of its four options,
- * ssh spawned with ours' options on inherited stdin) through the same sshd
- * to a bare relay (rsendmail's shebang, sendmail spawned on inherited
- * stdin): the two Deno spawns and the parser the sum of parts leaves out.
+ * client (sshsendmail's shebang, ssh spawned with ours' options on inherited
+ * stdin) through the same sshd to a bare relay (rsendmail's shebang,
+ * sendmail spawned on inherited stdin): the two Deno spawns the sum of parts
+ * leaves out.
  *
  * Upstream's client has no port or known-hosts option and ssh reads
  * `~/.ssh/config` from the passwd entry (not $HOME), so the end-to-end cases
@@ -186,8 +186,7 @@ export async function benchE2e(
       ],
       [
         "**the design's floor**, measured whole: a bare client (sshsendmail's shebang, " +
-        "`node:util` parseArgs, spawns ssh) → sshd → a bare relay (rsendmail's shebang, " +
-        "spawns sendmail)",
+        "spawns ssh) → sshd → a bare relay (rsendmail's shebang, spawns sendmail)",
         fmt(med(chain)),
         ratio(med(chain), floor),
       ],

@@ -74,7 +74,7 @@ const PROBES = [
   [
     "probe-node-util",
     "client",
-    '`import { parseArgs } from "node:util"` (client)',
+    '`import { parseArgs } from "node:util"` (client, own options in unusual forms)',
     'import { parseArgs } from "node:util"; parseArgs({ args: [], options: {} });',
   ],
 ] as const;

@@ -4,10 +4,11 @@
  * (parsed by the same grammar the relay uses, so both sides agree).
  *
  * The command line is split once (splitClientArgv in split_client_argv.ts); node:util is
- * handed in by the caller, which loads it only when the split holds own
- * options ({@link hasOwnOptions}): loading it starts
- * Deno's Node layer, about 10 ms of every client start, and the commonest
- * callers (cron, mutt, a Postfix pipe, the submitter) pass none.
+ * handed in by the caller, which loads it only when {@link needsParseArgs}
+ * says so: loading it starts Deno's Node layer, 10–18 ms of a client start.
+ * Cron, mutt and the submitter pass no own options; a Postfix pipe line
+ * passes them in plain forms, which plain_own_values.ts reads as parseArgs
+ * would (it leaves every other form to parseArgs).
  *
  * @module
  */
@@ -17,9 +18,9 @@ import { isEnvelopeAddress } from "../shared/address.ts";
 import { applySetting, type ClientSettings, defaultSettings } from "./client_config.ts";
 import { UsageError } from "../shared/errors.ts";
 import { parseSendmailArgs, type SendmailRequest } from "../shared/sendmail_args.ts";
+import { plainOwnValues } from "./plain_own_values.ts";
 import {
   type ClientCommand,
-  hasOwnOptions,
   type Mta,
   OWN_OPTIONS,
   type SplitArgv,
@@ -209,8 +210,16 @@ function requestOf(
 }
 
 /**
+ * Whether parsing `split` needs node:util's parseArgs: own options in a
+ * form other than the plain ones plainOwnValues reads.
+ */
+export function needsParseArgs(split: SplitArgv): boolean {
+  return plainOwnValues(split.own) === undefined;
+}
+
+/**
  * Parses a split command line; `parseArgs` (node:util's) is needed when
- * {@link hasOwnOptions} says so.
+ * {@link needsParseArgs} says so.
  *
  * Security: words after a sendmail value option (`-f X`) are values, never
  * options; a host or user starting with `-` is refused.
@@ -219,9 +228,9 @@ function requestOf(
  * @throws {ConfigError} Bad option values.
  */
 export function parseClientArgs(split: SplitArgv, parseArgs?: ParseArgs): ClientArgs {
-  let values: OwnValues = {};
-  if (hasOwnOptions(split)) {
-    if (parseArgs === undefined) throw new Error("own options without node:util's parseArgs");
+  let values: OwnValues | undefined = plainOwnValues(split.own);
+  if (values === undefined) {
+    if (parseArgs === undefined) throw new Error("own options that need node:util's parseArgs");
     values = parseOwn(split.own, parseArgs);
   }
   const settings = settingsOf(values);

@@ -2,7 +2,8 @@
  * sshsendmail's command line split in one pass: its own long options (the
  * table node:util's parseArgs reads them by, in client_args.ts) apart from
  * the sendmail words its callers pass, and the commands those words imply.
- * The split tells the client whether node:util must load at all. Pure.
+ * The split, with plain_own_values.ts, tells the client whether node:util
+ * must load at all. Pure.
  *
  * @module
  */
@@ -98,9 +99,4 @@ export function splitClientArgv(argv: readonly string[], defaultMta: Mta): Split
     }
   }
   return split;
-}
-
-/** Whether the command line holds sshsendmail's own options: only then does parsing it need node:util. */
-export function hasOwnOptions(split: SplitArgv): boolean {
-  return split.own.length > 0;
 }

@@ -1,9 +1,8 @@
 import { deepStrictEqual, strictEqual, throws } from "node:assert/strict";
 import { parseArgs } from "node:util";
-import { parseClientArgs as parseWith } from "../../lib/client/client_args.ts";
+import { needsParseArgs, parseClientArgs as parseWith } from "../../lib/client/client_args.ts";
 import {
   type ClientCommand,
-  hasOwnOptions,
   type Mta,
   splitClientArgv,
 } from "../../lib/client/split_client_argv.ts";
@@ -221,31 +220,60 @@ Deno.test("parseClientArgs() refuses recipients after -q and -bp (as Postfix doe
   });
 });
 
-Deno.test("hasOwnOptions(): node:util is loaded only for sshsendmail's own options", async (t) => {
+Deno.test("needsParseArgs(): node:util is loaded only for own options in unusual forms", async (t) => {
   const cases: [string, string[], Mta, boolean][] = [
     ["a cron or mutt send", ["-oi", "-f", "a@b.example", "--", "c@d.example"], "sendmail", false],
     ["-t from PHP", ["-t", "-i"], "sendmail", false],
-    ["a Postfix pipe", ["-f", "a@b.example", "--", "c@d.example"], "postfix", false],
     ["-q and -bp", ["-q"], "sendmail", false],
     ["a value that looks like an option (-f --x)", ["-f", "--x", "--", "c@d"], "sendmail", false],
     ["a recipient after -- that starts with --", ["--", "--host"], "sendmail", false],
-    ["--host", ["--host", "relay", "--", "c@d.example"], "sendmail", true],
-    ["--serve", ["--serve"], "sendmail", true],
+    [
+      "README's Postfix pipe line",
+      [
+        "--host",
+        "relay.example",
+        "--identity",
+        "/etc/sshsendmail/id_ed25519",
+        "--known-hosts",
+        "/etc/sshsendmail/known_hosts",
+        "--queue-id",
+        "4XkT1d2Lz3",
+        "-f",
+        "a@b.example",
+        "--",
+        "c@d.example",
+      ],
+      "sendmail",
+      false,
+    ],
+    ["--serve", ["--serve"], "sendmail", false],
+    ["--port=2222 (an inline value)", ["--port=2222", "--", "c@d.example"], "sendmail", true],
+    ["--host -x (an option-like value)", ["--host", "-x"], "sendmail", true],
     ["an unknown --bogus (refused by parseArgs)", ["--bogus"], "sendmail", true],
   ];
-  for (const [name, argv, mta, own] of cases) {
-    await t.step(`${name}: ${own ? "own options" : "none"}`, () => {
-      strictEqual(hasOwnOptions(splitClientArgv(argv, mta)), own);
+  for (const [name, argv, mta, needs] of cases) {
+    await t.step(`${name}: ${needs ? "node:util" : "none"}`, () => {
+      strictEqual(needsParseArgs(splitClientArgv(argv, mta)), needs);
     });
   }
 });
 
-Deno.test("parseClientArgs() without node:util: a send with no own options parses; own options without it are a fault of the caller", () => {
-  const args = parseWith(
-    splitClientArgv(["-oi", "-f", "a@b.example", "--", "c@d.example"], "sendmail"),
-  );
+Deno.test("parseClientArgs() without node:util: plain own options parse as parseArgs would; other forms without it are a fault of the caller", () => {
+  const argv = [
+    "--host",
+    "relay",
+    "--port",
+    "2222",
+    "-oi",
+    "-f",
+    "a@b.example",
+    "--",
+    "c@d.example",
+  ];
+  const args = parseWith(splitClientArgv(argv, "sendmail"));
+  deepStrictEqual(args, parseClientArgs(argv, "sendmail"));
   strictEqual(args.command, "send");
   deepStrictEqual(args.request?.recipients, ["c@d.example"]);
   strictEqual(args.request?.sender, "a@b.example");
-  throws(() => parseWith(splitClientArgv(["--host", "relay"], "sendmail")), /without node:util/);
+  throws(() => parseWith(splitClientArgv(["--port=2222"], "sendmail")), /need node:util/);
 });
