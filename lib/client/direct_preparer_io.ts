@@ -32,8 +32,14 @@ export type DirectPreparer = (
 /**
  * Direct mode: the caller's own local policy, applied before the message
  * leaves. The policy and the caller's login are read once, on first use.
+ * `shortLived`: the process ends after this one message (a sendmail call,
+ * not a `-bs` session).
  */
-export function directPreparer(ctx: ClientContext, settings: ClientSettings): DirectPreparer {
+export function directPreparer(
+  ctx: ClientContext,
+  settings: ClientSettings,
+  shortLived = false,
+): DirectPreparer {
   const policy = localPolicyOnce(ctx, settings);
   let login: Promise<string> | undefined;
   return async (req, spool) => {
@@ -42,6 +48,7 @@ export function directPreparer(ctx: ClientContext, settings: ClientSettings): Di
       spool: localSpool(ctx.uid()),
       maxSize: LOCAL_MAX_SIZE,
       idleTimeoutMs: LOCAL_IDLE_MS,
+      shortLived,
     });
   };
 }

@@ -134,6 +134,8 @@ export interface PrepareOptions {
   spool: LocalSpool;
   maxSize: number;
   idleTimeoutMs: number;
+  /** The process ends after this message: the copy's idle timer needs no setTimeout. */
+  shortLived?: boolean;
 }
 
 /**
@@ -202,6 +204,7 @@ export async function prepareLocal(
       prefix: "sshsendmail",
       maxSize: o.maxSize,
       idleTimeoutMs: o.idleTimeoutMs,
+      shortLived: o.shortLived === true,
     });
     return { req: checked, spool: rebuilt };
   }

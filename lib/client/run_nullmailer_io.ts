@@ -97,6 +97,8 @@ async function readMessage(ctx: ClientContext): Promise<{ req: SendmailRequest; 
     prefix: "sshsendmail",
     maxSize: LOCAL_MAX_SIZE,
     idleTimeoutMs: LOCAL_IDLE_MS,
+    // nullmailer runs the module once per message: no setTimeout for its idle timer.
+    shortLived: true,
   });
   if (!await done) {
     spool.file.close();

@@ -52,8 +52,10 @@ export async function runSend(
       prefix: "sshsendmail",
       maxSize: LOCAL_MAX_SIZE,
       idleTimeoutMs: LOCAL_IDLE_MS,
+      // One message, then the process ends: its idle timer needs no setTimeout.
+      shortLived: true,
     });
-    if (sendmail) ({ req, spool } = await directPreparer(ctx, settings)(req, spool));
+    if (sendmail) ({ req, spool } = await directPreparer(ctx, settings, true)(req, spool));
     const id = sendmail
       ? newMessageId(ctx.uuid())
       : args.mta === "postfix" && args.queueId !== undefined
