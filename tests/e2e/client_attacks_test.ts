@@ -157,12 +157,21 @@ Deno.test("client attacks: shell syntax in addresses never runs on the relay", a
   const relayUid = await uidOf(s.relay.user);
   const markers: string[] = [];
   try {
+    // The plain key's relay shell runs dist/rsendmail through this, which
+    // keeps its duplicate record in the bed (a forced command gets that from addKey).
+    const inBed = `${s.relay.dir}/rsendmail-in-bed`;
+    await Deno.writeTextFile(
+      inBed,
+      `#!/bin/sh\nexec ${RSENDMAIL} --state-dir ${s.relay.stateDir} "$@"\n`,
+      { mode: 0o755 },
+    );
+    await Deno.chmod(inBed, 0o755);
     const keys: Array<[string, string]> = [
       ["forced command= key", await s.config("forced", s.forcedKey)],
       [
         "plain key (relay shell)",
         await s.config("plain", s.plainKey, [
-          `relay_command = ${RSENDMAIL}`,
+          `relay_command = ${inBed}`,
         ]),
       ],
     ];
