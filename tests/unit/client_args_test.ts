@@ -13,6 +13,7 @@ const parseClientArgs = (argv: readonly string[], mta: Mta) =>
 import { DataError, UsageError } from "../../lib/shared/errors.ts";
 import { EX_DATAERR, EX_USAGE } from "../../lib/shared/exit_codes.ts";
 import { assertRefused, type MailErrorClass } from "./_assert.ts";
+import { PIPE_ARGV } from "./_pipe_argv.ts";
 
 /** [name, argv, caller, command, verbose] */
 const COMMANDS: [string, string[], Mta, ClientCommand, boolean][] = [
@@ -227,25 +228,7 @@ Deno.test("needsParseArgs(): node:util is loaded only for own options in unusual
     ["-q and -bp", ["-q"], "sendmail", false],
     ["a value that looks like an option (-f --x)", ["-f", "--x", "--", "c@d"], "sendmail", false],
     ["a recipient after -- that starts with --", ["--", "--host"], "sendmail", false],
-    [
-      "README's Postfix pipe line",
-      [
-        "--host",
-        "relay.example",
-        "--identity",
-        "/etc/sshsendmail/id_ed25519",
-        "--known-hosts",
-        "/etc/sshsendmail/known_hosts",
-        "--queue-id",
-        "4XkT1d2Lz3",
-        "-f",
-        "a@b.example",
-        "--",
-        "c@d.example",
-      ],
-      "sendmail",
-      false,
-    ],
+    ["README's Postfix pipe line", [...PIPE_ARGV], "sendmail", false],
     ["--serve", ["--serve"], "sendmail", false],
     ["--port=2222 (an inline value)", ["--port=2222", "--", "c@d.example"], "sendmail", true],
     ["--host -x (an option-like value)", ["--host", "-x"], "sendmail", true],

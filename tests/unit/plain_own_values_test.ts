@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import fc from "npm:fast-check@4.10.2";
 import { plainOwnValues } from "../../lib/client/plain_own_values.ts";
 import { OWN_OPTIONS, splitClientArgv } from "../../lib/client/split_client_argv.ts";
+import { PIPE_ARGV } from "./_pipe_argv.ts";
 
 /** node:util's strict parse of own words, as client_args.ts runs it; "refused" when it throws. */
 function reference(own: string[]): unknown {
@@ -79,20 +80,7 @@ Deno.test("plainOwnValues() gives parseArgs's values, or declines: never a diffe
 
 Deno.test("plainOwnValues() serves the command lines the documented callers pass", async (t) => {
   const cases: [string, string[]][] = [
-    ["README's Postfix pipe", [
-      "--host",
-      "relay.example",
-      "--identity",
-      "/etc/sshsendmail/id_ed25519",
-      "--known-hosts",
-      "/etc/sshsendmail/known_hosts",
-      "--queue-id",
-      "4XkT1d2Lz3",
-      "-f",
-      "root@sat.example",
-      "--",
-      "ops@example.net",
-    ]],
+    ["README's Postfix pipe", [...PIPE_ARGV]],
     ["a pipe with a port and two relays", [
       "--host",
       "a.example",
