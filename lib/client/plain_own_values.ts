@@ -26,8 +26,8 @@ export type PlainOwnValues = {
 /**
  * The values of `own` (the own words of a split command line) when every
  * word is plain: `--name` for a boolean option, `--name value` for a string
- * option whose value is not option-like (`-` and a leading-dash word of
- * one character aside, nothing starting with `-`). Undefined for any other
+ * option whose value is not option-like (option-like: two characters or
+ * more, the first `-`; a lone `-` is a value). Undefined for any other
  * form (`--name=value`, an unknown name, a value missing or option-like):
  * parseArgs must decide. Like parseArgs, the last value of a single option
  * wins, a multiple option collects them, and the object has no prototype.
