@@ -164,6 +164,33 @@ Deno.test("tokenizeWords() accepts the positive controls beside its refusals", a
   });
 });
 
+Deno.test("tokenizeWords(): every UTF-16 code unit outside quotes is a word character exactly as the sh-safe class says", () => {
+  // The class the dialect defines (words.ts's SAFE_BARE_REGEXP), beside the
+  // characters at or above U+00A0 and the refusals that come first.
+  const safe = /^[A-Za-z0-9@%+=:,./_-]$/;
+  const quoting = new Set([" ", "'", '"', "\\"]);
+  let accepted = 0;
+  for (let code = 0; code <= 0xffff; code++) {
+    const ch = String.fromCharCode(code);
+    if (quoting.has(ch)) continue;
+    const command = `a${ch}b`;
+    let got: string[] | string;
+    try {
+      got = tokenizeWords(command);
+    } catch (err) {
+      got = err instanceof UsageError ? err.message : String(err);
+    }
+    const want = hasControl(command)
+      ? "control character in request"
+      : safe.test(ch) || code >= 0xa0
+      ? [command]
+      : "unquoted shell metacharacter in request";
+    deepStrictEqual(got, want, `U+${code.toString(16).padStart(4, "0")}`);
+    if (Array.isArray(got)) accepted++;
+  }
+  ok(accepted > 60_000, `${accepted} accepted`);
+});
+
 Deno.test("tokenizeWords() refuses a 1 MB command before scanning it", () => {
   const err = assertRefused(
     () => tokenizeWords(`sendmail ${"\n".repeat(1 << 20)}`),
