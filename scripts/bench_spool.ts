@@ -8,7 +8,7 @@
  * @module
  */
 
-import { type Relay, relayStatePath, run } from "../tests/e2e/_bed.ts";
+import { type Relay, relayStatePath, run, runAsAccount } from "../tests/e2e/_bed.ts";
 import type { Account, ServiceBed } from "../tests/e2e/_service.ts";
 import { dropHex, encodeDropHeader } from "../lib/client/drop.ts";
 import { encoder, sleep } from "./bench_common.ts";
@@ -26,17 +26,8 @@ export const ID_RE = /^m[0-9a-f]{32}$/;
 async function recordDir(relay: Relay, label: string): Promise<string> {
   const dir = await relayStatePath(relay, label);
   if (!(await Deno.lstat(dir).then(() => true, () => false))) {
-    await run("/usr/bin/setpriv", [
-      `--reuid=${relay.user}`,
-      `--regid=${relay.user}`,
-      "--clear-groups",
-      "--",
-      "/bin/mkdir",
-      "-m",
-      "700",
-      "--",
-      dir,
-    ]);
+    const made = await runAsAccount(relay.user, ["/bin/mkdir", "-m", "700", "--", dir]);
+    if (made.code !== 0) throw new Error(`mkdir ${dir} as ${relay.user}: ${made.stderr}`);
   }
   return dir;
 }

@@ -417,8 +417,8 @@ export interface Relay {
    * Adds a fresh ed25519 client key with these authorized_keys options (e.g.
    * `restrict,command="/path/x --label k1"`, or "" for none) and returns the
    * private key path. A command of dist/rsendmail without `--state-dir`
-   * gets `--state-dir` {@link Relay.stateDir} first. sshd re-reads authorized_keys per connection, so keys
-   * can be added while it runs. With `owner`, the key pair is chowned to that
+   * gets `--state-dir` {@link Relay.stateDir} first. sshd re-reads
+   * authorized_keys per connection, so keys can be added while it runs. With `owner`, the key pair is chowned to that
    * local account (for an ssh client that runs as, e.g., `mail`).
    */
   addKey(options: string, owner?: string): Promise<string>;
@@ -510,9 +510,10 @@ async function launchRelay(
   const stateDir = `${dir}/state`;
   await Deno.mkdir(stateDir, { mode: 0o711 });
   await Deno.chmod(stateDir, 0o711);
-  const stateTop = `${stateDir}/rsendmail-${await uidOf(RELAY_USER)}`;
+  const relayUid = await uidOf(RELAY_USER);
+  const stateTop = `${stateDir}/rsendmail-${relayUid}`;
   await Deno.mkdir(stateTop, { mode: 0o700 });
-  await Deno.chown(stateTop, await uidOf(RELAY_USER), null);
+  await Deno.chown(stateTop, relayUid, null);
   const pidFile = `${dir}/sshd.pid`;
   const log = `${dir}/sshd.log`;
   const config = `${dir}/sshd_config`;
@@ -658,6 +659,15 @@ async function launchRelay(
   };
 }
 
+/**
+ * Runs argv as the local account `user` (its uid and gid, no supplementary
+ * groups): work inside a directory that account owns.
+ */
+export function runAsAccount(user: string, argv: string[]): Promise<RunResult> {
+  const as = [`--reuid=${user}`, `--regid=${user}`, "--clear-groups", "--"];
+  return run("/usr/bin/setpriv", [...as, ...argv], { check: false });
+}
+
 /** `<stateDir>/rsendmail-<uid>/<name>`: a label's record, or its `<label>.limits`, in this relay's state. */
 export async function relayStatePath(
   relay: Pick<Relay, "stateDir" | "user">,
@@ -697,14 +707,14 @@ export async function removeInstalledKeys(relay: Pick<Relay, "user">): Promise<v
   const lines = (await Deno.readTextFile(installed).catch(() => "")).split("\n");
   const ours = (l: string) => l.includes("sshsendmail@");
   await Deno.writeTextFile(installed, lines.filter((l) => !ours(l)).join("\n")).catch(() => {});
-  const top = `/var/tmp/rsendmail-${await uidOf(relay.user)}`;
-  const state = lines.filter(ours).flatMap((l) => {
+  const labels = lines.filter(ours).flatMap((l) => {
     const label = / --label ([A-Za-z0-9_-][A-Za-z0-9._-]*) /.exec(l)?.[1];
-    return label === undefined ? [] : [`${top}/${label}`, `${top}/${label}.limits`];
+    return label === undefined ? [] : [label, `${label}.limits`];
   });
-  if (state.length === 0) return;
-  const as = [`--reuid=${relay.user}`, `--regid=${relay.user}`, "--clear-groups", "--"];
-  await run("/usr/bin/setpriv", [...as, "/bin/rm", "-rf", "--", ...state], { check: false });
+  if (labels.length === 0) return;
+  const defaults = { stateDir: "/var/tmp", user: relay.user };
+  const state = await Promise.all(labels.map((name) => relayStatePath(defaults, name)));
+  await runAsAccount(relay.user, ["/bin/rm", "-rf", "--", ...state]);
 }
 
 // ------------------------------------------------------ ssh to a relay
