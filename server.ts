@@ -126,8 +126,9 @@ async function single(
   const req = parseSendmailArgs(words);
   const record = req.id === undefined ? undefined : await openRecord(config);
   // logger(1) starts while sendmail works on the message (not before it has
-  // it all): the line after it costs no process start.
-  const onSendmail = () => earlyLog = sink(config).early();
+  // it all): the line after it costs no process start. A level that drops
+  // the "sent" line (`--log-level warning`) starts none.
+  const onSendmail = () => earlyLog = sink(config).early("info");
   const session = { config, record, shortLived: true, onSendmail, limits };
   const admitted = await admit(session, req, Deno.stdin, fields);
   if (admitted.kind === "ready") await admitted.finish();

@@ -275,7 +275,7 @@ const rsendmail: Page = {
       title: "LOGGING",
       blocks: [
         {
-          p: "One line per request through `logger`(1) to `/dev/log`, facility mail, tag `rsendmail`: `event=sent label=`… `client=`«IP» `sender=<`…`> rcpts=`«N» `size=`«N» `sha256=`«PREFIX» `exit=0 ms=`«N» at info; refusals at warning and deferrals at err with `reason=`. Values are sanitised (no CR/LF, quoted, truncated). No `/dev/log`, or a syslogd that stops reading: no log, no noise, no delay past 250 ms.",
+          p: "One line per request through `logger`(1) to `/dev/log`, facility mail, tag `rsendmail`: `event=sent label=`… `client=`«IP» `sender=<`…`> rcpts=`«N» `size=`«N» `sha256=`«PREFIX» `exit=0 ms=`«N» at info; refusals at warning and deferrals at err with `reason=`. Values are sanitised (no CR/LF, quoted, truncated). No `/dev/log`, or a syslogd that stops reading: no log, no noise, no delay past 250 ms. The line costs a `logger` process per message (Deno grants no `/dev/log` to a sandboxed program): about 5-8 ms on a small message, measured in docs/benchmarks.md; with `--log-level warning` a delivered message starts none.",
         },
       ],
     },

@@ -47,11 +47,13 @@ export interface LogSink {
   /**
    * Starts logger(1) now, for one line written later (the relay's one
    * message: logger starts while sendmail runs, so the line costs no
-   * process start after it). The returned `log` writes the line (if the
-   * threshold lets it through) into logger's stdin and closes it; a second
-   * call, or none, logs nothing more.
+   * process start after it), when a line at `expected` would pass the
+   * threshold; undefined, and no process, when it would not (a line at
+   * another level then goes by `log`). The returned `log` writes the line
+   * (if the threshold lets it through) into logger's stdin and closes it;
+   * a second call, or none, logs nothing more.
    */
-  early(): { log(level: LogLevel, line: string): Promise<void> };
+  early(expected: LogLevel): { log(level: LogLevel, line: string): Promise<void> } | undefined;
 }
 
 /** Options of the logger sink. */
@@ -123,7 +125,8 @@ export function createSyslog(
       }
       return Promise.resolve();
     },
-    early() {
+    early(expected) {
+      if (!threshold(expected)) return undefined;
       let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
       try {
         writer = spawnPrefixed(options).stdin.getWriter();
