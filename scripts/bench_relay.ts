@@ -122,9 +122,9 @@ export async function benchRelay(
     const c = (id: string, spec: (msg: Uint8Array) => Spec) =>
       mk(`${id}-${size.bytes}`, true, (i) => spec(m(`${id}-${size.bytes}`)(i)));
     /** A forced command run as sshd runs it: the request in SSH_ORIGINAL_COMMAND. */
-    const forced = (id: string, program: string, request: string) =>
+    const forced = (id: string, program: string, request: string, admin: string[] = []) =>
       c(id, (msg) =>
-        as(program, [], msg, {
+        as(program, admin, msg, {
           SSH_ORIGINAL_COMMAND: `${request} -f ${SENDER} ${rcpt}`,
           ...peer,
         }));
@@ -135,11 +135,7 @@ export async function benchRelay(
       readFirst: forced("readfirst", readFirst, "sendmail"),
       ours: forced("ours", DIST_RSENDMAIL, "sendmail"),
       // The same, but no syslog line on success, so no logger(1) started.
-      quiet: c("quiet", (msg) =>
-        as(DIST_RSENDMAIL, ["--log-level", "warning"], msg, {
-          SSH_ORIGINAL_COMMAND: `sendmail -f ${SENDER} ${rcpt}`,
-          ...peer,
-        })),
+      quiet: forced("quiet", DIST_RSENDMAIL, "sendmail", ["--log-level", "warning"]),
       up: forced("upstream", UP_RSENDMAIL, "rsendmail"),
     };
   });
