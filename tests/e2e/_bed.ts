@@ -26,6 +26,7 @@
  * @module
  */
 
+import { STATE_DIR } from "../../lib/shared/layout.ts";
 import { quoteWords } from "../../lib/shared/words.ts";
 
 // ------------------------------------------------------------------ paths
@@ -418,8 +419,9 @@ export interface Relay {
    * `restrict,command="/path/x --label k1"`, or "" for none) and returns the
    * private key path. A command of dist/rsendmail without `--state-dir`
    * gets `--state-dir` {@link Relay.stateDir} first. sshd re-reads
-   * authorized_keys per connection, so keys can be added while it runs. With `owner`, the key pair is chowned to that
-   * local account (for an ssh client that runs as, e.g., `mail`).
+   * authorized_keys per connection, so keys can be added while it runs.
+   * With `owner`, the key pair is chowned to that local account (for an ssh
+   * client that runs as, e.g., `mail`).
    */
   addKey(options: string, owner?: string): Promise<string>;
   /**
@@ -712,7 +714,7 @@ export async function removeInstalledKeys(relay: Pick<Relay, "user">): Promise<v
     return label === undefined ? [] : [label, `${label}.limits`];
   });
   if (labels.length === 0) return;
-  const defaults = { stateDir: "/var/tmp", user: relay.user };
+  const defaults = { stateDir: STATE_DIR, user: relay.user };
   const state = await Promise.all(labels.map((name) => relayStatePath(defaults, name)));
   await runAsAccount(relay.user, ["/bin/rm", "-rf", "--", ...state]);
 }
