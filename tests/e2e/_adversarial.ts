@@ -114,13 +114,25 @@ export async function peakRssKiB(pid: number): Promise<number> {
   return Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
 }
 
-/** PIDs of rsendmail processes whose forced command carries `label`. */
-export async function relayPids(label: string): Promise<number[]> {
+/**
+ * PIDs of rsendmail processes whose forced command carries `label`. A poller
+ * passes `known` to read each process's command line once (each read is a
+ * cat(1), slow when the machine is busy).
+ */
+export async function relayPids(
+  label: string,
+  known: Map<number, boolean> = new Map(),
+): Promise<number[]> {
   const out: number[] = [];
   for (const p of await procs()) {
     if (p.comm !== "deno") continue;
-    const cl = await cmdline(p.pid);
-    if (cl.includes("/dist/rsendmail") && cl.includes(`--label ${label}`)) out.push(p.pid);
+    let ours = known.get(p.pid);
+    if (ours === undefined) {
+      const cl = await cmdline(p.pid);
+      ours = cl.includes("/dist/rsendmail") && cl.includes(`--label ${label}`);
+      if (cl !== "") known.set(p.pid, ours);
+    }
+    if (ours) out.push(p.pid);
   }
   return out;
 }
