@@ -701,8 +701,9 @@ export async function spoolNames(dir = "/tmp"): Promise<string[]> {
  * Removes the lines `sshsendmail setup --install-with` added (their comment
  * is `sshsendmail@…`) from the relay account's ~/.ssh/authorized_keys, which
  * every bed relay reads besides its own file, and the state their labels
- * left in the default state directory (such a line names none): removed as
- * the relay account, whose directory it is.
+ * left in the default state directory (such a line names none), and the
+ * account's `rsendmail-<uid>` there once empty: removed as the relay
+ * account, whose directory it is.
  */
 export async function removeInstalledKeys(relay: Pick<Relay, "user">): Promise<void> {
   const installed = `/home/${relay.user}/.ssh/authorized_keys`;
@@ -717,6 +718,9 @@ export async function removeInstalledKeys(relay: Pick<Relay, "user">): Promise<v
   const defaults = { stateDir: STATE_DIR, user: relay.user };
   const state = await Promise.all(labels.map((name) => relayStatePath(defaults, name)));
   await runAsAccount(relay.user, ["/bin/rm", "-rf", "--", ...state]);
+  // The account's own directory too, when nothing else is left in it.
+  const top = `${STATE_DIR}/rsendmail-${await uidOf(relay.user)}`;
+  await runAsAccount(relay.user, ["/bin/rmdir", "--ignore-fail-on-non-empty", "--", top]);
 }
 
 // ------------------------------------------------------ ssh to a relay
