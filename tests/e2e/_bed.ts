@@ -670,12 +670,17 @@ export function runAsAccount(user: string, argv: string[]): Promise<RunResult> {
   return run("/usr/bin/setpriv", [...as, ...argv], { check: false });
 }
 
+/** `<stateDir>/rsendmail-<uid>`: the relay account's own directory in its state directory. */
+async function relayStateTop(relay: Pick<Relay, "stateDir" | "user">): Promise<string> {
+  return `${relay.stateDir}/rsendmail-${await uidOf(relay.user)}`;
+}
+
 /** `<stateDir>/rsendmail-<uid>/<name>`: a label's record, or its `<label>.limits`, in this relay's state. */
 export async function relayStatePath(
   relay: Pick<Relay, "stateDir" | "user">,
   name: string,
 ): Promise<string> {
-  return `${relay.stateDir}/rsendmail-${await uidOf(relay.user)}/${name}`;
+  return `${await relayStateTop(relay)}/${name}`;
 }
 
 /**
@@ -715,11 +720,9 @@ export async function removeInstalledKeys(relay: Pick<Relay, "user">): Promise<v
     return label === undefined ? [] : [label, `${label}.limits`];
   });
   if (labels.length === 0) return;
-  const defaults = { stateDir: STATE_DIR, user: relay.user };
-  const state = await Promise.all(labels.map((name) => relayStatePath(defaults, name)));
-  await runAsAccount(relay.user, ["/bin/rm", "-rf", "--", ...state]);
+  const top = await relayStateTop({ stateDir: STATE_DIR, user: relay.user });
+  await runAsAccount(relay.user, ["/bin/rm", "-rf", "--", ...labels.map((n) => `${top}/${n}`)]);
   // The account's own directory too, when nothing else is left in it.
-  const top = `${STATE_DIR}/rsendmail-${await uidOf(relay.user)}`;
   await runAsAccount(relay.user, ["/bin/rmdir", "--ignore-fail-on-non-empty", "--", top]);
 }
 
