@@ -44,7 +44,7 @@ import {
   SENDER,
   tagOf,
 } from "./bench_common.ts";
-import { directSendmail, type Sample, timeOnce } from "./bench_run.ts";
+import { directSendmail, postfixIdle, type Sample, timeOnce } from "./bench_run.ts";
 import { busyShare, chainCpu, cpuPerMessage, cpuTicks, processCpuMs } from "./bench_batch_cpu.ts";
 import { batchReport, PARALLEL, type Pass, type Run } from "./bench_batch_report.ts";
 import { RecordTimes, writeDrop } from "./bench_spool.ts";
@@ -131,6 +131,7 @@ export async function benchBatch(
     for (let r = 0; r < o.batchRounds; r++) {
       await progress(`batch: round ${r + 1}/${o.batchRounds}, serial sendmail floor`);
       const samples: Sample[] = [];
+      await postfixIdle();
       const c0 = await cpuTicks();
       const f0 = performance.now();
       for (let i = 0; i < n; i++) {
@@ -143,6 +144,7 @@ export async function benchBatch(
         await progress(`batch: round ${r + 1}/${o.batchRounds}, sendmail ${p} at once`);
         const samples: Sample[] = [];
         let next = 0;
+        await postfixIdle();
         const c0 = await cpuTicks();
         const f0 = performance.now();
         await Promise.all(Array.from({ length: p }, async () => {
@@ -184,6 +186,7 @@ export async function benchBatch(
           service0 = (await processCpuMs(bed.pid()!)) ?? 0;
         }
         const before = await watch.count();
+        await postfixIdle();
         const c0 = await cpuTicks();
         const t0 = performance.now();
         if (v.mode === "flush") flush = bed.sendAs(sender, ["-q"]);

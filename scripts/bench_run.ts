@@ -48,6 +48,26 @@ export function directSendmail(rcpt: string, stdin: Uint8Array): Spec {
   return { cmd: SENDMAIL, args: ["-oi", "-f", SENDER, "--", rcpt], env: baseEnv(), stdin };
 }
 
+/**
+ * Waits until Postfix's queue is empty (`postqueue -j` lists nothing): a
+ * batch case then starts with Postfix idle, not still delivering the
+ * previous case's messages on the same two CPUs. Gives up after `ms`.
+ */
+export async function postfixIdle(ms = 300_000): Promise<void> {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    const out = await new Deno.Command("/usr/sbin/postqueue", {
+      args: ["-j"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    if (out.code === 0 && out.stdout.length === 0) return;
+    await sleep(100);
+  }
+  throw new Error(`Postfix's queue still not empty after ${ms / 1000} s`);
+}
+
 /** Times spawn → exit. stderr is read concurrently (a ControlPersist master may hold it). */
 export async function timeOnce(spec: Spec): Promise<Sample> {
   const t0 = performance.now();
