@@ -11,10 +11,11 @@
 import { type BatchReply, frameHeader, parseReply } from "../shared/batch.ts";
 import type { ClientSettings } from "./client_config.ts";
 import { readCapped } from "../shared/pipeline_io.ts";
-import { type Spooled } from "../shared/spool_io.ts";
+import { giveChunk, type Spooled, takeChunk } from "../shared/spool_io.ts";
 import { fired, startTimeout } from "../shared/timeout_io.ts";
 import { sshArgv } from "./ssh_command.ts";
 import { quoteWords } from "../shared/words.ts";
+import { writeJoined } from "../shared/write_joined.ts";
 
 /** How to reach the relay. */
 export interface ChannelOptions {
@@ -123,7 +124,11 @@ async function nextLine(
   }
 }
 
-/** Writes one frame and its body; with `last`, `END` behind it and EOF. False when the session is gone. */
+/**
+ * Writes one frame and its body, with `last` `END` behind it and EOF, in as
+ * few writes as fit 64 KiB (lib/shared/write_joined.ts). False when the
+ * session is gone.
+ */
 export async function writeFrame(
   s: BatchSession,
   words: string[],
@@ -131,22 +136,22 @@ export async function writeFrame(
   last: boolean,
 ): Promise<boolean> {
   const encoder = new TextEncoder();
+  const buffer = takeChunk();
   try {
-    await s.writer.write(encoder.encode(`${frameHeader(words)}\n`));
     await spool.file.seek(0, Deno.SeekMode.Start);
-    const buffer = new Uint8Array(CHUNK);
-    for (;;) {
-      const n = await spool.file.read(buffer);
-      if (n === null) break;
-      await s.writer.write(buffer.subarray(0, n));
-    }
-    if (last) {
-      await s.writer.write(encoder.encode("END\n"));
-      await s.writer.close();
-    }
+    await writeJoined(
+      s.writer,
+      encoder.encode(`${frameHeader(words)}\n`),
+      spool.file,
+      last ? encoder.encode("END\n") : new Uint8Array(0),
+      buffer,
+    );
+    if (last) await s.writer.close();
     return true;
   } catch {
     return false; // the session is gone: no reply will come
+  } finally {
+    giveChunk(buffer);
   }
 }
 

@@ -169,10 +169,11 @@ export class Delivery {
     this.#arm(s);
     s.writes = s.writes.then(async () => {
       try {
-        await s.bs.writer.write(
+        await this.#core.queue.copyBody(
+          item.entry,
+          s.bs.writer,
           encoder.encode(`${frameHeader(frameWordsOf(item.entry.header))}\n`),
         );
-        await this.#core.queue.copyBody(item.entry, s.bs.writer);
       } catch {
         // The session is gone: its reader defers what it did not answer.
       }
