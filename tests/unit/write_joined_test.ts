@@ -31,14 +31,9 @@ function recorder(): { session: BatchSession; writes: Uint8Array[]; closed: () =
   return { session, writes, closed: () => closed };
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+/** The parts end to end (a Blob joins them). */
+async function concat(parts: Uint8Array[]): Promise<Uint8Array> {
+  return new Uint8Array(await new Blob(parts as BlobPart[]).arrayBuffer());
 }
 
 const head = new TextEncoder().encode(`${frameHeader(WORDS)}\n`);
@@ -71,7 +66,7 @@ for (const c of CASES) {
     strictEqual(await writeFrame(session, WORDS, spool, c.last), true);
     strictEqual(writes.length, c.writes);
     ok(writes.every((w) => w.length > 0 && w.length <= BUFFER));
-    deepStrictEqual(concat(writes), concat([head, body, ...(c.last ? [END] : [])]));
+    deepStrictEqual(await concat(writes), await concat([head, body, ...(c.last ? [END] : [])]));
     strictEqual(closed(), c.last);
   });
 }
@@ -137,6 +132,6 @@ for (const c of JOINED) {
     await writeJoined(sink, h, body, t, new Uint8Array(BUFFER));
     strictEqual(writes.length, c.writes);
     ok(writes.every((w) => w.length > 0));
-    deepStrictEqual(concat(writes), concat([h, b, t]));
+    deepStrictEqual(await concat(writes), await concat([h, b, t]));
   });
 }
