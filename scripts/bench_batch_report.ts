@@ -201,8 +201,8 @@ export function batchReport(o: Options, m: BatchRounds): SectionResult {
     "second); medians of " +
     `${o.batchRounds} round${o.batchRounds === 1 ? "" : "s"}, each running the floor and every ` +
     "variant once, each run starting with Postfix's queue empty (the previous run's mail " +
-    "delivered, `postqueue -j` listing nothing). The floor runs as root straight from the bench (no setpriv), one after " +
-    "another: what a relay that runs its sendmail once per message, one at a time, can reach. " +
+    "delivered, `postqueue -j` listing nothing). The floor runs as root straight from the " +
+    "bench (no setpriv), one after another: what a relay that runs its sendmail once per message, one at a time, can reach. " +
     "CPUs busy: the share of both " +
     "CPUs in use over each run (/proc/stat), Postfix's own delivery included: at 90% and more, " +
     "the machine, not the relay's concurrency, sets the rate. The ceiling rows run the floor's " +

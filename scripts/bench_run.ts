@@ -19,6 +19,7 @@ import {
   sleep,
 } from "./bench_common.ts";
 import type { MailGroup } from "./bench_delivery.ts";
+import { run, waitFor } from "../tests/e2e/_bed.ts";
 
 /** One command to time. */
 export interface Spec {
@@ -54,18 +55,10 @@ export function directSendmail(rcpt: string, stdin: Uint8Array): Spec {
  * previous case's messages on the same two CPUs. Gives up after `ms`.
  */
 export async function postfixIdle(ms = 300_000): Promise<void> {
-  const until = performance.now() + ms;
-  while (performance.now() < until) {
-    const out = await new Deno.Command("/usr/sbin/postqueue", {
-      args: ["-j"],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    if (out.code === 0 && out.stdout.length === 0) return;
-    await sleep(100);
-  }
-  throw new Error(`Postfix's queue still not empty after ${ms / 1000} s`);
+  await waitFor("Postfix's queue to empty", async () => {
+    const queue = await run("/usr/sbin/postqueue", ["-j"], { check: false });
+    return queue.code === 0 && queue.stdout === "";
+  }, ms);
 }
 
 /** Times spawn → exit. stderr is read concurrently (a ControlPersist master may hold it). */
