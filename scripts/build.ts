@@ -1,7 +1,9 @@
 /**
  * `deno task build`: bundles server.ts and client.ts into dist/rsendmail and
  * dist/sshsendmail, single files whose shebang runs Deno by absolute path
- * with exactly the permission flags of scripts/permissions.ts.
+ * with exactly the permission flags of scripts/permissions.ts, their
+ * top-level functions made eager for Deno's code cache
+ * (scripts/eager_functions.ts).
  *
  * `deno task compile` (this script with --compile): native executables in
  * dist/native/ via `deno compile` with the same flags. It needs the denort
@@ -18,6 +20,8 @@
  * @module
  */
 
+import { parse } from "npm:acorn@8.19.0";
+import { eagerFunctions } from "./eager_functions.ts";
 import { PROGRAMS, RUN_FLAGS } from "./permissions.ts";
 
 /** Makes `<out>/deno`; the build task grants it by this path. */
@@ -79,6 +83,11 @@ export function fittingShebang(
   throw last;
 }
 
+/** acorn, the build's JavaScript parser: the bundle as an ES module. */
+function parseModule(source: string) {
+  return parse(source, { ecmaVersion: "latest", sourceType: "module" });
+}
+
 async function run(deno: string, args: string[]): Promise<void> {
   const out = await new Deno.Command(deno, { args, stdout: "inherit", stderr: "inherit" })
     .output();
@@ -115,7 +124,7 @@ async function main(): Promise<void> {
     }
     const tmp = `${out}/.${program.name}.js`;
     await run(deno, ["bundle", "-q", "--platform=deno", "-o", tmp, program.entry]);
-    const body = await Deno.readTextFile(tmp);
+    const body = eagerFunctions(await Deno.readTextFile(tmp), parseModule);
     const tries = given !== undefined
       ? [[given, program.tuning], [given, []]] as const
       : [[real, program.tuning], [link, program.tuning], [link, []]] as const;
