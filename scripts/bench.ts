@@ -32,7 +32,7 @@
  * @module
  */
 
-import { run, startPostfix } from "../tests/e2e/_bed.ts";
+import { type Postfix, postfixRunning, run, startPostfix } from "../tests/e2e/_bed.ts";
 import {
   BENCH_USER,
   cpuModel,
@@ -169,10 +169,20 @@ async function main(): Promise<number> {
   Deno.chdir(ROOT);
   if (Deno.uid() !== 0) throw new Error("bench needs root (test accounts, sshd, Postfix)");
   if (o.build) await build();
+  // A Postfix the bench started is stopped at its end; one already running stays.
+  const postfixWasUp = await postfixRunning();
+  const postfix = await startPostfix();
+  try {
+    return await benchAll(o, postfix);
+  } finally {
+    if (!postfixWasUp) await postfix.stop();
+  }
+}
+
+async function benchAll(o: Options, postfix: Postfix): Promise<number> {
   const shebangDeno = /^#!\/usr\/bin\/env -S (?:[^/ ]\S* )*(\/\S+)/.exec(
     await shebangOf(DIST_RSENDMAIL),
   )?.[1] ?? Deno.execPath();
-  const postfix = await startPostfix();
   const box = postfix.mailbox(BENCH_USER);
   const rcpt = `${BENCH_USER}@${postfix.domain}`;
   const runId = `r${Date.now().toString(36)}`;

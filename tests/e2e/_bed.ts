@@ -853,7 +853,8 @@ const POSTFIX_SETTINGS: ReadonlyArray<readonly [string, string]> = [
 
 let postfixPromise: Promise<Postfix> | undefined;
 
-async function postfixRunning(): Promise<boolean> {
+/** True when the system Postfix (/etc/postfix) is running. */
+export async function postfixRunning(): Promise<boolean> {
   const res = await run("/usr/sbin/postfix", ["-c", "/etc/postfix", "status"], {
     check: false,
   });
