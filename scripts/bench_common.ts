@@ -220,6 +220,18 @@ export async function writeScript(path: string, text: string): Promise<void> {
   await Deno.chmod(path, 0o755);
 }
 
+/**
+ * `entry` bundled as `deno task build` does but without its eager step
+ * (scripts/eager_functions.ts), under `shebang`, at `path`: what the step
+ * saves is ours minus this.
+ */
+export async function lazyBundle(entry: string, shebang: string, path: string): Promise<string> {
+  await run(Deno.execPath(), ["bundle", "-q", "--platform=deno", "-o", `${path}.js`, entry]);
+  await writeScript(path, `${shebang}\n${await Deno.readTextFile(`${path}.js`)}`);
+  await Deno.remove(`${path}.js`);
+  return path;
+}
+
 /** `/usr/bin/time -f %M -o FILE`: the last line is the peak RSS in KiB. */
 export async function readRssKiB(file: string): Promise<number> {
   const text = await Deno.readTextFile(file).catch(() => "");

@@ -8,8 +8,10 @@
  * same sendmail (the floor of a relay that checks before it sends), vs a
  * direct `/usr/sbin/sendmail -oi`, vs upstream 1.1.4's
  * `/usr/bin/rsendmail`; for a ~1 KB and a 1 MB message. Beside them the
- * start-up floors (an empty script under each shebang, `python3 -c pass`)
- * and one-line probes of single start-up costs. All round-robin.
+ * start-up floors (an empty script under each shebang, `python3 -c pass`),
+ * one-line probes of single start-up costs, and ours bundled without the
+ * build's eager step (scripts/eager_functions.ts): what the step saves. All
+ * round-robin.
  *
  * @module
  */
@@ -18,6 +20,7 @@ import { ensureUser } from "../tests/e2e/_bed.ts";
 import {
   DIST_RSENDMAIL,
   DIST_SSHSENDMAIL,
+  lazyBundle,
   makeMessage,
   type Options,
   readFirstWrapperCode,
@@ -101,6 +104,7 @@ export async function benchRelay(
   const emptyClient = await script("empty-client", shebang.client, "");
   const wrapper = await script("wrapper", shebang.server, sendmailWrapperCode(rcpt));
   const readFirst = await script("read-first", shebang.server, readFirstWrapperCode(rcpt));
+  const lazy = await lazyBundle("server.ts", shebang.server, `${dir}/lazy`);
   const probeMsg = makeMessage(1024, tagOf(runId, "relay", "probe", 0), rcpt);
 
   const { cases, mk } = caseList();
@@ -134,6 +138,7 @@ export async function benchRelay(
       wrapper: forced("wrapper", wrapper, "sendmail"),
       readFirst: forced("readfirst", readFirst, "sendmail"),
       ours: forced("ours", DIST_RSENDMAIL, "sendmail"),
+      lazy: forced("lazy", lazy, "sendmail"),
       // The same, but no syslog line on success, so no logger(1) started.
       quiet: forced("quiet", DIST_RSENDMAIL, "sendmail", ["--log-level", "warning"]),
       up: forced("upstream", UP_RSENDMAIL, "rsendmail"),
@@ -175,6 +180,12 @@ export async function benchRelay(
     fmt(med(ours)),
     ratio(med(ours), med(readFirst)),
     ratio(med(quiet), med(wrapper)),
+  ]);
+  const eagerRows = bySize.map(({ size, lazy, ours }) => [
+    size.name,
+    fmt(med(lazy)),
+    fmt(med(ours)),
+    signed(med(ours) - med(lazy)),
   ]);
   const startUp = med(floorServer) - med(floorTrue);
   const overhead = med(small.ours) - med(small.wrapper);
@@ -223,6 +234,19 @@ export async function benchRelay(
     "own (Deno grants no /dev/log short of `--allow-all`), which starts while sendmail runs " +
     "and takes a CPU from it and from Postfix; the difference is what one line per message " +
     "costs.",
+    "",
+    table([
+      "message",
+      "ours bundled without the eager step",
+      "rsendmail (ours)",
+      "the eager step",
+    ], eagerRows),
+    "",
+    "`deno task build` makes every top-level function of the bundle eager " +
+    "(scripts/eager_functions.ts): V8 then compiles it with the module, and its bytecode is " +
+    "kept in Deno's code cache, which Deno writes before the module runs; a function left " +
+    "lazy is compiled anew in each run that calls it. The first column is the same source " +
+    "bundled without the step, under the same shebang.",
     "",
     table(["start-up floor (as the relay account)", "ms"], [
       ["`setpriv … /bin/true` (harness floor)", fmt(med(floorTrue))],

@@ -25,6 +25,7 @@ import {
   BENCH_USER,
   DIST_RSENDMAIL,
   DIST_SSHSENDMAIL,
+  lazyBundle,
   makeMessage,
   type Options,
   type SectionResult,
@@ -81,6 +82,12 @@ export async function benchService(
     const emptyJs = `${tmp}/empty.js`;
     await writeScript(emptyClient, `${clientShebang}\n`);
     await writeScript(emptyJs, "");
+    // The client bundled without the build's eager step, invoked as `sendmail` (a symlink).
+    await Deno.mkdir(`${tmp}/lazy`, { mode: 0o755 });
+    await Deno.symlink(
+      await lazyBundle("client.ts", clientShebang, `${tmp}/lazy-client`),
+      `${tmp}/lazy/sendmail`,
+    );
 
     // ours with queue = no: the caller's own key (bench account's), forced to rsendmail.
     const directKey = await bed.relay.addKey(
@@ -138,6 +145,11 @@ export async function benchService(
     // ---- S1. The submitter vs an empty script ---------------------------------------------
     const { cases, mk } = caseList();
     const uSend = mk("user-sendmail", true, (i) => sendAs(bench, "user-sendmail", i));
+    const uLazy = mk(
+      "user-sendmail-lazy",
+      true,
+      (i) => as(bench, `${tmp}/lazy/sendmail`, [rcpt], msg("user-sendmail-lazy", i), svcEnv),
+    );
     const uShebang = mk("user-empty-shebang", false, () => as(bench, emptyClient, []));
     const uBare = mk(
       "user-deno-run",
@@ -217,6 +229,7 @@ export async function benchService(
       "",
       table(["command", "runs", "median", "p95", "median − empty script (shebang)"], [
         row1(`as ${BENCH_USER} (setpriv): \`sendmail rcpt\``, uSend, uShebang),
+        row1(`as ${BENCH_USER}: the same, bundled without the eager step`, uLazy, uShebang),
         row1(`as ${BENCH_USER}: empty script, sshsendmail's shebang`, uShebang),
         row1(`as ${BENCH_USER}: \`deno run -q --no-config empty.js\``, uBare, uShebang),
         row1(`as ${BENCH_USER}: \`setpriv … /bin/true\` (harness floor)`, uTrue, uShebang),
@@ -227,7 +240,10 @@ export async function benchService(
       "",
       `${rounds.warmup} warm-up + ${rounds.runs} measured rounds, the ${cases.length} commands ` +
       "round-robin. The shebang is dist/sshsendmail's own (`deno run -q --no-config --ext=js` " +
-      "and its permission flags); the last column is the submitter's own work beyond Deno's start-up.",
+      "and its permission flags); the last column is the submitter's own work beyond Deno's start-up. " +
+      "The second row is client.ts bundled without the build's eager step " +
+      "(scripts/eager_functions.ts), under the same shebang: the step's gain is its difference " +
+      "from the first.",
       "",
       latency.text,
       "",
